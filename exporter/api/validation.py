@@ -1,0 +1,265 @@
+"""Strict request parsing: JSON bodies, closed objects, typed fields, query parameters.
+
+Every failure is an ApiError naming the field. Nothing here touches state, so a request
+that fails validation changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from .errors import ApiError, bad_request, invalid
+
+BODY_LIMIT = 1024 * 1024  # 1 MiB per request
+BATCH_BODY_LIMIT = 8 * 1024 * 1024  # 8 MiB for batch routes
+FREE_FORM_LIMIT = 64 * 1024  # features, metadata, audit data
+MAX_DEPTH = 16
+MAX_STRING = 4096  # ordinary string fields
+MAX_INT_DIGITS = 40  # refuse absurd integers before Python parses them
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in JSON")
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"integer with {len(text)} digits is too large")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
+def parse_json(raw: bytes) -> Any:
+    """Parse bytes as strict JSON: UTF-8, no NaN/Infinity, no duplicate keys, bounded depth."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise bad_request(f"body is not valid UTF-8 (byte {exc.start})") from None
+    if "\x00" in text:
+        raise bad_request("body contains a NUL character")
+    try:
+        value = json.loads(
+            text,
+            object_pairs_hook=_pairs,
+            parse_constant=_constant,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+        )
+    except _DuplicateKey as exc:
+        raise bad_request(f"duplicate key {str(exc)!r} in JSON object", str(exc)) from None
+    except RecursionError:
+        raise bad_request(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:
+        raise bad_request(f"malformed JSON: {exc}") from None
+    depth = _depth(value, check_nul=True)
+    if depth > MAX_DEPTH + 2:  # envelope + object + free-form payload
+        raise bad_request(f"JSON nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def _depth(value: Any, check_nul: bool = False) -> int:
+    depth, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        depth = max(depth, level)
+        if isinstance(item, dict):
+            if check_nul and any("\x00" in k for k in item):
+                raise bad_request("body contains a NUL character")
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+        elif check_nul and isinstance(item, str) and "\x00" in item:
+            raise bad_request("body contains a NUL character")
+    return depth
+
+
+async def read_json(request: web.Request, limit: int = BODY_LIMIT) -> Any:
+    """Read and parse the request body; 413 before anything else, then 415, then 400."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise ApiError(413, "payload_too_large", f"request body over {limit} bytes")
+    raw = bytearray()
+    async for chunk in request.content.iter_chunked(65536):
+        raw += chunk
+        if len(raw) > limit:
+            raise ApiError(413, "payload_too_large", f"request body over {limit} bytes")
+    if request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json")
+    if not raw:
+        raise bad_request("request body is empty")
+    return parse_json(bytes(raw))
+
+
+def check_query(request: web.Request, allowed: Iterable[str]) -> Mapping[str, str]:
+    """Refuse unknown and repeated query parameters; returns the query mapping."""
+    allowed = set(allowed)
+    seen: set[str] = set()
+    for key in request.query:
+        if key not in allowed:
+            raise bad_request(f"unknown query parameter {key!r}", key)
+        if key in seen:
+            raise bad_request(f"query parameter {key!r} given twice", key)
+        seen.add(key)
+    return request.query
+
+
+def query_int(query: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    """An integer query parameter within [lo, hi]."""
+    text = query.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        if len(text) > MAX_INT_DIGITS:
+            raise ValueError
+        value = int(text)
+    except ValueError:
+        raise bad_request(f"{name} must be an integer, got {text[:40]!r}", name) from None
+    if not lo <= value <= hi:
+        raise bad_request(f"{name} must be between {lo} and {hi}, got {value}", name)
+    return value
+
+
+def query_float(query: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
+    """A finite number query parameter within [lo, hi]."""
+    text = query.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        if len(text) > 64:
+            raise ValueError
+        value = float(text)
+    except ValueError:
+        raise bad_request(f"{name} must be a number, got {text[:40]!r}", name) from None
+    if not math.isfinite(value) or not lo <= value <= hi:
+        raise bad_request(f"{name} must be between {lo:g} and {hi:g}", name)
+    return value
+
+
+def closed_object(
+    value: Any, where: str, required: Iterable[str] = (), optional: Iterable[str] = ()
+) -> dict[str, Any]:
+    """Check `value` is an object with exactly the known keys (unknown → 422 naming it)."""
+    if not isinstance(value, dict):
+        raise invalid(f"{where or 'body'} must be a JSON object", where or None)
+    known = set(required) | set(optional)
+    for key in value:
+        if key not in known:
+            raise invalid(f"unknown field {key!r}", _join(where, key))
+    for key in required:
+        if key not in value or value[key] is None:
+            raise invalid(f"field {key!r} is required", _join(where, key))
+    return value
+
+
+def _join(where: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{where}[{key}]"
+    return f"{where}.{key}" if where else key
+
+
+def field_path(where: str, key: str | int) -> str:
+    """`records[3].service`-style paths for error messages."""
+    return _join(where, key)
+
+
+def get_str(obj: dict, key: str, where: str, *, max_len: int = MAX_STRING, pattern=None,
+            required: bool = False) -> str | None:
+    """A string field (None when absent and optional)."""
+    value = obj.get(key)
+    path = _join(where, key)
+    if value is None:
+        if required:
+            raise invalid(f"field {key!r} is required", path)
+        return None
+    if not isinstance(value, str):
+        raise invalid(f"{path} must be a string, got {_type(value)}", path)
+    if len(value) > max_len:
+        raise invalid(f"{path} is longer than {max_len} characters", path)
+    if pattern is not None and not pattern.fullmatch(value):
+        raise invalid(f"{path} must match {pattern.pattern}", path)
+    return value
+
+
+def get_number(obj: dict, key: str, where: str, *, lo: float | None = None, hi: float | None = None,
+               required: bool = False, lo_open: bool = False) -> float | None:
+    """A finite number field (booleans are not numbers)."""
+    value = obj.get(key)
+    path = _join(where, key)
+    if value is None:
+        if required:
+            raise invalid(f"field {key!r} is required", path)
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise invalid(f"{path} must be a number, got {_type(value)}", path)
+    value = float(value)
+    if not math.isfinite(value):
+        raise invalid(f"{path} must be finite", path)
+    if lo is not None and (value < lo or (lo_open and value == lo)):
+        raise invalid(f"{path} must be {'>' if lo_open else '>='} {lo:g}", path)
+    if hi is not None and value > hi:
+        raise invalid(f"{path} must be <= {hi:g}", path)
+    return value
+
+
+def get_bool(obj: dict, key: str, where: str, default: bool) -> bool:
+    """A boolean field."""
+    value = obj.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        path = _join(where, key)
+        raise invalid(f"{path} must be true or false, got {_type(value)}", path)
+    return value
+
+
+def get_free_object(obj: dict, key: str, where: str) -> dict | None:
+    """A free-form JSON object bounded in size (64 KiB) and depth (16)."""
+    value = obj.get(key)
+    path = _join(where, key)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise invalid(f"{path} must be a JSON object, got {_type(value)}", path)
+    if _depth(value) > MAX_DEPTH:
+        raise invalid(f"{path} is nested deeper than {MAX_DEPTH} levels", path)
+    if len(json.dumps(value, separators=(",", ":"))) > FREE_FORM_LIMIT:
+        raise ApiError(413, "payload_too_large", f"{path} is larger than 64 KiB", path)
+    return value
+
+
+def _type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"

@@ -1,0 +1,97 @@
+"""Frozen configuration model of services.yaml (SPEC section 3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+PROBE_TYPES = ("http", "tcp", "redis", "postgres", "python")
+BODY_FORMATS = ("auto", "seed", "ietf", "spring", "text", "none")
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """TLS options of an http probe."""
+
+    verify: bool = True
+    ca_file: str | None = None
+    server_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One parsed condition: `[STATUS] == 200`, `[BODY].a.b[0] < 0.05` ..."""
+
+    text: str  # the condition as written, for display
+    subject: str  # STATUS | RESPONSE_TIME | BODY | CERTIFICATE_EXPIRATION
+    path: tuple[str | int, ...]  # JSON path below [BODY]; empty otherwise
+    op: str  # == != < <= > >=
+    value: Any  # float (numbers and durations in seconds), str, bool or None
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """The `defaults:` block; every field has its built-in default here, and only here."""
+
+    interval: float = 30.0
+    timeout: float = 5.0
+    degraded_latency: float = 1.0
+    failure_threshold: int = 1
+    success_threshold: int = 1
+    critical: bool = True
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """One service to probe. Durations are seconds, sizes bytes."""
+
+    name: str
+    type: str  # one of PROBE_TYPES
+    interval: float = 30.0
+    timeout: float = 5.0
+    degraded_latency: float = 1.0
+    failure_threshold: int = 1
+    success_threshold: int = 1
+    critical: bool = True
+    url: str | None = None
+    address: str | None = None  # tcp: host:port
+    method: str = "GET"
+    headers: tuple[tuple[str, str], ...] = ()
+    expect_status: tuple[str, ...] = ("2xx",)  # "200" or "2xx"
+    body_format: str = "auto"
+    max_body: int = 1024 * 1024
+    follow_redirects: bool = False
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    conditions: tuple[Condition, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    check: str | None = None  # python: "module:function"
+    check_fn: Any = field(default=None, compare=False)  # python: a callable given directly
+    line: int | None = field(default=None, compare=False)  # where it was declared
+
+    def status_expected(self, code: int) -> bool:
+        """True when the HTTP status matches `expect_status` (codes or classes)."""
+        for item in self.expect_status:
+            if item.endswith("xx"):
+                if code // 100 == int(item[0]):
+                    return True
+            elif int(item) == code:
+                return True
+        return False
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole, validated services file."""
+
+    services: tuple[ServiceConfig, ...] = ()
+    defaults: Defaults = field(default_factory=Defaults)
+    allowed_targets: tuple[str, ...] = ()
+    source: str | None = None  # file path
+    digest: str | None = None  # sha256 hex of the file's bytes
+
+    def service(self, name: str) -> ServiceConfig | None:
+        """The service called `name`, or None."""
+        for svc in self.services:
+            if svc.name == name:
+                return svc
+        return None
