@@ -1,0 +1,152 @@
+"""Loading services.yaml into a frozen Config; comparing two Configs for reload."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import fields
+from typing import Any, NamedTuple
+
+from . import fields as f
+from .errors import ConfigError
+from .model import Config, Defaults, ServiceConfig
+from .services import build_service, join_host_port, read_default, split_host_port
+from .yamlsafe import MAX_BYTES, compose, decode, from_python
+
+TOP_KEYS = ("defaults", "services", "allowed_targets")
+
+
+class ConfigDiff(NamedTuple):
+    """Service names added, removed and changed between two configs, each sorted."""
+
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    changed: tuple[str, ...]
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+    """Read, validate and freeze the services file at `path`."""
+    source = os.fspath(path)
+    try:
+        with open(source, "rb") as fh:
+            data = fh.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the file: {exc.strerror or exc}", file=source) from None
+    base_dir = os.path.dirname(os.path.abspath(source))
+    return parse_bytes(data, source, environ, base_dir)
+
+
+def parse_config(text: str, source: str = "<string>", environ: Mapping[str, str] | None = None,
+                 base_dir: str | None = None) -> Config:
+    """Validate services.yaml content given as text; `source` names it in errors."""
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ConfigError(f"not valid text (character {exc.start})", file=source) from None
+    if base_dir is None:
+        base_dir = os.path.dirname(os.path.abspath(source)) if not source.startswith("<") else os.getcwd()
+    return parse_bytes(data, source, environ, base_dir)
+
+
+def parse_bytes(data: bytes, source: str, environ: Mapping[str, str] | None, base_dir: str) -> Config:
+    """The Config in `data`, the raw bytes of a services file."""
+    text = decode(data, source)
+    root = compose(text, source)
+    ctx = f.Ctx(source, os.environ if environ is None else environ, base_dir)
+    if root is None:
+        raise ConfigError("the file is empty; write services: [] for no services", file=source, line=1)
+    if root.kind != "map":
+        raise ctx.error(root, None, f"expected a mapping with a services list, got {f.describe(root)}")
+    top = f.mapping(ctx, root, None, TOP_KEYS)
+    if "services" not in top:
+        raise ConfigError("missing services (write services: [] for none)", file=source, line=root.line)
+    defaults = _defaults(ctx, top["defaults"]) if "defaults" in top else Defaults()
+    services = _services(ctx, top["services"], defaults)
+    targets = _allowed_targets(ctx, top["allowed_targets"]) if "allowed_targets" in top else ()
+    return Config(services=services, defaults=defaults, allowed_targets=targets, source=source,
+                  digest=hashlib.sha256(data).hexdigest())
+
+
+def _defaults(ctx: f.Ctx, node: Any) -> Defaults:
+    names = [field.name for field in fields(Defaults)]
+    entries = f.mapping(ctx, node, "defaults", names)
+    inner = ctx.under("defaults")
+    return Defaults(**{name: read_default(inner, value, name) for name, value in entries.items()})
+
+
+def _services(ctx: f.Ctx, node: Any, defaults: Defaults) -> tuple[ServiceConfig, ...]:
+    items = f.sequence(ctx, node, "services", "[{name: api, url: http://host/health}]")
+    seen: dict[str, int | None] = {}
+    out = []
+    for index, item in enumerate(items):
+        svc = build_service(ctx, item, index, defaults)
+        if svc.name in seen:
+            first = f" (first at line {seen[svc.name]})" if seen[svc.name] else ""
+            raise ConfigError(f"duplicate service name{first}", file=ctx.file, line=item.line,
+                              service=svc.name, field="name")
+        seen[svc.name] = svc.line
+        out.append(svc)
+    return tuple(out)
+
+
+def _allowed_targets(ctx: f.Ctx, node: Any) -> tuple[str, ...]:
+    items = f.sequence(ctx, node, "allowed_targets", '[10.0.0.0/8, "api.internal:8001"]')
+    if not items:
+        raise ctx.error(node, "allowed_targets", "an empty list allows nothing; remove it to allow every target")
+    out = []
+    for i, item in enumerate(items):
+        field = f"allowed_targets[{i}]"
+        value, shown = f.text(ctx, item, field, "a CIDR or host:port string")
+        out.append(_target(ctx, item, field, value, shown))
+    return tuple(dict.fromkeys(out))
+
+
+def _target(ctx: f.Ctx, node: Any, field: str, value: str, shown: str) -> str:
+    if "/" in value:
+        try:
+            return str(ipaddress.ip_network(value, strict=True))
+        except ValueError as exc:
+            detail = f": {exc}" if shown == repr(value) else ""  # ipaddress repeats the value
+            raise ctx.error(node, field, f"invalid network {shown}{detail}") from None
+    try:
+        return str(ipaddress.ip_network(value))  # a single address
+    except ValueError:
+        pass
+    hp = split_host_port(value)
+    if hp is None:
+        raise ctx.error(node, field, f"invalid target {shown}: expected a CIDR (10.0.0.0/8), an address, or host:port")
+    return join_host_port(hp[0].lower(), hp[1])
+
+
+def build_service_config(options: Mapping[str, Any], defaults: Defaults | None = None,
+                         check_fn: Callable[..., Any] | None = None) -> ServiceConfig:
+    """A validated ServiceConfig from Python values (the library's register()).
+
+    Same rules as services.yaml, except durations may be plain numbers of seconds and
+    sizes plain numbers of bytes; `check_fn` makes a python service from a callable.
+    """
+    ctx = f.Ctx(None, {}, os.getcwd())
+    return build_service(ctx, from_python(dict(options)), 0, defaults or Defaults(), check_fn=check_fn)
+
+
+def service_from_options(name: str, *, url: str | None = None, interval: float | str | None = None,
+                         timeout: float | str | None = None,
+                         health_check: Callable[..., Any] | None = None,
+                         defaults: Defaults | None = None, **probe_options: Any) -> ServiceConfig:
+    """The ServiceConfig for ServiceRegistry.register(); None leaves a field to `defaults`."""
+    given = {"url": url, "interval": interval, "timeout": timeout}
+    options = {"name": name, **{k: v for k, v in given.items() if v is not None}, **probe_options}
+    return build_service_config(options, defaults, check_fn=health_check)
+
+
+def diff_configs(old: Config, new: Config) -> ConfigDiff:
+    """What a reload from `old` to `new` adds, removes and changes (by service name)."""
+    before = {svc.name: svc for svc in old.services}
+    after = {svc.name: svc for svc in new.services}
+    return ConfigDiff(
+        added=tuple(sorted(after.keys() - before.keys())),
+        removed=tuple(sorted(before.keys() - after.keys())),
+        changed=tuple(sorted(n for n in before.keys() & after.keys() if before[n] != after[n])),
+    )
