@@ -92,11 +92,6 @@ def string(ctx: Ctx, node: Node, field: str, pattern: re.Pattern[str] | None = N
     return value
 
 
-def optional_string(ctx: Ctx, node: Node, field: str) -> str | None:
-    """A string, or None for an explicit null."""
-    return None if node.kind == "null" else string(ctx, node, field)
-
-
 def _from_env(node: Node) -> bool:
     return node.kind == "str" and not node.python and "${" in node.value
 

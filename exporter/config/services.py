@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import ipaddress
 import re
+import ssl
 from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
@@ -13,7 +14,7 @@ from urllib.parse import SplitResult, urlsplit
 from . import fields as f
 from .conditions import ConditionError, parse_condition
 from .errors import ConfigError
-from .model import BODY_FORMATS, PROBE_TYPES, Defaults, ServiceConfig, TLSConfig
+from .model import BODY_FORMATS, PROBE_TYPES, Condition, Defaults, ServiceConfig, TLSConfig
 from .redact import redact_url
 from .yamlsafe import Node
 
@@ -154,8 +155,6 @@ def _tls(ctx: f.Ctx, node: Node) -> TLSConfig:
 
 
 def _check_pem(ctx: f.Ctx, node: Node, path: str) -> None:
-    import ssl
-
     try:
         ssl.create_default_context(cafile=path)
     except (ssl.SSLError, ValueError) as exc:
@@ -181,7 +180,7 @@ def _labels(ctx: f.Ctx, node: Node) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def _conditions(ctx: f.Ctx, node: Node, kind: str, method: str) -> tuple:
+def _conditions(ctx: f.Ctx, node: Node, kind: str, method: str) -> tuple[Condition, ...]:
     items = f.sequence(ctx, node, "conditions", '["[STATUS] == 200"]')
     out = []
     for i, item in enumerate(items):
