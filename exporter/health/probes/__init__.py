@@ -1,0 +1,50 @@
+"""One prober per protocol, one dispatch table, and the handler that runs any of them.
+
+`run_probe` owns what every probe shares: the hard timeout, the total duration, and
+turning an unexpected exception into reason `other`. Probers measure their own phases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from time import perf_counter
+
+from ...config.model import ServiceConfig
+from ..result import REASONS, ProbeResult
+from .base import ProbeContext, Prober
+from .http import probe_http
+from .postgres import probe_postgres
+from .python import probe_python
+from .redis import probe_redis
+from .tcp import probe_tcp
+
+PROBERS: dict[str, Prober] = {
+    "http": probe_http,
+    "tcp": probe_tcp,
+    "redis": probe_redis,
+    "postgres": probe_postgres,
+    "python": probe_python,
+}
+
+__all__ = ["PROBERS", "ProbeContext", "Prober", "run_probe"]
+
+
+async def run_probe(service: ServiceConfig, ctx: ProbeContext) -> ProbeResult:
+    """Probe `service` within `ctx.timeout` seconds; never raises except on cancellation."""
+    start = perf_counter()
+    prober = PROBERS.get(service.type)
+    if prober is None:
+        return ProbeResult.failure("other", 0.0, f"unknown probe type {service.type!r}")
+    try:
+        async with asyncio.timeout(ctx.timeout):
+            result = await prober(service, ctx)
+    except TimeoutError:
+        return ProbeResult.failure(
+            "timeout", perf_counter() - start, f"no answer within {ctx.timeout:g}s"
+        )
+    except Exception as exc:  # a prober bug must not stop the scheduler; say what it was
+        return ProbeResult.failure("other", perf_counter() - start, f"{type(exc).__name__}: {exc}"[:200])
+    if result.reason is not None and result.reason not in REASONS:
+        result = ProbeResult.failure("other", result.duration_s, f"prober gave unknown reason {result.reason!r}")
+    result.duration_s = perf_counter() - start
+    return result

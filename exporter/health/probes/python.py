@@ -1,0 +1,102 @@
+"""Python prober: call a check function, as the seed's `healthCheck` does.
+
+The check takes no arguments and returns `{success, latency_ms?, metadata?}`. An async
+check is awaited; a plain function runs in a worker thread so that a blocking check
+cannot stall every other probe (on timeout the thread is left to finish, its answer
+ignored). The probe's duration is the measured wall time; a `latency_ms` the check
+returns is kept as `reported_latency_ms` in the probe metadata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib
+import inspect
+import math
+from collections.abc import Callable, Mapping
+from time import perf_counter
+from typing import Any
+
+from ...config.model import ServiceConfig
+from ..result import ProbeResult
+from .base import ProbeContext
+
+ALLOWED_KEYS = ("success", "latency_ms", "metadata")
+
+
+@functools.lru_cache(maxsize=256)
+def resolve_check(spec: str) -> Callable[[], Any]:
+    """The callable `module:function` names (dotted attributes allowed after the colon)."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"check {spec!r} is not module:function")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ValueError(f"check {spec!r} is not callable")
+    return obj
+
+
+def _is_async(fn: Any) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
+    )
+
+
+def validate(answer: Any) -> tuple[bool, float | None, dict[str, Any] | None]:
+    """(success, latency_ms, metadata) from a check's answer; ValueError names what is wrong."""
+    if not isinstance(answer, Mapping):
+        raise ValueError(f"check returned {type(answer).__name__}, expected a mapping {{success, latency_ms, metadata}}")
+    unknown = sorted(str(k) for k in answer if k not in ALLOWED_KEYS)
+    if unknown:
+        raise ValueError(f"check returned unknown key(s): {', '.join(unknown)[:100]}")
+    success = answer.get("success")
+    if not isinstance(success, bool):
+        raise ValueError("check's 'success' must be true or false")
+    latency = answer.get("latency_ms")
+    if latency is not None:
+        if isinstance(latency, bool) or not isinstance(latency, int | float) or not math.isfinite(latency) or latency < 0:
+            raise ValueError("check's 'latency_ms' must be a finite number >= 0")
+        latency = float(latency)
+    metadata = answer.get("metadata")
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise ValueError("check's 'metadata' must be an object")
+    return success, latency, dict(metadata) if metadata is not None else None
+
+
+async def _call(fn: Callable[[], Any]) -> Any:
+    if _is_async(fn):
+        return await fn()
+    answer = await asyncio.to_thread(fn)
+    if inspect.isawaitable(answer):  # e.g. a lambda returning a coroutine
+        answer = await answer
+    return answer
+
+
+async def probe_python(service: ServiceConfig, ctx: ProbeContext) -> ProbeResult:
+    """Run the service's Python check."""
+    start = perf_counter()
+    try:
+        fn = service.check_fn if service.check_fn is not None else resolve_check(service.check or "")
+    except Exception as exc:  # ImportError, AttributeError, ValueError: say which
+        return ProbeResult.failure("other", perf_counter() - start, f"{type(exc).__name__}: {exc}"[:200])
+    try:
+        answer = await _call(fn)
+    except Exception as exc:
+        return ProbeResult.failure("other", perf_counter() - start, f"{type(exc).__name__}: {exc}"[:200])
+    elapsed = perf_counter() - start
+    try:
+        success, latency, metadata = validate(answer)
+    except ValueError as exc:
+        return ProbeResult.failure("bad_body", elapsed, str(exc))
+    extra = {"reported_latency_ms": latency} if latency is not None else {}
+    if not success:
+        return ProbeResult.failure(
+            "reported_unhealthy", elapsed, "check reported failure",
+            reported="unhealthy", reported_metadata=metadata, extra=extra,
+        )
+    return ProbeResult(
+        success=True, duration_s=elapsed, reported="healthy", reported_metadata=metadata, extra=extra
+    )
