@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from loguru import logger
 from aiohttp import web
+from loguru import logger
 
 
 class ApiError(Exception):

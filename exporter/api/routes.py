@@ -21,6 +21,7 @@ class Route:
     handler: Handler
     level: str
     summary: str = ""
+    spec: dict | None = None  # OpenAPI operation fields: parameters, requestBody, responses
 
     def __post_init__(self) -> None:
         if self.level not in LEVELS:

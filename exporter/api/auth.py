@@ -1,0 +1,91 @@
+"""Auth levels of SPEC section 5: public, read, write, admin, from bearer tokens.
+
+Who passes: with no token configured, read and write are open and admin is refused (403).
+EXPORTER_API_TOKEN closes write to that token; EXPORTER_ADMIN_TOKEN opens admin to itself
+and also passes write. Read stays open unless the web configuration has basic-auth users,
+then it needs one of them or a valid bearer token. Tokens are compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from aiohttp import web
+
+from .errors import error_response
+from .keys import ROUTE_INDEX, SETTINGS
+
+BASIC_AUTH: web.AppKey[object] = web.AppKey("basic_auth", object)  # set by the web-config feature
+
+
+def _equal(given: str, expected: str | None) -> bool:
+    return expected is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def route_level(request: web.Request) -> str | None:
+    """The level of the matched route, or None when nothing matched (404/405 follow)."""
+    info = request.match_info
+    if info.http_exception is not None:
+        return None
+    resource = info.route.resource
+    if resource is None:
+        return None
+    route = request.app[ROUTE_INDEX].get((request.method, resource.canonical))
+    if route is None and request.method == "HEAD":
+        route = request.app[ROUTE_INDEX].get(("GET", resource.canonical))
+    return route.level if route is not None else None
+
+
+def _challenge(detail: str, basic: bool) -> web.Response:
+    scheme = 'Basic realm="usdcop-exporter"' if basic else 'Bearer realm="usdcop-exporter"'
+    return error_response(401, "unauthorized", detail, None, {"WWW-Authenticate": scheme})
+
+
+async def check_access(request: web.Request, level: str) -> web.Response | None:
+    """None when the request may proceed, else the 401/403 answer."""
+    if level == "public":
+        return None
+    settings = request.app[SETTINGS]
+    api_token, admin_token = settings.api_token, settings.admin_token
+    basic = request.app.get(BASIC_AUTH)
+    header = request.headers.get("Authorization", "")
+    bearer = header[7:].strip() if header[:7].lower() == "bearer " else None
+    is_admin = bearer is not None and _equal(bearer, admin_token)
+    is_writer = is_admin or (bearer is not None and _equal(bearer, api_token))
+    if bearer is not None and not is_writer:
+        return _challenge("invalid bearer token", basic is not None)
+    if level == "read":
+        if basic is None or is_writer:
+            return None
+        if await basic.check(header):
+            return None
+        return _challenge("authentication required", True)
+    if level == "write":
+        if api_token is None and admin_token is None and basic is None:
+            return None
+        if is_writer:
+            return None
+        if api_token is None and admin_token is None and await basic.check(header):
+            return None
+        if bearer is None:
+            return _challenge("a bearer token is required for this route", False)
+        return error_response(403, "forbidden", "this token may not write", None)
+    # admin
+    if admin_token is None:
+        return error_response(403, "forbidden", "no admin token configured", None)
+    if is_admin:
+        return None
+    if bearer is None:
+        return _challenge("the admin bearer token is required for this route", False)
+    return error_response(403, "forbidden", "this route needs the admin token", None)
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
+    """Refuse requests whose credentials do not reach the route's level."""
+    level = route_level(request)
+    if level is not None:
+        refusal = await check_access(request, level)
+        if refusal is not None:
+            return refusal
+    return await handler(request)

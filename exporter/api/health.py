@@ -1,0 +1,136 @@
+"""The health feature: services.yaml, the checker and its scheduler, health routes, reload."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+from aiohttp import web
+from loguru import logger
+
+from ..config.errors import ConfigError
+from ..config.loader import diff_configs, load_config
+from ..health.checker import HealthChecker, NotInShard
+from ..health.collector import ServiceCollector
+from ..health.registry import ServiceRegistry
+from ..metrics import CoreMetrics
+from .errors import ApiError, not_found
+from .httpmetrics import METRICS
+from .keys import READY, REGISTRY, SETTINGS
+from .routes import Route
+from .validation import closed_object, get_str, read_json
+
+CHECKER = web.AppKey("checker", HealthChecker)
+CONFIG_LISTENERS: web.AppKey[list] = web.AppKey("config_listeners", list)
+RELOAD_LOCK = web.AppKey("reload_lock", asyncio.Lock)
+
+ConfigListener = Callable[[str, list[str], list[str], list[str]], Awaitable[None]]
+
+
+def setup(app: web.Application) -> list[Route]:
+    """Load services.yaml (ConfigError propagates), build the checker, return the routes."""
+    settings = app[SETTINGS]
+    metrics = CoreMetrics(app[REGISTRY])
+    app[METRICS] = metrics
+    config = load_config(settings.config)
+    metrics.reload_ok.set(1)
+    metrics.reload_ts.set(time.time())
+    checker = HealthChecker(
+        ServiceRegistry(config), shard=(settings.shard_index, settings.shard_count)
+    )
+    app[CHECKER] = checker
+    app[CONFIG_LISTENERS] = []
+    app[RELOAD_LOCK] = asyncio.Lock()
+    app[REGISTRY].register(ServiceCollector(checker))
+    app[READY]["health"] = False
+    app.cleanup_ctx.append(_checker_ctx)
+    return [
+        Route("GET", "/api/health/services", get_services, "read",
+              "Health of every service of this shard, from the last probes"),
+        Route("POST", "/api/health/services", post_services, "write",
+              "Probe one registered service now (joins a probe in flight)",
+              spec={"requestBody": {"service": {"type": "string"}}}),
+        Route("POST", "/-/reload", post_reload, "write", "Reload services.yaml"),
+    ]
+
+
+async def _checker_ctx(app: web.Application):
+    settings = app[SETTINGS]
+    checker = app[CHECKER]
+    connector = aiohttp.TCPConnector(force_close=True, limit=0, use_dns_cache=False)
+    session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+    checker.http = session
+    if settings.scheduler:
+        await checker.start_monitoring(lag_observer=app[METRICS].schedule_lag.observe)
+    else:
+        logger.info("scheduler off: probing only when asked (/probe, POST /api/health/services)")
+    app[READY]["health"] = True
+    try:
+        yield
+    finally:
+        app[READY]["health"] = False
+        await checker.stop_monitoring()
+        await session.close()
+
+
+async def reload_config(app: web.Application) -> dict:
+    """Parse and validate the services file, then swap it in; ConfigError keeps the old one."""
+    metrics = app[METRICS]
+    checker = app[CHECKER]
+    path = app[SETTINGS].config
+    async with app[RELOAD_LOCK]:
+        try:
+            config = await asyncio.to_thread(load_config, path)
+        except ConfigError as exc:
+            metrics.reload_ok.set(0)
+            logger.error("reload of {} failed, keeping the running configuration: {}", path, exc)
+            raise
+        old = checker.registry.config
+        added, removed, changed = diff_configs(old, config) if old else ([], [], [])
+        checker.registry.replace(config)
+        checker.sync()
+        metrics.reload_ok.set(1)
+        metrics.reload_ts.set(time.time())
+        logger.info(
+            "reloaded {}: {} services ({} added, {} removed, {} changed)",
+            path, len(config.services), len(added), len(removed), len(changed),
+        )
+        for listener in app[CONFIG_LISTENERS]:
+            try:
+                await listener(config.digest or "", added, removed, changed)
+            except Exception:
+                logger.exception("config-change listener failed")
+        return {"status": "reloaded", "services": len(config.services), "added": added,
+                "removed": removed, "changed": changed, "digest": config.digest}
+
+
+async def get_services(request: web.Request) -> web.Response:
+    """GET /api/health/services."""
+    from .validation import check_query
+
+    check_query(request, ())
+    return web.json_response(request.app[CHECKER].overview())
+
+
+async def post_services(request: web.Request) -> web.Response:
+    """POST /api/health/services {"service": NAME}."""
+    body = closed_object(await read_json(request), "", required=("service",))
+    name = get_str(body, "service", "", max_len=64, required=True)
+    try:
+        health = await request.app[CHECKER].check_service(name)
+    except NotInShard:
+        raise not_found(f"service {name!r} belongs to another shard", "service", "not_in_shard") from None
+    except KeyError:
+        raise not_found(f"no service named {name!r} is registered", "service") from None
+    return web.json_response(health)
+
+
+async def post_reload(request: web.Request) -> web.Response:
+    """POST /-/reload."""
+    try:
+        answer = await reload_config(request.app)
+    except ConfigError as exc:
+        raise ApiError(400, "invalid_config", str(exc), exc.field) from None
+    return web.json_response(answer)

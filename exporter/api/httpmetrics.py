@@ -1,0 +1,38 @@
+"""usdcop_http_requests_total and usdcop_http_request_duration_seconds for the API."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+METRICS: web.AppKey[object] = web.AppKey("core_metrics", object)  # exporter.metrics.CoreMetrics
+
+
+def _route_label(request: web.Request) -> str:
+    info = request.match_info
+    if info.http_exception is not None or info.route.resource is None:
+        return "other"  # unmatched paths stay one bounded label
+    return info.route.resource.canonical
+
+
+@web.middleware
+async def http_metrics_middleware(request: web.Request, handler) -> web.StreamResponse:
+    """Count and time every request by route template, method and status code."""
+    start = time.perf_counter()
+    code = 500
+    try:
+        response = await handler(request)
+        code = response.status
+        return response
+    except web.HTTPException as exc:
+        code = exc.status
+        raise
+    finally:
+        metrics = request.app.get(METRICS)
+        if metrics is not None:
+            method = request.method if request.method in _METHODS else "other"
+            labels = (_route_label(request), method, str(code))
+            metrics.http_requests.labels(*labels).inc()
+            metrics.http_duration.labels(*labels).observe(time.perf_counter() - start)

@@ -1,0 +1,55 @@
+"""Operational routes: /metrics, /probe, /healthz, /readyz and the OpenAPI document."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client.exposition import choose_encoder
+
+from .keys import DEPENDENCIES, READY, REGISTRY, ROUTES
+from .openapi import build_openapi
+from .probe import get_probe
+from .routes import Route
+
+
+def setup(app: web.Application) -> list[Route]:
+    """The operational routes; nothing to start."""
+    return [
+        Route("GET", "/metrics", get_metrics, "read", "Prometheus metrics (OpenMetrics on request)"),
+        Route("GET", "/probe", get_probe, "read",
+              "Probe one service now, blackbox_exporter style",
+              spec={"parameters": [{"name": "service", "in": "query", "required": True,
+                                    "schema": {"type": "string"}}]}),
+        Route("GET", "/healthz", get_healthz, "public", "200 while the process serves"),
+        Route("GET", "/readyz", get_readyz, "public",
+              "200 once configuration is loaded and background tasks run"),
+        Route("GET", "/api/openapi.json", get_openapi, "read", "This API's OpenAPI 3 document"),
+    ]
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    """GET /metrics: text format, or OpenMetrics when Accept asks for it."""
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    body = encoder(request.app[REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def get_healthz(request: web.Request) -> web.Response:
+    """GET /healthz."""
+    return web.json_response({"status": "ok"})
+
+
+async def get_readyz(request: web.Request) -> web.Response:
+    """GET /readyz: ready once every component started; dependencies shown, never fatal."""
+    components = dict(request.app[READY])
+    dependencies = {name: state() for name, state in request.app[DEPENDENCIES].items()}
+    ready = bool(components) and all(components.values())
+    return web.json_response(
+        {"status": "ready" if ready else "starting", "components": components,
+         "dependencies": dependencies},
+        status=200 if ready else 503,
+    )
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    """GET /api/openapi.json."""
+    return web.json_response(build_openapi(request.app[ROUTES]))

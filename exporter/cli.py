@@ -1,0 +1,200 @@
+"""The `usdcop-exporter` command: serve, check-config, probe (and the sub-commands of features).
+
+The only place that configures logging and the process (signals, exit codes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+from loguru import logger
+
+from . import __version__
+from .config.errors import ConfigError
+from .log import configure_logging
+from .settings import SettingsError, load_settings
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+STOP_GRACE = 10.0  # seconds to stop cleanly after SIGTERM/SIGINT
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="usdcop-exporter",
+        description="Observability sidecar for the USD/COP trading stack: probes services, "
+        "exports Prometheus metrics, mirrors Redis trading state, keeps the audit trail.",
+    )
+    parser.add_argument("--version", action="version", version=f"usdcop-exporter {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = sub.add_parser("serve", help="run the sidecar",
+                           description="Run the sidecar. Settings come from the environment "
+                           "(see the README); flags override them.")
+    serve.add_argument("--config", help="services file (EXPORTER_CONFIG, default services.yaml)")
+    serve.add_argument("--listen", help="HOST:PORT to listen on; port 0 picks a free one "
+                       "(EXPORTER_LISTEN, default 0.0.0.0:9322)")
+    serve.add_argument("--web-config", help="exporter-toolkit web configuration file: TLS, "
+                       "basic auth (EXPORTER_WEB_CONFIG)")
+    serve.add_argument("--shard", help="i/N: probe only the services hashing to shard i of N "
+                       "(EXPORTER_SHARD, default 0/1)")
+    serve.add_argument("--no-scheduler", action="store_true",
+                       help="probe only when asked (/probe, POST /api/health/services)")
+    serve.add_argument("--log-level", help="debug, info, warn, error, fatal (LOG_LEVEL)")
+    serve.add_argument("--log-format", help="json or text (LOG_FORMAT; default json unless "
+                       "stderr is a terminal)")
+    serve.set_defaults(func=cmd_serve)
+
+    check = sub.add_parser("check-config", help="validate a services file and exit",
+                           description="Validate a services file without starting anything. "
+                           "Exit 0 when valid, 1 with the error otherwise.")
+    check.add_argument("file", help="the services file")
+    check.set_defaults(func=cmd_check_config)
+
+    probe = sub.add_parser("probe", help="probe one service once and print its health",
+                           description="Probe one configured service and print its health "
+                           "as JSON. Exit 0 healthy or degraded, 1 unhealthy, 2 usage or "
+                           "configuration error.")
+    probe.add_argument("name", help="the service's name in the services file")
+    probe.add_argument("--config", help="services file (EXPORTER_CONFIG, default services.yaml)")
+    probe.set_defaults(func=cmd_probe)
+
+    for module in _feature_clis():
+        module.add_parser(sub)
+    return parser
+
+
+def _feature_clis() -> list:
+    """Sub-commands contributed by features (audit, demo) when present."""
+    modules = []
+    for name in ("exporter.audit.cli", "exporter.demo.cli"):
+        try:
+            modules.append(__import__(name, fromlist=["add_parser"]))
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not name.startswith(exc.name):
+                raise
+    return modules
+
+
+def _fail(code: int, message: str) -> int:
+    print(f"usdcop-exporter: {message}", file=sys.stderr)
+    return code
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """check-config FILE."""
+    from .config.loader import load_config
+
+    try:
+        config = load_config(args.file)
+    except ConfigError as exc:
+        return _fail(EXIT_FAIL, str(exc))
+    print(f"{args.file}: ok, {len(config.services)} services")
+    return EXIT_OK
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    """probe NAME."""
+    from .config.loader import load_config
+    from .health.checker import HealthChecker
+    from .health.registry import ServiceRegistry
+
+    try:
+        settings = load_settings(config=args.config)
+        configure_logging(settings.log_level, "text")
+        config = load_config(settings.config)
+    except (SettingsError, ConfigError) as exc:
+        return _fail(EXIT_USAGE, str(exc))
+    if config.service(args.name) is None:
+        return _fail(EXIT_USAGE, f"no service named {args.name!r} in {settings.config}")
+
+    async def run() -> dict:
+        checker = HealthChecker(ServiceRegistry(config))
+        return await checker.check_service(args.name)
+
+    health = asyncio.run(run())
+    print(json.dumps(health, indent=2))
+    return EXIT_FAIL if health["status"] == "unhealthy" else EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """serve."""
+    try:
+        settings = load_settings(
+            config=args.config, listen=args.listen, web_config=args.web_config, shard=args.shard,
+            scheduler="off" if args.no_scheduler else None, log_level=args.log_level,
+            log_format=args.log_format,
+        )
+    except SettingsError as exc:
+        return _fail(EXIT_USAGE, str(exc))
+    configure_logging(settings.log_level, settings.log_format)
+    from .app import create_app
+
+    try:
+        app = create_app(settings)
+    except ConfigError as exc:
+        logger.error("configuration error: {}", exc)
+        return _fail(EXIT_USAGE, str(exc))
+    return asyncio.run(_serve(app, settings))
+
+
+async def _serve(app: web.Application, settings) -> int:
+    from .api.health import reload_config
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, settings.listen_host, settings.listen_port, reuse_address=True)
+        await site.start()
+    except (OSError, ConfigError) as exc:
+        logger.error("cannot start: {}", exc)
+        await runner.cleanup()
+        return EXIT_USAGE
+
+    def on_hup() -> None:
+        async def reload() -> None:
+            try:
+                await reload_config(app)
+            except ConfigError:
+                pass  # logged by reload_config; the running configuration stays
+        loop.create_task(reload())
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    if settings.api_token is None and settings.admin_token is None:
+        logger.warning("no EXPORTER_API_TOKEN or EXPORTER_ADMIN_TOKEN: write routes are open "
+                       "to anyone who can reach this port; admin routes are refused")
+    sockets = site._server.sockets if site._server else []  # the real port, also for :0
+    host, port = sockets[0].getsockname()[:2] if sockets else (settings.listen_host, settings.listen_port)
+    shown = f"[{host}]" if ":" in host else host
+    logger.info("listening on http://{}:{}", shown, port)
+    await stop.wait()
+    logger.info("stopping")
+    try:
+        await asyncio.wait_for(runner.cleanup(), STOP_GRACE)
+    except TimeoutError:
+        logger.error("clean stop took longer than {} s", STOP_GRACE)
+        return EXIT_FAIL
+    logger.info("stopped")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

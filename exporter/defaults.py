@@ -1,0 +1,34 @@
+"""The seed's process-wide getters, configured from the environment. Thin on purpose.
+
+Everything underneath takes its dependencies as arguments; only these functions keep a
+process-wide instance, so library users get the seed's convenience and tests build their own.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+from .health.checker import HealthChecker
+from .health.registry import ServiceRegistry
+from .log import StructuredLogger
+
+
+def get_logger(**context) -> StructuredLogger:
+    """A StructuredLogger with `context` (a new one each call; loguru is the shared part)."""
+    return StructuredLogger(**context)
+
+
+@cache
+def get_service_registry() -> ServiceRegistry:
+    """The registry loaded from EXPORTER_CONFIG when that file exists, else an empty one."""
+    path = os.environ.get("EXPORTER_CONFIG", "services.yaml")
+    if os.path.exists(path):
+        return ServiceRegistry.from_file(path)
+    return ServiceRegistry()
+
+
+@cache
+def get_health_checker() -> HealthChecker:
+    """The process-wide HealthChecker over get_service_registry()."""
+    return HealthChecker(get_service_registry())

@@ -1,0 +1,231 @@
+"""HealthChecker: runs probes, keeps each service's state, tells listeners what changed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from loguru import logger
+
+from ..config.model import ServiceConfig
+from .probes import run_probe
+from .probes.base import ProbeContext
+from .registry import ServiceRegistry
+from .result import ProbeResult
+from .shard import in_shard
+from .state import ServiceState, iso_utc, overall_status, summary
+
+
+@dataclass(frozen=True)
+class HealthEvent:
+    """One completed probe, as listeners see it."""
+
+    service: ServiceConfig
+    health: dict[str, Any]
+    old_status: str
+    new_status: str
+    result: ProbeResult
+
+    @property
+    def changed(self) -> bool:
+        """A change between healthy, degraded and unhealthy (leaving unknown is not one)."""
+        return self.old_status != self.new_status and self.old_status != "unknown"
+
+
+class NotInShard(LookupError):
+    """The service exists but belongs to another shard."""
+
+
+class HealthChecker:
+    """Probes registered services and keeps their thresholded state.
+
+    `registry` None gives an empty registry of its own. `shard` is (index, count): only
+    services hashing to `index` are probed and answered for. `http` is an aiohttp session
+    the http prober shares (one per process; it opens a fresh connection per probe).
+    """
+
+    def __init__(
+        self,
+        registry: ServiceRegistry | None = None,
+        *,
+        shard: tuple[int, int] = (0, 1),
+        concurrency: int = 256,
+        http: Any = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.registry = registry if registry is not None else ServiceRegistry()
+        self.shard = shard
+        self.http = http
+        self.clock = clock
+        self.states: dict[str, ServiceState] = {}
+        self._concurrency = concurrency
+        self._semaphore: asyncio.Semaphore | None = None
+        self._inflight: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._listeners: list[Callable[[HealthEvent], None]] = []
+        self._synced_version = -1
+        self.scheduler = None  # set by start_monitoring
+        self.sync()
+
+    # -- registry -------------------------------------------------------------------
+
+    def register_service(self, name: str, **kwargs: Any) -> ServiceConfig:
+        """Register a service (same arguments as ServiceRegistry.register)."""
+        svc = self.registry.register(name, **kwargs)
+        self.sync()
+        return svc
+
+    def sync(self) -> tuple[list[str], list[str], list[str]]:
+        """Reconcile states with the registry: returns (added, removed, changed) names.
+
+        Unchanged services keep state and counters; changed ones keep them too but take
+        the new configuration; removed ones lose their state (and so their series).
+        """
+        if self._synced_version == self.registry.version:
+            return [], [], []
+        self._synced_version = self.registry.version
+        wanted = {
+            svc.name: svc for svc in self.registry.list() if in_shard(svc.name, *self.shard)
+        }
+        added, removed, changed = [], [], []
+        for name in list(self.states):
+            if name not in wanted:
+                del self.states[name]
+                removed.append(name)
+        for name, svc in wanted.items():
+            state = self.states.get(name)
+            if state is None:
+                self.states[name] = ServiceState(svc)
+                added.append(name)
+            elif state.config != svc:
+                state.config = svc
+                state.health = None
+                changed.append(name)
+        if self.scheduler is not None:
+            self.scheduler.reschedule(added, removed, changed)
+        return added, removed, changed
+
+    def add_listener(self, fn: Callable[[HealthEvent], None]) -> None:
+        """Call `fn(event)` after every completed probe; it must not block."""
+        self._listeners.append(fn)
+
+    def _state(self, name: str) -> ServiceState:
+        self.sync()
+        state = self.states.get(name)
+        if state is not None:
+            return state
+        if self.registry.get(name) is not None:
+            raise NotInShard(name)
+        raise KeyError(name)
+
+    # -- probing --------------------------------------------------------------------
+
+    def _context(self, timeout: float) -> ProbeContext:
+        return ProbeContext(timeout=timeout, http=self.http, allowed_targets=self.registry.allowed_targets)
+
+    async def probe_once(self, service: ServiceConfig, timeout: float | None = None) -> ProbeResult:
+        """Run one probe of `service` without touching any state (the /probe route)."""
+        limit = service.timeout if timeout is None else min(timeout, service.timeout)
+        return await run_probe(service, self._context(limit))
+
+    def is_running(self, name: str) -> bool:
+        """True while a recorded probe of `name` is in flight."""
+        return name in self._inflight
+
+    async def check_service(self, name: str) -> dict[str, Any]:
+        """Probe `name` now (joining a probe already in flight) → its health format.
+
+        Raises KeyError for an unknown service, NotInShard for another shard's.
+        """
+        self._state(name)
+        running = self._inflight.get(name)
+        if running is None:
+            running = self.start_probe(name)
+        return await asyncio.shield(running)
+
+    def start_probe(self, name: str, planned: float | None = None) -> asyncio.Future[dict[str, Any]]:
+        """Start a recorded probe of `name` in the background; returns its future.
+
+        `planned` is the scheduler's planned start (loop clock), for the lag histogram.
+        """
+        future = asyncio.ensure_future(self._probe_and_record(name, planned))
+        self._inflight[name] = future
+        future.add_done_callback(lambda _f, n=name: self._inflight.pop(n, None))
+        return future
+
+    async def _probe_and_record(self, name: str, planned: float | None = None) -> dict[str, Any]:
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self._concurrency)
+        async with self._semaphore:
+            state = self.states.get(name)
+            if state is None:  # removed by a reload while waiting
+                raise KeyError(name)
+            if planned is not None and self.scheduler is not None:
+                self.scheduler.observe_lag(planned)
+            svc = state.config
+            result = await run_probe(svc, self._context(svc.timeout))
+        return self.record(name, result)
+
+    def record(self, name: str, result: ProbeResult) -> dict[str, Any]:
+        """Apply a probe result to the state of `name`, log a change, tell listeners."""
+        state = self.states.get(name)
+        if state is None:
+            raise KeyError(name)
+        old, new = state.apply(result, self.clock())
+        health = state.health_format()
+        event = HealthEvent(state.config, health, old, new, result)
+        if old != new:
+            log = logger.bind(service=name, old=old, new=new, reason=result.reason)
+            if new == "unhealthy":
+                log.warning("service {} is now {} ({})", name, new, result.reason or "reported")
+            else:
+                log.info("service {} is now {}", name, new)
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:  # a listener's bug must not stop probing
+                logger.exception("health listener {} failed", getattr(listener, "__name__", listener))
+        return health
+
+    async def check_all_services(self) -> dict[str, Any]:
+        """Probe every service of this shard now → the overall answer of GET /api/health/services."""
+        self.sync()
+        names = list(self.states)
+        await asyncio.gather(*(self.check_service(n) for n in names), return_exceptions=True)
+        return self.overview()
+
+    def overview(self) -> dict[str, Any]:
+        """The overall answer from the current states, without probing."""
+        self.sync()
+        states = list(self.states.values())
+        return {
+            "overall_status": overall_status(states),
+            "services": [s.health_format() for s in states],
+            "summary": summary(states),
+            "timestamp": iso_utc(self.clock()),
+            "shard": f"{self.shard[0]}/{self.shard[1]}",
+        }
+
+    # -- monitoring -----------------------------------------------------------------
+
+    async def start_monitoring(self, lag_observer: Callable[[float], None] | None = None) -> None:
+        """Start the scheduler (idempotent)."""
+        from .scheduler import Scheduler
+
+        self.sync()
+        if self.scheduler is None:
+            self.scheduler = Scheduler(self, lag_observer=lag_observer)
+        await self.scheduler.start()
+
+    async def stop_monitoring(self) -> None:
+        """Stop the scheduler and cancel (and await) every probe in flight."""
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+            self.scheduler = None
+        pending = list(self._inflight.values())
+        for future in pending:
+            future.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
