@@ -1,0 +1,134 @@
+"""The hash chain: RFC 8785 canonical JSON (JCS), event hashes, canonical times.
+
+Hand-written because the value types that occur are few (objects, arrays, strings, finite
+numbers, booleans, null) and the one PyPI implementation is unmaintained; the property
+tests in tests/audit/test_chain.py check it against the RFC's examples and invariants.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+GENESIS = bytes(32)
+CHAIN_FIELDS = ("sequence", "event_id", "event_type", "timestamp", "received_at", "symbol",
+                "actor", "data")
+MAX_SAFE_INTEGER = 2**53 - 1
+
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
+            "\t": "\\t"}
+
+
+def _string(value: str) -> str:
+    out = ['"']
+    for ch in value:
+        esc = _ESCAPES.get(ch)
+        if esc is not None:
+            out.append(esc)
+        elif ch < " ":
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def format_number(value: int | float) -> str:
+    """ECMAScript Number.prototype.toString of a finite IEEE-754 double (RFC 8785 §3.2.2.3)."""
+    if isinstance(value, int) and abs(value) <= MAX_SAFE_INTEGER:
+        return str(value)
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError("NaN and Infinity have no JSON form")
+    if value == 0:
+        return "0"
+    sign = "-" if value < 0 else ""
+    # repr gives the shortest digits that round-trip, as ECMAScript requires.
+    mantissa, _, exp = repr(abs(value)).partition("e")
+    whole, _, frac = mantissa.partition(".")
+    digits = (whole + frac).lstrip("0")
+    n = len(whole.lstrip("0")) if whole != "0" else -(len(frac) - len(frac.lstrip("0")))
+    n += int(exp) if exp else 0
+    digits = digits.rstrip("0") or "0"
+    k = len(digits)
+    if k <= n <= 21:
+        text = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        text = digits[:n] + "." + digits[n:]
+    elif -6 < n <= 0:
+        text = "0." + "0" * (-n) + digits
+    else:
+        e = n - 1
+        text = digits[0] + ("." + digits[1:] if k > 1 else "") + ("e+" if e >= 0 else "e-") + str(abs(e))
+    return sign + text
+
+
+def _utf16_key(key: str) -> bytes:
+    return key.encode("utf-16-be")
+
+
+def _encode(value: Any, out: list[str]) -> None:
+    if value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, str):
+        out.append(_string(value))
+    elif isinstance(value, int | float):
+        out.append(format_number(value))
+    elif isinstance(value, dict):
+        out.append("{")
+        first = True
+        for key in value:
+            if not isinstance(key, str):
+                raise TypeError(f"object key {key!r} is not a string")
+        for key in sorted(value, key=_utf16_key):
+            if not first:
+                out.append(",")
+            first = False
+            out.append(_string(key))
+            out.append(":")
+            _encode(value[key], out)
+        out.append("}")
+    elif isinstance(value, list | tuple):
+        out.append("[")
+        for i, item in enumerate(value):
+            if i:
+                out.append(",")
+            _encode(item, out)
+        out.append("]")
+    else:
+        raise TypeError(f"{type(value).__name__} has no canonical JSON form")
+
+
+def canonical(value: Any) -> bytes:
+    """RFC 8785 canonical JSON of `value`, as UTF-8 bytes."""
+    out: list[str] = []
+    _encode(value, out)
+    return "".join(out).encode("utf-8")
+
+
+def format_time(value: datetime) -> str:
+    """A time in UTC as `YYYY-MM-DDTHH:MM:SS.ffffffZ` (the chain's and the API's form)."""
+    if value.tzinfo is None:
+        raise ValueError("time without an offset")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def chain_body(event: dict[str, Any]) -> dict[str, Any]:
+    """The hashed fields of a stored event (times already in canonical string form)."""
+    return {name: event.get(name) for name in CHAIN_FIELDS}
+
+
+def event_hash(prev_hash: bytes, event: dict[str, Any]) -> bytes:
+    """SHA-256(prev_hash || JCS(event's chain fields))."""
+    return hashlib.sha256(prev_hash + canonical(chain_body(event))).digest()
+
+
+def client_digest(fields: dict[str, Any]) -> bytes:
+    """Digest of the client-supplied fields: what idempotent retries must repeat exactly."""
+    return hashlib.sha256(canonical(fields)).digest()

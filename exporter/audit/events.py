@@ -1,0 +1,224 @@
+"""Audit event input: the known types and strict validation of what callers send."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .chain import MAX_SAFE_INTEGER, client_digest, format_time
+from .errors import AuditValidationError
+
+KNOWN_TYPES = (
+    "SIGNAL_GENERATED", "POSITION_OPENED", "POSITION_CLOSED", "TRADE_EXECUTED",
+    "RISK_LIMIT_BREACHED", "CONFIG_CHANGED", "SERVICE_STATUS_CHANGED", "TRADING_HALTED",
+    "TRADING_RESUMED", "AUDIT_PURGED",
+)
+EVENT_FIELDS = ("event_type", "event_id", "timestamp", "symbol", "actor", "data")
+EVENT_TYPE_RE = re.compile(r"[A-Z][A-Z0-9_]{2,63}")
+SYMBOL_RE = re.compile(r"[A-Z0-9]{3,12}")
+TIME_RE = re.compile(
+    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|z|[+-]\d{2}:\d{2})"
+)
+MAX_ACTOR = 256
+MAX_DATA_BYTES = 64 * 1024
+MAX_DEPTH = 16
+
+
+def metric_type(event_type: str) -> str:
+    """The label value for an event type: known types as themselves, else `other`."""
+    return event_type if event_type in KNOWN_TYPES else "other"
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """A validated event accepted by the sidecar or library, not yet in the chain."""
+
+    event_id: str
+    event_type: str
+    timestamp: str  # canonical UTC; the receipt time when the client gave none
+    symbol: str | None
+    actor: str | None
+    data: dict | None
+    accepted_at: str
+    timestamp_given: bool
+    digest: bytes  # of the client-supplied fields (idempotency)
+
+    def to_json(self) -> dict[str, Any]:
+        """The form written to the spool."""
+        return {
+            "event_id": self.event_id, "event_type": self.event_type,
+            "timestamp": self.timestamp, "symbol": self.symbol, "actor": self.actor,
+            "data": self.data, "accepted_at": self.accepted_at,
+            "timestamp_given": self.timestamp_given, "digest": self.digest.hex(),
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> PendingEvent:
+        """Read back a spooled event (raises KeyError/ValueError when malformed)."""
+        return cls(
+            event_id=str(uuid.UUID(obj["event_id"])), event_type=obj["event_type"],
+            timestamp=obj["timestamp"], symbol=obj["symbol"], actor=obj["actor"],
+            data=obj["data"], accepted_at=obj["accepted_at"],
+            timestamp_given=bool(obj["timestamp_given"]), digest=bytes.fromhex(obj["digest"]),
+        )
+
+    def spooled_view(self) -> dict[str, Any]:
+        """The API form of an event durable in the spool (no place in the chain yet)."""
+        return {
+            "sequence": None, "event_id": self.event_id, "event_type": self.event_type,
+            "timestamp": self.timestamp, "received_at": None, "accepted_at": self.accepted_at,
+            "symbol": self.symbol, "actor": self.actor, "data": self.data,
+            "prev_hash": None, "hash": None,
+        }
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def parse_time(text: Any, field: str) -> datetime:
+    """An ISO-8601 time with an offset (fractions beyond microseconds are truncated)."""
+    if not isinstance(text, str):
+        raise AuditValidationError(f"{field} must be an ISO-8601 string with an offset", field)
+    if not TIME_RE.fullmatch(text):
+        raise AuditValidationError(
+            f"{field} must be ISO-8601 with an offset, like 2025-01-15T10:30:00Z; got {text[:40]!r}",
+            field,
+        )
+    try:
+        value = datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        raise AuditValidationError(f"{field} is not a valid time: {text[:40]!r}", field) from None
+    return value.astimezone(UTC)
+
+
+def check_data(value: Any, field: str) -> dict | None:
+    """Free-form `data`: an object of JSON values, 64 KiB, depth 16, exact numbers only."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise AuditValidationError(f"{field} must be a JSON object", field)
+    stack: list[tuple[Any, str, int]] = [(value, field, 1)]
+    while stack:
+        item, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise AuditValidationError(f"{field} is nested deeper than {MAX_DEPTH} levels", path)
+        if isinstance(item, dict):
+            for key, sub in item.items():
+                if not isinstance(key, str):
+                    raise AuditValidationError(f"{path} has a non-string key", path)
+                _check_text(key, f"{path}.{key}")
+                stack.append((sub, f"{path}.{key}", depth + 1))
+        elif isinstance(item, list):
+            stack.extend((sub, f"{path}[{i}]", depth + 1) for i, sub in enumerate(item))
+        elif isinstance(item, str):
+            _check_text(item, path)
+        elif isinstance(item, bool) or item is None:
+            pass
+        elif isinstance(item, int):
+            if abs(item) > MAX_SAFE_INTEGER:
+                raise AuditValidationError(
+                    f"{path}: integers beyond ±2^53 cannot be hashed exactly (RFC 8785); "
+                    "send it as a string", path)
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise AuditValidationError(f"{path} must be a finite number", path)
+        else:
+            raise AuditValidationError(f"{path} is not a JSON value", path)
+    if len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()) > MAX_DATA_BYTES:
+        raise AuditValidationError(f"{field} is larger than 64 KiB", field, too_large=True)
+    return value
+
+
+def _check_text(text: str, path: str) -> None:
+    if "\x00" in text:
+        raise AuditValidationError(f"{path} contains a NUL character", path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise AuditValidationError(f"{path} contains a lone UTF-16 surrogate", path) from None
+
+
+def _opt_str(obj: dict, key: str, where: str, max_len: int, pattern: re.Pattern | None = None
+             ) -> str | None:
+    value = obj.get(key)
+    path = _join(where, key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise AuditValidationError(f"{path} must be a string", path)
+    if len(value) > max_len:
+        raise AuditValidationError(f"{path} is longer than {max_len} characters", path)
+    if pattern is not None and not pattern.fullmatch(value):
+        raise AuditValidationError(f"{path} must match {pattern.pattern}", path)
+    if pattern is None:
+        _check_text(value, path)
+        if any(ch < " " for ch in value):
+            raise AuditValidationError(f"{path} contains a control character", path)
+    return value
+
+
+def parse_event(
+    obj: Any,
+    where: str = "",
+    *,
+    now: datetime,
+    max_future_skew: float = 300.0,
+    retention: float | None = None,
+) -> PendingEvent:
+    """Validate one event object `{event_type, event_id?, timestamp?, symbol?, actor?, data?}`."""
+    if not isinstance(obj, dict):
+        raise AuditValidationError(f"{where or 'event'} must be a JSON object", where or None)
+    for key in obj:
+        if key not in EVENT_FIELDS:
+            raise AuditValidationError(f"unknown field {key!r}", _join(where, key))
+    event_type = obj.get("event_type")
+    path = _join(where, "event_type")
+    if event_type is None:
+        raise AuditValidationError("field 'event_type' is required", path)
+    if not isinstance(event_type, str) or not EVENT_TYPE_RE.fullmatch(event_type):
+        raise AuditValidationError(f"{path} must match ^[A-Z][A-Z0-9_]{{2,63}}$", path)
+    raw_id = obj.get("event_id")
+    if raw_id is None:
+        event_id, id_given = str(uuid.uuid4()), False
+    else:
+        path = _join(where, "event_id")
+        if not isinstance(raw_id, str) or len(raw_id) > 64:
+            raise AuditValidationError(f"{path} must be a UUID string", path)
+        try:
+            event_id = str(uuid.UUID(raw_id))
+        except ValueError:
+            raise AuditValidationError(f"{path} must be a UUID, got {raw_id[:40]!r}", path) from None
+        id_given = True
+    accepted = now.astimezone(UTC)
+    raw_time = obj.get("timestamp")
+    if raw_time is None:
+        when, given = accepted, False
+    else:
+        path = _join(where, "timestamp")
+        when, given = parse_time(raw_time, path), True
+        if when - accepted > timedelta(seconds=max_future_skew):
+            raise AuditValidationError(
+                f"{path} is more than {max_future_skew:g} s in the future", path)
+        if retention is not None and accepted - when > timedelta(seconds=retention):
+            raise AuditValidationError(
+                f"{path} is older than the retention horizon ({retention:g} s)", path)
+    symbol = _opt_str(obj, "symbol", where, 12, SYMBOL_RE)
+    actor = _opt_str(obj, "actor", where, MAX_ACTOR)
+    data = check_data(obj.get("data"), _join(where, "data"))
+    timestamp = format_time(when)
+    digest = client_digest({
+        "event_id": event_id if id_given else None, "event_type": event_type,
+        "timestamp": timestamp if given else None, "symbol": symbol, "actor": actor,
+        "data": data,
+    })
+    return PendingEvent(
+        event_id=event_id, event_type=event_type, timestamp=timestamp, symbol=symbol,
+        actor=actor, data=data, accepted_at=format_time(accepted), timestamp_given=given,
+        digest=digest,
+    )

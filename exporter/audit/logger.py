@@ -1,0 +1,264 @@
+"""AuditLogger: the seed's audit API (typed helpers, log_event, get_audit_trail) over a store."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from loguru import logger
+
+from .errors import AuditConflict, AuditValidationError
+from .events import PendingEvent, parse_event, parse_time
+from .metrics import AuditMetrics, AuditState
+from .query import MAX_LIMIT, Query, decode_cursor, page
+from .spool import Spool
+from .store_pg import PgStore
+from .store_sqlite import SqliteStore
+from .writer import AuditWriter
+
+DAY = 86400.0
+ACTOR = "usdcop-exporter"
+_HELPERS = {
+    # helper: (event type, identifying field)
+    "log_signal_generated": ("SIGNAL_GENERATED", "signal_id"),
+    "log_position_opened": ("POSITION_OPENED", "position_id"),
+    "log_position_closed": ("POSITION_CLOSED", "position_id"),
+    "log_trade_executed": ("TRADE_EXECUTED", "trade_id"),
+    "log_risk_limit_breached": ("RISK_LIMIT_BREACHED", "limit"),
+    "log_config_changed": ("CONFIG_CHANGED", "what"),
+}
+
+
+def build_store(settings, clock=None):
+    """The configured store (Postgres when POSTGRES_URL is set, else SQLite) and its spool."""
+    if getattr(settings, "postgres_url", None):
+        store = PgStore(settings.postgres_url, getattr(settings, "postgres_admin_url", None),
+                        clock=clock)
+        spool = Spool(settings.audit_spool_dir, settings.audit_spool_max_bytes)
+        return store, spool
+    return SqliteStore(settings.audit_sqlite_path, clock=clock), None
+
+
+class AuditLogger:
+    """Compliance audit trail; every write is durable before it returns."""
+
+    def __init__(self, writer: AuditWriter, *, max_future_skew: float = 300.0,
+                 retention: float | None = 30 * DAY, clock: Callable[[], datetime] | None = None,
+                 queue_max: int = 10000) -> None:
+        self.writer = writer
+        self.store = writer.store
+        self.max_future_skew = max_future_skew
+        self.retention = retention
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self._started = False
+        self._start_lock: asyncio.Lock | None = None
+        self._hooks: asyncio.Queue | None = None
+        self._queue_max = queue_max
+        self._hook_task: asyncio.Task | None = None
+        self._early: list[dict] = []
+
+    @classmethod
+    def from_settings(cls, settings, registry=None) -> AuditLogger:
+        """Build store, spool and (with a registry) metrics from the settings."""
+        store, spool = build_store(settings)
+        metrics = None
+        if registry is not None:
+            metrics = AuditMetrics(registry, AuditState(spool=spool))
+        writer = AuditWriter(store, spool, metrics)
+        return cls(writer, max_future_skew=settings.audit_max_future_skew,
+                   retention=settings.audit_retention)
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the store (migrating it), the spool, and the writer task."""
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            if self._started:
+                return
+            await self.writer.start()
+            self._hooks = asyncio.Queue(self._queue_max)
+            for item in self._early:
+                self._hooks.put_nowait(item)
+            self._early.clear()
+            self._hook_task = asyncio.create_task(self._hook_loop(), name="audit-hooks")
+            self._started = True
+
+    async def close(self) -> None:
+        """Write pending hook events and accepted batches, then stop."""
+        if not self._started:
+            return
+        if self._hooks is not None and self._hook_task is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._hooks.join(), 5.0)
+            self._hook_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._hook_task
+        await self.writer.close()
+        self._started = False
+
+    async def __aenter__(self) -> AuditLogger:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    # -- writing ------------------------------------------------------------------------
+
+    def validate(self, obj: Any, where: str = "") -> PendingEvent:
+        """Validate one event object (AuditValidationError names the field)."""
+        return parse_event(obj, where, now=self.clock(), max_future_skew=self.max_future_skew,
+                           retention=self.retention)
+
+    async def submit(self, events: list[PendingEvent], batch: bool = False
+                     ) -> list[tuple[str, dict]]:
+        """Append validated events as one unit: (outcome, event) each, once durable."""
+        seen: dict[str, bytes] = {}
+        for index, event in enumerate(events):
+            if seen.setdefault(event.event_id, event.digest) != event.digest:
+                raise AuditConflict(event.event_id,
+                                    f"events[{index}].event_id" if batch else "event_id")
+        await self.start()
+        try:
+            return await self.writer.submit(events)
+        except AuditConflict as exc:
+            if batch:
+                index = next(i for i, e in enumerate(events) if e.event_id == exc.event_id)
+                exc.field = f"events[{index}].event_id"
+            raise
+
+    async def log_event(self, event_type: str, symbol: str | None = None,
+                        data: Mapping | None = None, event_id: str | uuid.UUID | None = None,
+                        timestamp: datetime | str | None = None, actor: str | None = None
+                        ) -> dict[str, Any]:
+        """Append one event; returns it (with sequence and hash, or null ones when spooled)."""
+        obj: dict[str, Any] = {"event_type": event_type}
+        if symbol is not None:
+            obj["symbol"] = symbol
+        if data is not None:
+            obj["data"] = dict(data)
+        if event_id is not None:
+            obj["event_id"] = str(event_id)
+        if timestamp is not None:
+            if isinstance(timestamp, datetime):
+                if timestamp.tzinfo is None:
+                    raise AuditValidationError("timestamp must carry an offset", "timestamp")
+                timestamp = timestamp.isoformat()
+            obj["timestamp"] = timestamp
+        if actor is not None:
+            obj["actor"] = actor
+        (outcome, event), = await self.submit([self.validate(obj)])
+        return event
+
+    async def _helper(self, name: str, record: Mapping, event_id, timestamp, actor) -> dict:
+        event_type, key = _HELPERS[name]
+        if not isinstance(record, Mapping):
+            raise AuditValidationError(f"{name} takes a mapping", None)
+        if record.get(key) is None:
+            raise AuditValidationError(f"field {key!r} is required", f"data.{key}")
+        data = {k: v for k, v in record.items() if k != "symbol"}
+        return await self.log_event(event_type, record.get("symbol"), data, event_id,
+                                    timestamp, actor)
+
+    async def log_signal_generated(self, signal: Mapping, *, event_id=None, timestamp=None,
+                                   actor=None) -> dict:
+        """SIGNAL_GENERATED: {signal_id, action, confidence, price, model_version}."""
+        return await self._helper("log_signal_generated", signal, event_id, timestamp, actor)
+
+    async def log_position_opened(self, position: Mapping, *, event_id=None, timestamp=None,
+                                  actor=None) -> dict:
+        """POSITION_OPENED: {position_id, entry_price, quantity, entry_time, side}."""
+        return await self._helper("log_position_opened", position, event_id, timestamp, actor)
+
+    async def log_position_closed(self, position: Mapping, *, event_id=None, timestamp=None,
+                                  actor=None) -> dict:
+        """POSITION_CLOSED: {position_id, exit_price, quantity, exit_time, realized_pnl}."""
+        return await self._helper("log_position_closed", position, event_id, timestamp, actor)
+
+    async def log_trade_executed(self, trade: Mapping, *, event_id=None, timestamp=None,
+                                 actor=None) -> dict:
+        """TRADE_EXECUTED: {trade_id, signal_id, side, price, quantity, executed_at}."""
+        return await self._helper("log_trade_executed", trade, event_id, timestamp, actor)
+
+    async def log_risk_limit_breached(self, breach: Mapping, *, event_id=None, timestamp=None,
+                                      actor=None) -> dict:
+        """RISK_LIMIT_BREACHED: {limit, value, threshold}."""
+        return await self._helper("log_risk_limit_breached", breach, event_id, timestamp, actor)
+
+    async def log_config_changed(self, change: Mapping, *, event_id=None, timestamp=None,
+                                 actor=None) -> dict:
+        """CONFIG_CHANGED: {what, old, new}."""
+        return await self._helper("log_config_changed", change, event_id, timestamp, actor)
+
+    # -- reading ------------------------------------------------------------------------
+
+    async def get_audit_trail(self, event_type: str | None = None, symbol: str | None = None,
+                              start_time: datetime | str | None = None,
+                              end_time: datetime | str | None = None, limit: int = 100,
+                              cursor: str | None = None) -> dict[str, Any]:
+        """`{"events": [...], "next_cursor"}`, newest first; start inclusive, end exclusive."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+            raise AuditValidationError(f"limit must be between 1 and {MAX_LIMIT}", "limit")
+        q = Query(event_type=event_type, symbol=symbol,
+                  start=_time(start_time, "start_time"), end=_time(end_time, "end_time"),
+                  limit=limit, before=decode_cursor(cursor) if cursor else None)
+        await self.start()
+        return page(await self.store.query(q), limit)
+
+    # -- sidecar hooks ------------------------------------------------------------------
+
+    async def record_config_change(self, digest: str, added, removed, changed) -> dict:
+        """CONFIG_CHANGED for a services file reload: its hash and the service names only."""
+        return await self.log_event("CONFIG_CHANGED", data={
+            "what": "services", "sha256": digest, "added": sorted(added),
+            "removed": sorted(removed), "changed": sorted(changed)}, actor=ACTOR)
+
+    def status_listener(self, event) -> None:
+        """Health checker listener: a status change becomes SERVICE_STATUS_CHANGED (never blocks)."""
+        old, new = event.old_status, event.new_status
+        if old == new or old == "unknown" or new == "unknown":
+            return
+        health = event.health or {}
+        probe = (health.get("metadata") or {}).get("probe") or {}
+        item = {
+            "event_type": "SERVICE_STATUS_CHANGED", "actor": ACTOR,
+            "data": {"service": event.service.name, "old_status": old, "new_status": new,
+                     "reason": probe.get("reason"), "latency_ms": health.get("latency_ms"),
+                     "last_check": health.get("last_check")},
+        }
+        if self._hooks is None:
+            self._early.append(item)
+            return
+        try:
+            self._hooks.put_nowait(item)
+        except asyncio.QueueFull:
+            logger.error("audit: status change of {} dropped, the hook queue is full",
+                         event.service.name)
+            if self.writer.metrics:
+                self.writer.metrics.count("SERVICE_STATUS_CHANGED", "rejected")
+
+    async def _hook_loop(self) -> None:
+        while True:
+            item = await self._hooks.get()
+            try:
+                await self.submit([self.validate(item)])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # logged, never fatal to the loop
+                logger.error("audit: could not record {}: {}", item["event_type"], exc)
+            finally:
+                self._hooks.task_done()
+
+
+def _time(value: datetime | str | None, field: str) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        if isinstance(value, datetime) and value.tzinfo is None:
+            raise AuditValidationError(f"{field} must carry an offset", field)
+        return value
+    return parse_time(value, field)

@@ -1,0 +1,377 @@
+"""The Postgres audit store: psycopg 3 async pool, appends under the chain's advisory lock."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, date, datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from . import pg_schema
+from .batch import plan_append, resolve, row_view
+from .chain import format_time
+from .errors import AuditRejected, StoreUnavailable
+from .events import PendingEvent
+from .query import Query
+
+COLUMNS = ("sequence, event_id, event_type, \"timestamp\", received_at, accepted_at, symbol,"
+           " actor, data, prev_hash, hash")
+
+
+def _connect_kwargs(timeout: float) -> dict[str, Any]:
+    return {
+        "autocommit": True,
+        "connect_timeout": max(1, int(timeout)),
+        "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
+        "options": f"-c statement_timeout={int(timeout * 1000)} -c TimeZone=UTC",
+        "application_name": "usdcop-exporter-audit",
+    }
+
+
+def decode(row: dict[str, Any]) -> dict[str, Any]:
+    """A database row in the chain's form: canonical time strings, str ids, bytes hashes."""
+    return {
+        "sequence": row["sequence"], "event_id": str(row["event_id"]),
+        "event_type": row["event_type"], "timestamp": format_time(row["timestamp"]),
+        "received_at": format_time(row["received_at"]),
+        "accepted_at": format_time(row["accepted_at"]), "symbol": row["symbol"],
+        "actor": row["actor"], "data": row["data"], "prev_hash": bytes(row["prev_hash"]),
+        "hash": bytes(row["hash"]),
+    }
+
+
+class PgStore:
+    """Audit events in schema usdcop_audit; every public call raises StoreUnavailable on outage."""
+
+    kind = "postgres"
+
+    def __init__(self, url: str, admin_url: str | None = None, *, timeout: float = 5.0,
+                 pool_max: int = 4, clock: Callable[[], datetime] | None = None) -> None:
+        self.url = url
+        self.admin_url = admin_url or url
+        self.timeout = timeout
+        self._clock = clock  # tests only: fixed receipt times instead of clock_timestamp()
+        self._pool = AsyncConnectionPool(
+            url, min_size=1, max_size=pool_max, open=False, timeout=timeout,
+            kwargs=_connect_kwargs(timeout), check=AsyncConnectionPool.check_connection,
+            reconnect_timeout=timeout * 4, name="usdcop-audit",
+        )
+        self._migrated = False
+
+    def _fixed(self) -> datetime | None:
+        return self._clock() if self._clock else None
+
+    async def open(self) -> None:
+        """Start the pool without waiting for the database (it may be away)."""
+        await self._pool.open(wait=False)
+
+    async def close(self) -> None:
+        """Close the pool."""
+        await self._pool.close()
+
+    @contextlib.asynccontextmanager
+    async def _errors(self, what: str):
+        try:
+            async with asyncio.timeout(self.timeout * 3):
+                yield
+        except (TimeoutError, PoolTimeout, psycopg.errors.QueryCanceled) as exc:
+            raise StoreUnavailable(f"postgres {what}: timed out ({exc.__class__.__name__})",
+                                   "timeout") from exc
+        except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
+            raise StoreUnavailable(f"postgres {what}: {_first_line(exc)}", "connection") from exc
+        except (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError) as exc:
+            raise AuditRejected(f"postgres {what}: {_first_line(exc)}") from exc
+
+    @contextlib.asynccontextmanager
+    async def _admin(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        conn = await psycopg.AsyncConnection.connect(self.admin_url, **_connect_kwargs(self.timeout))
+        try:
+            yield conn
+        finally:
+            await conn.close()
+
+    async def ensure_ready(self) -> None:
+        """Run migrations once (owner role), then check the pool answers."""
+        async with self._errors("migrate"):
+            if not self._migrated:
+                async with self._admin() as conn:
+                    await pg_schema.migrate(conn)
+                self._migrated = True
+            async with self._pool.connection() as conn:
+                await conn.execute("SELECT 1")
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers (and is migrated)."""
+        await self.ensure_ready()
+
+    async def append(self, units: list[list[PendingEvent]]):
+        """Append units (all-or-nothing each) in one transaction; per-unit outcomes or conflicts."""
+        ids = list({event.event_id for unit in units for event in unit})
+        async with self._errors("append"), self._pool.connection() as conn:
+            async with conn.transaction():
+                async with conn.pipeline():
+                    lock = await conn.execute("SELECT pg_advisory_xact_lock(%s)",
+                                              (pg_schema.CHAIN_LOCK,))
+                    head_cur = await conn.execute(
+                        "SELECT sequence, hash, clock_timestamp() FROM usdcop_audit.chain_head")
+                    known_cur = await conn.execute(
+                        "SELECT event_id::text, sequence, digest FROM usdcop_audit.event_ids"
+                        " WHERE event_id = ANY(%s::uuid[])", (ids,))
+                await lock.fetchall()
+                head_seq, head_hash, now = await head_cur.fetchone()
+                existing = {r[0]: (r[1], bytes(r[2])) for r in await known_cur.fetchall()}
+                received = format_time(self._fixed() or now)
+                plan = plan_append(units, existing, (head_seq, bytes(head_hash)), received)
+                if plan.rows:
+                    await self._insert(conn, plan)
+                stored = await self._fetch(conn, plan.duplicate_sequences())
+        return resolve(plan, stored)
+
+    async def _insert(self, conn: psycopg.AsyncConnection, plan) -> None:
+        async with conn.cursor() as cur:
+            async with cur.copy(f"COPY usdcop_audit.events ({COLUMNS}) FROM STDIN") as copy:
+                for r in plan.rows:
+                    await copy.write_row((
+                        r.sequence, r.event_id, r.event_type, r.timestamp, r.received_at,
+                        r.accepted_at, r.symbol, r.actor,
+                        Jsonb(r.data) if r.data is not None else None, r.prev_hash, r.hash))
+            async with cur.copy(
+                    "COPY usdcop_audit.event_ids (event_id, sequence, digest) FROM STDIN") as copy:
+                for r in plan.rows:
+                    await copy.write_row((r.event_id, r.sequence, r.digest))
+            await cur.execute("UPDATE usdcop_audit.chain_head SET sequence = %s, hash = %s",
+                              plan.head)
+
+    async def _fetch(self, conn, sequences) -> dict[int, dict[str, Any]]:
+        if not sequences:
+            return {}
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(f"SELECT {COLUMNS} FROM usdcop_audit.events WHERE sequence = ANY(%s)",
+                              (list(sequences),))
+            return {row["sequence"]: row_view(decode(row)) for row in await cur.fetchall()}
+
+    async def head(self) -> tuple[int, bytes]:
+        """The newest (sequence, hash); (0, 32 zero bytes) when empty."""
+        async with self._errors("head"), self._pool.connection() as conn:
+            cur = await conn.execute("SELECT sequence, hash FROM usdcop_audit.chain_head")
+            seq, digest = await cur.fetchone()
+            return seq, bytes(digest)
+
+    async def query(self, q: Query) -> list[dict[str, Any]]:
+        """Events matching `q`, sequence descending, at most q.limit + 1 (to detect more)."""
+        where, args = [], []
+        if q.event_type is not None:
+            where.append("event_type = %s")
+            args.append(q.event_type)
+        if q.symbol is not None:
+            where.append("symbol = %s")
+            args.append(q.symbol)
+        if q.start is not None:
+            where.append('"timestamp" >= %s')
+            args.append(q.start)
+        if q.end is not None:
+            where.append('"timestamp" < %s')
+            args.append(q.end)
+        if q.before is not None:
+            where.append("sequence < %s")
+            args.append(q.before)
+        text = f"SELECT {COLUMNS} FROM usdcop_audit.events"
+        if where:
+            text += " WHERE " + " AND ".join(where)
+        text += " ORDER BY sequence DESC LIMIT %s"
+        args.append(q.limit + 1)
+        async with self._errors("query"), self._pool.connection() as conn:
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(text, args)
+                return [row_view(decode(r)) for r in await cur.fetchall()]
+
+    async def iter_events(self, after: int = 0, until: int | None = None, chunk: int = 5000,
+                          since: datetime | None = None, before: datetime | None = None
+                          ) -> AsyncIterator[dict[str, Any]]:
+        """Stored events in sequence order (chain form), from one consistent snapshot."""
+        where, args = ["sequence > %s"], [after]
+        if until is not None:
+            where.append("sequence <= %s")
+            args.append(until)
+        if since is not None:
+            where.append('"timestamp" >= %s')
+            args.append(since)
+        if before is not None:
+            where.append('"timestamp" < %s')
+            args.append(before)
+        text = (f"SELECT {COLUMNS} FROM usdcop_audit.events WHERE {' AND '.join(where)}"
+                " ORDER BY sequence")
+        async with self._errors("read"):
+            conn = await self._pool.getconn()
+        try:
+            async with self._errors("read"):
+                await conn.set_autocommit(False)
+                await conn.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
+            try:
+                async with conn.cursor(name="usdcop_audit_read", row_factory=dict_row) as cur:
+                    cur.itersize = chunk
+                    async with self._errors("read"):
+                        await cur.execute(text, args)
+                    while True:
+                        async with self._errors("read"):
+                            rows = await cur.fetchmany(chunk)
+                        if not rows:
+                            break
+                        for row in rows:
+                            yield decode(row)
+            finally:
+                with contextlib.suppress(psycopg.Error):
+                    await conn.rollback()
+                    await conn.set_autocommit(True)
+                    await conn.set_isolation_level(None)
+        finally:
+            await self._pool.putconn(conn)
+
+    async def first_sequence(self) -> int | None:
+        """The oldest stored sequence, or None when empty."""
+        async with self._errors("read"), self._pool.connection() as conn:
+            cur = await conn.execute("SELECT min(sequence) FROM usdcop_audit.events")
+            row = await cur.fetchone()
+            return row[0]
+
+    async def get_event(self, sequence: int) -> dict[str, Any] | None:
+        """One stored event in chain form."""
+        async with self._errors("read"), self._pool.connection() as conn:
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(
+                    f"SELECT {COLUMNS} FROM usdcop_audit.events WHERE sequence = %s", (sequence,))
+                row = await cur.fetchone()
+                return decode(row) if row else None
+
+    async def find_purge(self, through: int) -> dict[str, Any] | None:
+        """The AUDIT_PURGED event that purged through `through` (chain form)."""
+        async with self._errors("read"), self._pool.connection() as conn:
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(
+                    f"SELECT {COLUMNS} FROM usdcop_audit.events WHERE event_type = 'AUDIT_PURGED'"
+                    " AND (data->>'through_sequence')::bigint = %s ORDER BY sequence LIMIT 1",
+                    (through,))
+                row = await cur.fetchone()
+                return decode(row) if row else None
+
+    # -- checkpoints ---------------------------------------------------------------------
+
+    async def add_checkpoint(self, cp: dict[str, Any]) -> bool:
+        """Insert a checkpoint row; False when one at that sequence exists."""
+        async with self._errors("checkpoint"), self._pool.connection() as conn:
+            cur = await conn.execute(
+                "INSERT INTO usdcop_audit.checkpoints (sequence, hash, count, at, prev_checkpoint,"
+                " signature) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (sequence) DO NOTHING",
+                (cp["sequence"], bytes.fromhex(cp["hash"]), cp["count"], cp["at"],
+                 cp["prev_checkpoint"], cp.get("signature")))
+            return cur.rowcount == 1
+
+    async def checkpoints(self) -> list[dict[str, Any]]:
+        """All checkpoint rows, oldest first, in the checkpoint document form."""
+        async with self._errors("checkpoint"), self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT sequence, hash, count, at, prev_checkpoint, signature"
+                " FROM usdcop_audit.checkpoints ORDER BY sequence")
+            return [
+                {"sequence": s, "hash": bytes(h).hex(), "count": c, "at": format_time(at),
+                 "prev_checkpoint": p, "signature": sig}
+                for s, h, c, at, p, sig in await cur.fetchall()
+            ]
+
+    # -- maintenance and retention (owner role) ----------------------------------------
+
+    async def maintain(self, now: datetime | None = None, months: list[date] | None = None
+                       ) -> dict[str, Any]:
+        """Create partitions ahead; count rows that fell into the default partition."""
+        async with self._errors("maintenance"), self._admin() as conn:
+            made = await pg_schema.ensure_partitions(conn, now, months)
+            cur = await conn.execute("SELECT count(*) FROM ONLY usdcop_audit.events_default")
+            (default_rows,) = await cur.fetchone()
+        return {"created": made, "default_partition_rows": default_rows}
+
+    async def purge(self, horizon: datetime, make_event: Callable[[dict], PendingEvent]
+                    ) -> dict[str, Any]:
+        """Record AUDIT_PURGED, then drop whole partitions ending at or before `horizon`."""
+        async with self._errors("purge"), self._admin() as conn:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (pg_schema.CHAIN_LOCK,))
+                cur = await conn.execute("SELECT clock_timestamp()")
+                (db_now,) = await cur.fetchone()
+                now = self._fixed() or db_now
+                limit = min(horizon, now)
+                victims, stats = [], {"count": 0, "min_seq": None, "max_seq": None}
+                for name, upper in await self._partitions(conn):
+                    if upper > limit:
+                        break
+                    part = await self._partition_stats(conn, name)
+                    if part["count"] and part["max_time"] >= horizon:
+                        break  # an event dated inside the horizon: keep this and later ones
+                    victims.append(name)
+                    if part["count"]:
+                        stats["count"] += part["count"]
+                        stats["min_seq"] = stats["min_seq"] or part["min_seq"]
+                        stats["max_seq"] = part["max_seq"]
+                if not victims:
+                    return {"purged": 0, "through_sequence": None, "partitions": []}
+                if stats["count"] == 0:
+                    for name in victims:
+                        await conn.execute(sql.SQL("DROP TABLE {}").format(
+                            sql.Identifier("usdcop_audit", name)))
+                    return {"purged": 0, "through_sequence": None, "partitions": victims}
+                through = stats["max_seq"]
+                tail = await conn.execute(
+                    "SELECT hash FROM usdcop_audit.events WHERE sequence = %s", (through,))
+                (through_hash,) = await tail.fetchone()
+                event = make_event({
+                    "from_sequence": stats["min_seq"], "through_sequence": through,
+                    "through_hash": bytes(through_hash).hex(), "purged": stats["count"],
+                    "horizon": format_time(horizon), "partitions": victims,
+                })
+                head_cur = await conn.execute(
+                    "SELECT sequence, hash, clock_timestamp() FROM usdcop_audit.chain_head")
+                head_seq, head_hash, ts = await head_cur.fetchone()
+                received = format_time(self._fixed() or ts)
+                plan = plan_append([[event]], {}, (head_seq, bytes(head_hash)), received)
+                await self._insert(conn, plan)
+                for name in victims:
+                    await conn.execute(sql.SQL("DROP TABLE {}").format(
+                        sql.Identifier("usdcop_audit", name)))
+                await conn.execute("ALTER TABLE usdcop_audit.event_ids DISABLE TRIGGER USER")
+                await conn.execute("DELETE FROM usdcop_audit.event_ids WHERE sequence <= %s",
+                                   (through,))
+                await conn.execute("ALTER TABLE usdcop_audit.event_ids ENABLE TRIGGER USER")
+        return {"purged": stats["count"], "through_sequence": through, "partitions": victims,
+                "event": plan.rows[0].view()}
+
+    async def _partitions(self, conn) -> list[tuple[str, datetime]]:
+        cur = await conn.execute(
+            "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i"
+            " JOIN pg_class c ON c.oid = i.inhrelid"
+            " WHERE i.inhparent = 'usdcop_audit.events'::regclass")
+        out = []
+        for name, bound in await cur.fetchall():
+            if "TO ('" not in bound:
+                continue  # the default partition is never dropped
+            upper = bound.split("TO ('", 1)[1].split("'", 1)[0]
+            out.append((name, datetime.fromisoformat(upper).astimezone(UTC)))
+        out.sort(key=lambda item: item[1])
+        return out
+
+    async def _partition_stats(self, conn, name: str) -> dict[str, Any]:
+        cur = await conn.execute(sql.SQL(
+            'SELECT count(*), min(sequence), max(sequence), max("timestamp") FROM {}'
+        ).format(sql.Identifier("usdcop_audit", name)))
+        count, lo, hi, max_time = await cur.fetchone()
+        return {"count": count, "min_seq": lo, "max_seq": hi, "max_time": max_time}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else exc.__class__.__name__
