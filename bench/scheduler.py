@@ -18,10 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-import aiohttp
-
 from exporter.config.model import Config, ServiceConfig
 from exporter.health.checker import HealthChecker
+from exporter.health.probes.http_client import create_session
 from exporter.health.registry import ServiceRegistry
 
 
@@ -47,8 +46,7 @@ async def run(args: argparse.Namespace, port: int) -> dict:
         for i in range(args.services)
     )
     checker = HealthChecker(ServiceRegistry(Config(services=services)), concurrency=args.concurrency)
-    connector = aiohttp.TCPConnector(force_close=True, limit=0, use_dns_cache=False)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with create_session() as session:
         checker.http = session
         lags: list[float] = []
         await checker.start_monitoring(lag_observer=lags.append)

@@ -6,7 +6,6 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-import aiohttp
 from aiohttp import web
 from loguru import logger
 
@@ -14,6 +13,7 @@ from ..config.errors import ConfigError
 from ..config.loader import diff_configs, load_config
 from ..health.checker import HealthChecker, NotInShard
 from ..health.collector import ServiceCollector
+from ..health.probes.http_client import create_session
 from ..health.registry import ServiceRegistry
 from ..metrics import CoreMetrics
 from .errors import ApiError, not_found
@@ -59,8 +59,7 @@ def setup(app: web.Application) -> list[Route]:
 async def _checker_ctx(app: web.Application):
     settings = app[SETTINGS]
     checker = app[CHECKER]
-    connector = aiohttp.TCPConnector(force_close=True, limit=0, use_dns_cache=False)
-    session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+    session = create_session()  # fresh connection per probe, phases timed, TLS expiry kept
     checker.http = session
     if settings.scheduler:
         await checker.start_monitoring(lag_observer=app[METRICS].schedule_lag.observe)
