@@ -1,0 +1,81 @@
+"""The library surface: top-level imports, getters, StructuredLogger."""
+
+import asyncio
+
+from loguru import logger
+
+import exporter
+from exporter import HealthChecker, StructuredLogger, get_logger
+
+
+def test_top_level_names():
+    for name in exporter.__all__:
+        assert getattr(exporter, name) is not None
+
+
+def test_structured_logger_context_child_and_records():
+    records = []
+    sink = logger.add(lambda m: records.append(m.record), level="DEBUG")
+    try:
+        log = get_logger(service="TradingEngine")
+        assert log.get_context() == {"service": "TradingEngine"}
+        child = log.child(user_id="u1")
+        assert child.get_context() == {"service": "TradingEngine", "user_id": "u1"}
+        assert log.get_context() == {"service": "TradingEngine"}
+        child.info("Processing signal", {"signal_id": "sig_123"}, {"confidence": 0.85})
+        log.error("Failed to execute trade", RuntimeError("Connection timeout"), {"symbol": "USDCOP"})
+        log.warn("slow")
+    finally:
+        logger.remove(sink)
+    info, error, warn = records
+    assert info["message"] == "Processing signal"
+    assert info["extra"]["user_id"] == "u1"
+    assert info["extra"]["context"] == {"signal_id": "sig_123"}
+    assert info["extra"]["metadata"] == {"confidence": 0.85}
+    assert error["level"].name == "ERROR"
+    assert error["extra"]["error"] == {"type": "RuntimeError", "message": "Connection timeout"}
+    assert warn["level"].name == "WARNING"
+
+
+async def test_time_in_all_three_forms():
+    records = []
+    sink = logger.add(lambda m: records.append(m.record), level="DEBUG")
+    log = StructuredLogger(service="t")
+    try:
+        async def work():
+            await asyncio.sleep(0)
+            return 42
+
+        assert await log.time("call", work) == 42
+        async with log.time("block"):
+            pass
+
+        @log.time("decorated")
+        async def decorated():
+            return 7
+
+        assert await decorated() == 7
+
+        @log.time("sync")
+        def plain():
+            return 3
+
+        assert plain() == 3
+    finally:
+        logger.remove(sink)
+    assert [r["extra"]["operation"] for r in records] == ["call", "block", "decorated", "sync"]
+    assert all(r["extra"]["duration_ms"] >= 0 for r in records)
+
+
+async def test_seed_health_checker_example():
+    checker = HealthChecker()
+
+    async def check_custom():
+        return {"success": True, "latency_ms": 50, "metadata": {"custom": "data"}}
+
+    checker.register_service("test", health_check=check_custom, check_interval=60)
+    health = await checker.check_service("test")
+    assert health["status"] == "healthy"
+    overall = await checker.check_all_services()
+    assert overall["overall_status"] == "healthy"
+    assert overall["summary"]["total"] == 1
