@@ -8,7 +8,6 @@ import json
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
 from loguru import logger as _logger
