@@ -1,0 +1,223 @@
+"""Sustained POST /api/health/latency throughput next to a bare aiohttp JSON endpoint, same run.
+
+Each server runs in its own process; the load comes from this process over keep-alive
+connections with pre-built requests (raw asyncio streams, so the client costs little next
+to the server). Scenarios alternate over several rounds and the median is reported.
+
+    .venv/bin/python bench/latency_api.py [--seconds 3] [--rounds 3] [--connections 32]
+
+Servers: `bare` (parses the JSON body and answers {"accepted": n}, nothing else),
+`latency` (the latency feature behind the sidecar's error middleware), and `sidecar`
+(the whole create_app with auth and HTTP metrics) when create_app wires the feature.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the checkout's package, whatever the working directory
+URL = "/api/health/latency"
+TOKEN = "bench-token"
+_LENGTH = re.compile(rb"content-length:\s*(\d+)", re.IGNORECASE)
+
+
+def _record(i: int) -> dict:
+    return {"service": f"svc-{i % 4}", "operation": f"op-{i % 5}", "latency_ms": 1.0 + (i * 7919) % 900,
+            "success": i % 17 != 0, "trace_id": f"{i:032x}"}
+
+
+def _request(body: bytes, port: int) -> bytes:
+    return (f"POST {URL} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {TOKEN}\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def payloads(port: int) -> dict[str, tuple[int, list[bytes]]]:
+    """Pre-built requests: records per request, and a few variants to rotate through."""
+    single = [_request(json.dumps(_record(i)).encode(), port) for i in range(20)]
+    batch = [_request(json.dumps({"records": [_record(i * 100 + j) for j in range(100)]}).encode(), port)
+             for i in range(5)]
+    return {"single": (1, single), "batch100": (100, batch)}
+
+
+# ---- servers -------------------------------------------------------------------------------
+
+def serve(mode: str, port: int) -> None:
+    """Run one server in this process until killed."""
+    from aiohttp import web
+
+    if mode == "bare":
+        async def bare(request: web.Request) -> web.Response:
+            body = await request.json()
+            n = len(body["records"]) if "records" in body else 1
+            return web.json_response({"accepted": n})
+
+        app = web.Application(client_max_size=8 << 20)
+        app.router.add_post(URL, bare)
+    elif mode == "latency":
+        from types import SimpleNamespace
+
+        from prometheus_client import CollectorRegistry
+
+        from exporter.api import latency
+        from exporter.api.errors import error_middleware
+        from exporter.api.keys import READY, REGISTRY, SETTINGS
+        from exporter.api.routes import add_routes
+
+        app = web.Application(middlewares=[error_middleware], client_max_size=8 << 20)
+        app[SETTINGS] = SimpleNamespace(latency_window=10_000, latency_max_pairs=500)
+        app[REGISTRY] = CollectorRegistry()
+        app[READY] = {}
+        add_routes(app, latency.setup(app))
+    else:
+        from exporter.app import create_app
+        from exporter.settings import Settings
+
+        config = Path(tempfile.mkdtemp()) / "services.yaml"
+        config.write_text("services: []\n")
+        settings = Settings(config=str(config), scheduler=False, api_token=TOKEN,
+                            listen_host="127.0.0.1", listen_port=port)
+        app = create_app(settings)
+    print("ready", flush=True)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+def sidecar_available() -> str | None:
+    """None when create_app serves the latency routes, else why not."""
+    try:
+        from exporter import app as app_module
+        from exporter.api import latency
+    except Exception as exc:  # the composition root may not import in a partial tree
+        return f"create_app not importable: {exc}"
+    if latency not in app_module.FEATURES:
+        return "latency is not in create_app's FEATURES yet"
+    return None
+
+
+# ---- load ----------------------------------------------------------------------------------
+
+async def _worker(port: int, requests: list[bytes], offset: int, stop_at: float, out: list[int]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    done = bad = 0
+    i = offset
+    try:
+        while time.monotonic() < stop_at:
+            writer.write(requests[i % len(requests)])
+            i += 1
+            head = await reader.readuntil(b"\r\n\r\n")
+            match = _LENGTH.search(head)
+            if match:
+                await reader.readexactly(int(match.group(1)))
+            if head[9:12] != b"200":
+                bad += 1
+            done += 1
+    finally:
+        writer.close()
+    out[0] += done
+    out[1] += bad
+
+
+async def load(port: int, requests: list[bytes], seconds: float, connections: int) -> tuple[float, int]:
+    """Requests per second over `seconds`, and how many answers were not 200."""
+    warm = [0, 0]
+    await asyncio.gather(*(_worker(port, requests, c, time.monotonic() + 0.5, warm)
+                           for c in range(connections)))
+    out = [0, 0]
+    start = time.monotonic()
+    await asyncio.gather(*(_worker(port, requests, c, start + seconds, out) for c in range(connections)))
+    return out[0] / (time.monotonic() - start), out[1]
+
+
+def start_server(mode: str) -> tuple[subprocess.Popen, int]:
+    """Start `mode` in a child process on a free loopback port; wait for its ready line."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, __file__, "serve", mode, str(port)], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if proc.stdout.readline().strip() != "ready":
+        proc.kill()
+        raise RuntimeError(f"{mode} server did not start")
+    return proc, port
+
+
+async def wait_listening(port: int) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--output", default=str(ROOT / "bench" / "results" / "latency_api.json"))
+    args = parser.parse_args()
+
+    modes = ["bare", "latency"]
+    why_not = sidecar_available()
+    if why_not is None:
+        modes.append("sidecar")
+    else:
+        print(f"sidecar mode skipped: {why_not}")
+    servers = {mode: start_server(mode) for mode in modes}
+    rates: dict[tuple[str, str], list[float]] = {}
+    errors = 0
+    try:
+        for _, port in servers.values():
+            asyncio.run(wait_listening(port))
+        for _ in range(args.rounds):
+            for kind in ("single", "batch100"):
+                for mode, (_, port) in servers.items():
+                    per, requests = payloads(port)[kind]
+                    rate, bad = asyncio.run(load(port, requests, args.seconds, args.connections))
+                    errors += bad
+                    rates.setdefault((mode, kind), []).append(rate * per)
+    finally:
+        for proc, _ in servers.values():
+            proc.terminate()
+            proc.wait(10)
+
+    result = {"python": platform.python_version(), "cpus": os.cpu_count(),
+              "seconds": args.seconds, "rounds": args.rounds, "connections": args.connections,
+              "non_200_answers": errors, "records_per_second": {}, "ratio_to_bare": {}}
+    print(f"\n{'server':<10}{'payload':<10}{'records/s':>12}{'requests/s':>12}{'vs bare':>9}")
+    for (mode, kind), values in rates.items():
+        median = statistics.median(values)
+        bare = statistics.median(rates[("bare", kind)])
+        per = 1 if kind == "single" else 100
+        result["records_per_second"][f"{mode}/{kind}"] = round(median)
+        result["ratio_to_bare"][f"{mode}/{kind}"] = round(median / bare, 3)
+        print(f"{mode:<10}{kind:<10}{median:>12,.0f}{median / per:>12,.0f}{median / bare:>9.2f}")
+    print(f"non-200 answers: {errors}")
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "serve":
+        serve(sys.argv[2], int(sys.argv[3]))
+    else:
+        sys.exit(main())

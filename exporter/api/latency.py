@@ -1,0 +1,213 @@
+"""Latency routes: GET stats/average/trend/high, POST records (single or batch), DELETE the window."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from ..latency.guard import NAME_RE, PairLimitError
+from ..latency.metrics import LatencyMetrics
+from ..latency.monitor import MAX_LATENCY_MS, LatencyMonitor, LatencyRecord
+from .errors import ApiError, bad_request, invalid
+from .keys import READY, REGISTRY, SETTINGS
+from .routes import Route
+from .validation import (
+    BATCH_BODY_LIMIT,
+    BODY_LIMIT,
+    check_query,
+    closed_object,
+    field_path,
+    get_bool,
+    get_free_object,
+    get_number,
+    get_str,
+    query_float,
+    query_int,
+    read_json,
+)
+
+MONITOR = web.AppKey("latency_monitor", LatencyMonitor)
+METRICS = web.AppKey("latency_metrics", LatencyMetrics)
+
+PATH = "/api/health/latency"
+MAX_RECORDS = 1000
+MAX_MINUTES = 1440  # a day; the window rarely spans more anyway
+TYPES = ("stats", "average", "trend", "high")
+# Which query parameters each type takes; anything else is refused, not ignored.
+_PARAMS = {
+    "stats": {"type", "service", "operation"},
+    "average": {"type", "service", "minutes"},
+    "trend": {"type", "service", "operation", "minutes"},
+    "high": {"type", "minutes", "threshold"},
+}
+_RECORD_FIELDS = ("success", "metadata", "trace_id")
+
+
+def setup(app: web.Application) -> list[Route]:
+    """Create the monitor on the app's registry and return the latency routes."""
+    settings = app[SETTINGS]
+    metrics = LatencyMetrics(app[REGISTRY])
+    app[METRICS] = metrics
+    app[MONITOR] = LatencyMonitor(settings.latency_window, settings.latency_max_pairs, metrics)
+    app[READY]["latency"] = True  # in memory only: nothing to wait for
+    return [
+        Route("GET", PATH, get_latency, "read",
+              "Latency stats, average, trend or high-latency pairs from the window",
+              spec={"parameters": _GET_PARAMETERS}),
+        Route("POST", PATH, post_latency, "write",
+              "Record one latency or a batch {records: [...]} (at most 1000, all or nothing)",
+              spec={"requestBody": {"oneOf": [_RECORD_SCHEMA, _BATCH_SCHEMA]}}),
+        Route("DELETE", PATH, delete_latency, "write",
+              "Clear the window (one service's part with ?service=); counters stay",
+              spec={"parameters": [_param("service", "string", "only this service's records")]}),
+    ]
+
+
+def _param(name: str, kind: str, description: str, **schema: Any) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": {"type": kind, **schema}}
+
+
+_NAME_SCHEMA = {"type": "string", "pattern": f"^{NAME_RE.pattern}$"}
+_GET_PARAMETERS = [
+    _param("type", "string", "what to answer", enum=list(TYPES), default="stats"),
+    _param("service", "string", "required for stats, average and trend", pattern=f"^{NAME_RE.pattern}$"),
+    _param("operation", "string", "stats and trend: one operation (all when absent)",
+           pattern=f"^{NAME_RE.pattern}$"),
+    _param("minutes", "integer", "average, trend and high: the time window",
+           minimum=1, maximum=MAX_MINUTES, default=5),
+    _param("threshold", "number", "high: mean latency above this many ms",
+           minimum=0, maximum=MAX_LATENCY_MS, default=1000),
+]
+_RECORD_SCHEMA = {
+    "type": "object",
+    "required": ["service", "operation", "latency_ms"],
+    "additionalProperties": False,
+    "properties": {
+        "service": _NAME_SCHEMA,
+        "operation": _NAME_SCHEMA,
+        "latency_ms": {"type": "number", "minimum": 0, "maximum": MAX_LATENCY_MS},
+        "success": {"type": "boolean", "default": True},
+        "metadata": {"type": "object", "description": "free-form, at most 64 KiB and depth 16"},
+        "trace_id": {**_NAME_SCHEMA, "description": "exported as the exemplar's trace_id"},
+    },
+}
+_BATCH_SCHEMA = {
+    "type": "object",
+    "required": ["records"],
+    "additionalProperties": False,
+    "properties": {"records": {"type": "array", "maxItems": MAX_RECORDS, "items": _RECORD_SCHEMA}},
+}
+
+
+def _query_name(query, name: str, required: bool) -> str | None:
+    value = query.get(name)
+    if value is None or value == "":
+        if required:
+            raise bad_request(f"query parameter {name!r} is required", name)
+        return None
+    if NAME_RE.fullmatch(value) is None:
+        raise bad_request(f"{name} must match {NAME_RE.pattern}, got {value[:80]!r}", name)
+    return value
+
+
+async def get_latency(request: web.Request) -> web.Response:
+    """GET: ?type=stats|average|trend|high with the parameters each type takes."""
+    kind = request.query.get("type") or "stats"
+    if kind not in TYPES:
+        raise bad_request(f"type must be one of {', '.join(TYPES)}, got {kind[:40]!r}", "type")
+    query = check_query(request, _PARAMS[kind])
+    monitor = request.app[MONITOR]
+    minutes = query_int(query, "minutes", 5, 1, MAX_MINUTES)
+    if kind == "stats":
+        service = _query_name(query, "service", required=True)
+        answer: Any = monitor.get_latency_stats(service, _query_name(query, "operation", False))
+    elif kind == "average":
+        answer = monitor.get_average(_query_name(query, "service", required=True), minutes)
+        answer["minutes"] = minutes
+    elif kind == "trend":
+        service = _query_name(query, "service", required=True)
+        operation = _query_name(query, "operation", False)
+        answer = {**monitor.get_latency_trend(service, operation, minutes),
+                  "service": service, "operation": operation, "minutes": minutes}
+    else:
+        threshold = query_float(query, "threshold", 1000.0, 0.0, MAX_LATENCY_MS)
+        answer = {"threshold_ms": threshold, "minutes": minutes,
+                  "services": monitor.get_high_latency_services(threshold, minutes)}
+    return web.json_response(answer)
+
+
+def _record(value: Any, where: str, index: int | None = None) -> LatencyRecord:
+    record = _well_formed(value)
+    if record is None:
+        record = _checked_record(value, where if index is None else field_path(where, index))
+    return record
+
+
+_FIELDS = frozenset(("service", "operation", "latency_ms", *_RECORD_FIELDS))
+
+
+def _well_formed(value: Any) -> LatencyRecord | None:
+    """The usual record (no metadata) checked inline, since batches carry many; None sends
+    anything else through the field-by-field checks that name what is wrong."""
+    if type(value) is not dict or not value.keys() <= _FIELDS or "metadata" in value:
+        return None
+    service, operation = value.get("service"), value.get("operation")
+    latency, success = value.get("latency_ms"), value.get("success", True)
+    trace_id = value.get("trace_id")
+    if (type(service) is str and type(operation) is str and type(success) is bool
+            and type(latency) in (int, float) and 0 <= latency <= MAX_LATENCY_MS
+            and NAME_RE.fullmatch(service) and NAME_RE.fullmatch(operation)
+            and (trace_id is None or (type(trace_id) is str and NAME_RE.fullmatch(trace_id)))):
+        return LatencyRecord(service, operation, float(latency), success, trace_id)
+    return None
+
+
+def _checked_record(value: Any, where: str) -> LatencyRecord:
+    rec = closed_object(value, where, required=("service", "operation", "latency_ms"),
+                        optional=_RECORD_FIELDS)
+    service = get_str(rec, "service", where, max_len=64, pattern=NAME_RE, required=True)
+    operation = get_str(rec, "operation", where, max_len=64, pattern=NAME_RE, required=True)
+    latency = get_number(rec, "latency_ms", where, lo=0.0, hi=MAX_LATENCY_MS, required=True)
+    success = get_bool(rec, "success", where, True)
+    get_free_object(rec, "metadata", where)  # checked for shape and size; the window keeps numbers
+    trace_id = get_str(rec, "trace_id", where, max_len=64, pattern=NAME_RE)
+    return LatencyRecord(service, operation, latency, success, trace_id)
+
+
+async def post_latency(request: web.Request) -> web.Response:
+    """POST: one record, or {"records": [...]} recorded all or nothing."""
+    body = await read_json(request, BATCH_BODY_LIMIT)
+    if isinstance(body, dict) and "records" in body:
+        closed_object(body, "", required=("records",))
+        items = body["records"]
+        if not isinstance(items, list):
+            raise invalid("records must be an array", "records")
+        if len(items) > MAX_RECORDS:
+            raise ApiError(413, "payload_too_large",
+                           f"records has {len(items)} items; at most {MAX_RECORDS} per request",
+                           "records")
+        records = [_record(item, "records", i) for i, item in enumerate(items)]
+        where = "records"
+    else:
+        if request.content.total_bytes > BODY_LIMIT:
+            raise ApiError(413, "payload_too_large",
+                           f"request body over {BODY_LIMIT} bytes (only batches may be larger)")
+        records = [_record(body, "")]
+        where = ""
+    try:
+        accepted = request.app[MONITOR].record_many(records, checked=True)
+    except PairLimitError as exc:
+        index = next(i for i, r in enumerate(records)
+                     if (r.service, r.operation) == (exc.service, exc.operation))
+        field = field_path(where, index) + ".operation" if where else "operation"
+        raise ApiError(422, "too_many_pairs", str(exc), field) from None
+    return web.json_response({"accepted": accepted})
+
+
+async def delete_latency(request: web.Request) -> web.Response:
+    """DELETE: clear the window, or one service's part of it."""
+    query = check_query(request, ("service",))
+    service = _query_name(query, "service", required=False)
+    return web.json_response({"cleared": request.app[MONITOR].clear(service)})

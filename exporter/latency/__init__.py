@@ -1,0 +1,21 @@
+"""Latency records and timed operations: LatencyMonitor, PerformanceLogger and their forwarder."""
+
+from .forwarder import Forwarder
+from .guard import InvalidNameError, PairGuard, PairLimitError
+from .library import LatencyLibrary
+from .metrics import LatencyMetrics
+from .monitor import LatencyMonitor, LatencyRecord
+from .performance import Measurement, PerformanceLogger
+
+__all__ = [
+    "Forwarder",
+    "InvalidNameError",
+    "LatencyLibrary",
+    "LatencyMetrics",
+    "LatencyMonitor",
+    "LatencyRecord",
+    "Measurement",
+    "PairGuard",
+    "PairLimitError",
+    "PerformanceLogger",
+]

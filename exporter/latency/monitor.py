@@ -1,0 +1,227 @@
+"""LatencyMonitor: a bounded window of latency records with stats, averages, trends and outliers."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from .guard import DEFAULT_MAX_PAIRS, PairGuard, check_name
+from .stats import mean, percentile, summarize
+from .window import KeyedWindow
+
+if TYPE_CHECKING:
+    from .forwarder import Forwarder
+    from .metrics import LatencyMetrics
+
+DEFAULT_WINDOW = 10_000
+MAX_LATENCY_MS = 86_400_000.0  # one day: anything longer is a unit mistake, not a latency
+STABLE_BAND = 0.10  # trend: a change within ±10 % is "stable"
+
+
+class LatencyRecord(NamedTuple):
+    """One latency measurement as recorded or posted (a tuple: batches build many)."""
+
+    service: str
+    operation: str
+    latency_ms: float
+    success: bool = True
+    trace_id: str | None = None
+
+
+def check_latency_ms(value: object, field: str = "latency_ms") -> float:
+    """A latency in milliseconds: a finite number in [0, one day]."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{field} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value) or not 0.0 <= value <= MAX_LATENCY_MS:
+        raise ValueError(f"{field} must be a finite number between 0 and {MAX_LATENCY_MS:g}, got {value}")
+    return value
+
+
+def check_record(record: LatencyRecord) -> LatencyRecord:
+    """Validate every field of a record (names, latency, success, trace id); returns it."""
+    check_name("service", record.service)
+    check_name("operation", record.operation)
+    check_latency_ms(record.latency_ms)
+    if not isinstance(record.success, bool):
+        raise TypeError(f"success must be True or False, got {type(record.success).__name__}")
+    if record.trace_id is not None:
+        check_name("trace_id", record.trace_id)
+    return record
+
+
+def _check_positive(field: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{field} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{field} must be a finite number above 0, got {value}")
+    return float(value)
+
+
+def _check_threshold(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"threshold_ms must be a number, got {type(value).__name__}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"threshold_ms must be a finite number >= 0, got {value}")
+    return float(value)
+
+
+class LatencyMonitor:
+    """Keeps the last `window` latency records (all services together) and answers questions on them."""
+
+    def __init__(
+        self,
+        window: int = DEFAULT_WINDOW,
+        max_pairs: int = DEFAULT_MAX_PAIRS,
+        metrics: LatencyMetrics | None = None,
+        guard: PairGuard | None = None,
+        forwarder: Forwarder | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._window = KeyedWindow(window)  # (service, operation) → (timestamp, latency_ms, success)
+        self.guard = guard if guard is not None else PairGuard(max_pairs, metrics)
+        self._metrics = metrics
+        self._forwarder = forwarder
+        self._clock = clock
+        self._lock = threading.Lock()  # the library may be called from several threads
+
+    @property
+    def window_size(self) -> int:
+        """How many records the window keeps."""
+        return self._window.size
+
+    def record_latency(
+        self,
+        service: str,
+        operation: str,
+        latency_ms: float,
+        success: bool = True,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        trace_id: str | None = None,
+    ) -> None:
+        """Record one measurement; raises ValueError/TypeError naming a bad argument, PairLimitError
+        for a new pair over the cap. `metadata` is accepted as the seed's is; the window keeps numbers only."""
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise TypeError(f"metadata must be a mapping, got {type(metadata).__name__}")
+        record = check_record(LatencyRecord(service, operation, latency_ms, success, trace_id))
+        self.guard.admit(service, operation)
+        self._store((record,))
+
+    def record_many(self, records: Sequence[LatencyRecord], *, checked: bool = False) -> int:
+        """Record a batch all-or-nothing: every record is checked (unless the caller already ran
+        check_record on each, `checked=True`) and every pair admitted before anything is stored."""
+        if not checked:
+            for record in records:
+                check_record(record)
+        guard = self.guard
+        if any((r.service, r.operation) not in guard for r in records):
+            guard.admit_all([(r.service, r.operation) for r in records])
+        self._store(records)
+        return len(records)
+
+    def _store(self, records: Sequence[LatencyRecord]) -> None:
+        now = self._clock()
+        with self._lock:
+            for r in records:
+                self._window.append((r.service, r.operation), (now, float(r.latency_ms), r.success))
+        metrics, forwarder = self._metrics, self._forwarder
+        for r in records:
+            if metrics is not None:
+                metrics.observe(r.service, r.operation, float(r.latency_ms), r.success, r.trace_id)
+            if forwarder is not None:
+                forwarder.submit(r)
+
+    def _samples(self, service: str, operation: str | None, since: float | None = None,
+                 until: float | None = None) -> list[tuple[float, float, bool]]:
+        with self._lock:
+            if operation is not None:
+                groups = [self._window.items((service, operation))]
+            else:
+                groups = [items for (svc, _), items in self._window.groups() if svc == service]
+            samples = [s for items in groups for s in items]
+        if since is not None:
+            samples = [s for s in samples if s[0] > since]
+        if until is not None:
+            samples = [s for s in samples if s[0] <= until]
+        return samples
+
+    def get_latency_stats(self, service: str, operation: str | None = None) -> dict[str, Any]:
+        """{service, operation, count, success_ratio, mean_ms, min_ms, max_ms, p50_ms, p95_ms, p99_ms}
+        over the window; count 0 and nulls when there is no data."""
+        samples = self._samples(service, operation)
+        stats = summarize([s[1] for s in samples], sum(1 for s in samples if s[2]))
+        return {"service": service, "operation": operation, **stats}
+
+    def get_average(self, service: str, minutes: float = 5) -> dict[str, Any]:
+        """{service, minutes, average_ms, count} over the last `minutes` (average null when empty)."""
+        minutes = _check_positive("minutes", minutes)
+        latencies = [s[1] for s in self._samples(service, None, since=self._clock() - minutes * 60)]
+        return {"service": service, "minutes": minutes, "average_ms": mean(latencies),
+                "count": len(latencies)}
+
+    def get_average_latency(self, service: str, minutes: float = 5) -> float | None:
+        """Mean latency (ms) of all the service's operations over the last `minutes`, or None."""
+        return self.get_average(service, minutes)["average_ms"]
+
+    def get_latency_trend(self, service: str, operation: str | None = None,
+                          minutes: float = 5) -> dict[str, Any]:
+        """{trend, current_mean_ms, previous_mean_ms, change_ratio}: the last `minutes` against the
+        `minutes` before; "stable" within ±10 %, and when either window is empty."""
+        span = _check_positive("minutes", minutes) * 60
+        now = self._clock()
+        samples = self._samples(service, operation, since=now - 2 * span)
+        current = mean([s[1] for s in samples if s[0] > now - span])
+        previous = mean([s[1] for s in samples if s[0] <= now - span])
+        trend = trend_of(current, previous)
+        return {"trend": trend["trend"], "current_mean_ms": current, "previous_mean_ms": previous,
+                "change_ratio": trend["change_ratio"]}
+
+    def get_high_latency_services(self, threshold_ms: float = 1000,
+                                  minutes: float = 5) -> list[dict[str, Any]]:
+        """[{service, operation, mean_ms, p95_ms, count}] for pairs whose mean over the last
+        `minutes` is above `threshold_ms`, slowest first."""
+        threshold_ms = _check_threshold(threshold_ms)
+        since = self._clock() - _check_positive("minutes", minutes) * 60
+        with self._lock:
+            groups = [(key, [s[1] for s in items if s[0] > since]) for key, items in self._window.groups()]
+        found = []
+        for (service, operation), latencies in groups:
+            average = mean(latencies)
+            if average is not None and average > threshold_ms:
+                found.append({"service": service, "operation": operation, "mean_ms": average,
+                              "p95_ms": percentile(sorted(latencies), 0.95), "count": len(latencies)})
+        found.sort(key=lambda row: (-row["mean_ms"], row["service"], row["operation"]))
+        return found
+
+    def clear(self, service: str | None = None) -> int:
+        """Empty the window (or one service's part of it); returns how many records went.
+        Prometheus series and the guard's admitted pairs stay: counters never go back."""
+        with self._lock:
+            if service is None:
+                return self._window.clear()
+            return self._window.remove(lambda key: key[0] == service)
+
+    def __len__(self) -> int:
+        return len(self._window)
+
+
+def trend_of(current: float | None, previous: float | None) -> dict[str, Any]:
+    """{trend, change_ratio} from two means; a rise over 10 % is degrading, a fall over 10 % improving."""
+    if current is None or previous is None:
+        return {"trend": "stable", "change_ratio": None}
+    if previous == 0:
+        if current == 0:
+            return {"trend": "stable", "change_ratio": 0.0}
+        return {"trend": "degrading", "change_ratio": None}  # from zero, any rise is unbounded
+    change = (current - previous) / previous
+    if change > STABLE_BAND:
+        trend = "degrading"
+    elif change < -STABLE_BAND:
+        trend = "improving"
+    else:
+        trend = "stable"
+    return {"trend": trend, "change_ratio": change}

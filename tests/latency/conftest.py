@@ -1,0 +1,57 @@
+"""Latency test helpers: a hand-driven clock, and the latency feature as a small real app."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from aiohttp import web
+
+from exporter.api import latency
+from exporter.api.errors import error_middleware
+from exporter.api.keys import READY, REGISTRY, SETTINGS
+from exporter.api.routes import add_routes
+from exporter.api.validation import BATCH_BODY_LIMIT
+
+
+class FakeClock:
+    """Callable clock; `advance(seconds)` moves it."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A fake wall clock starting at a fixed instant."""
+    return FakeClock()
+
+
+@pytest.fixture
+def mono() -> FakeClock:
+    """A fake monotonic clock."""
+    return FakeClock(start=1000.0)
+
+
+def latency_app(registry, middlewares=(), **overrides) -> web.Application:
+    """The latency feature alone behind the sidecar's error middleware (plus `middlewares`)."""
+    app = web.Application(middlewares=[error_middleware, *middlewares],
+                          client_max_size=BATCH_BODY_LIMIT)
+    settings = {"latency_window": 10_000, "latency_max_pairs": 500, **overrides}
+    app[SETTINGS] = SimpleNamespace(**settings)
+    app[REGISTRY] = registry
+    app[READY] = {}
+    add_routes(app, latency.setup(app))
+    return app
+
+
+@pytest.fixture
+def make_latency_app():
+    """The builder of a latency-only app: make_latency_app(registry, middlewares=(), **settings)."""
+    return latency_app
