@@ -12,7 +12,7 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from .api import health, ops
+from .api import cache, health, latency, ops
 from .api.auth import auth_middleware
 from .api.errors import error_middleware
 from .api.httpmetrics import http_metrics_middleware
@@ -20,7 +20,7 @@ from .api.keys import DEPENDENCIES, READY, REGISTRY, ROUTE_INDEX, ROUTES, SETTIN
 from .api.routes import add_routes
 from .api.validation import BATCH_BODY_LIMIT
 
-FEATURES = [health, ops]
+FEATURES = [health, cache, latency, ops]
 
 
 def create_app(settings, registry: CollectorRegistry | None = None) -> web.Application:

@@ -1,0 +1,226 @@
+"""Cache routes (GET/POST/DELETE /api/cache/signals) and the cache feature's background tasks.
+
+The feature builds one RedisClient (Redis when configured, else in memory) shared by the
+signal and metrics caches, the mirror that exports the trading keys, and — when Redis is
+configured — the publisher of `<ns>:health:<service>`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from loguru import logger
+
+from ..cache.client import RedisClient
+from ..cache.collector import MirrorCollector
+from ..cache.errors import CacheTypeError, CacheUnavailable, CacheValueError, SignalError
+from ..cache.health_writer import HealthWriter
+from ..cache.layout import ACTIONS, SYMBOL_RE
+from ..cache.memory import MemoryBackend
+from ..cache.metrics import CacheMetrics, HealthWriterMetrics, MirrorMetrics
+from ..cache.mirror import Mirror
+from ..cache.signals import MAX_LIMIT, OPTIONAL, REQUIRED, SignalCache, validate_signal
+from ..cache.trading_metrics import MetricsCache
+from .errors import ApiError, bad_request, invalid, unavailable
+from .health import CHECKER
+from .keys import DEPENDENCIES, READY, REGISTRY, SETTINGS
+from .routes import Route
+from .validation import check_query, closed_object, get_free_object, query_int, read_json
+
+PATH = "/api/cache/signals"
+TYPES = ("latest", "history", "stats")
+RETRY_AFTER = 5  # seconds; the client reconnects on its own, so this is only pacing
+SWEEP_INTERVAL = 60.0  # the in-memory backend's cleanup of expired entries
+_PARAMS = {"latest": {"type", "symbol"}, "history": {"type", "symbol", "limit"},
+           "stats": {"type", "symbol"}}
+
+
+@dataclass(frozen=True)
+class CacheFeature:
+    """The cache components one sidecar runs."""
+
+    client: RedisClient
+    signals: SignalCache
+    trading: MetricsCache
+    mirror: Mirror
+    writer: HealthWriter | None
+    metrics: CacheMetrics
+
+
+CACHE = web.AppKey("cache", CacheFeature)
+
+
+def setup(app: web.Application) -> list[Route]:
+    """Build the cache components on the app's registry and return the cache routes."""
+    settings, registry = app[SETTINGS], app[REGISTRY]
+    metrics = CacheMetrics(registry)
+    client = RedisClient(namespace=settings.redis_namespace, url=settings.redis_url, metrics=metrics)
+    mirror = Mirror(
+        client,
+        symbols=settings.mirror_symbols,
+        interval=settings.mirror_interval,
+        max_symbols=settings.mirror_max_symbols,
+        max_custom=settings.mirror_max_custom,
+        metrics=MirrorMetrics(registry),
+    )
+    registry.register(MirrorCollector(mirror))
+    writer = None
+    if client.is_redis:
+        writer = HealthWriter(client, metrics=HealthWriterMetrics(registry))
+        checker = app.get(CHECKER)  # set up before this feature, when it is configured
+        if checker is not None:
+            checker.add_listener(writer.listener)
+        backend = client.backend
+        app[DEPENDENCIES]["redis"] = lambda: {
+            "up": backend.up, "mirror_last_success": mirror.snapshot.last_success}
+    app[CACHE] = CacheFeature(client, SignalCache(client, settings.signal_history_max),
+                              MetricsCache(client), mirror, writer, metrics)
+    app[READY]["cache"] = False
+    app.cleanup_ctx.append(_cache_ctx)
+    return [
+        Route("GET", PATH, get_signals, "read",
+              "The latest signal (overall or per symbol), a symbol's history, or its statistics",
+              spec={"parameters": _GET_PARAMETERS}),
+        Route("POST", PATH, post_signal, "write",
+              "Store one signal as the latest and in its symbol's history, in one atomic step",
+              spec={"requestBody": _SIGNAL_SCHEMA}),
+        Route("DELETE", PATH, delete_signals, "write",
+              "Clear the signal cache (one symbol's history with ?symbol=); answers keys removed",
+              spec={"parameters": [_param("symbol", "only this symbol's history and latest")]}),
+    ]
+
+
+async def _cache_ctx(app: web.Application):
+    feature = app[CACHE]
+    tasks = [asyncio.create_task(feature.mirror.run(), name="cache-mirror")]
+    if feature.writer is not None:
+        tasks.append(asyncio.create_task(feature.writer.run(), name="cache-health-writer"))
+    if isinstance(feature.client.backend, MemoryBackend):
+        tasks.append(asyncio.create_task(_sweep(feature.client.backend), name="cache-sweep"))
+    app[READY]["cache"] = True
+    try:
+        yield
+    finally:
+        app[READY]["cache"] = False
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks)
+        for task in tasks:
+            if not task.cancelled() and task.exception() is not None:
+                logger.opt(exception=task.exception()).error("{} ended with an error", task.get_name())
+        if feature.writer is not None:
+            try:
+                async with asyncio.timeout(2.0):  # last results; a frozen Redis must not hold shutdown
+                    await feature.writer.flush()
+            except TimeoutError:
+                logger.warning("health publisher: final flush abandoned after 2 s")
+        await feature.client.close()
+
+
+async def _sweep(backend: MemoryBackend) -> None:
+    while True:
+        await asyncio.sleep(SWEEP_INTERVAL)
+        backend.sweep()
+
+
+@contextmanager
+def _answering() -> Iterator[None]:
+    """Cache failures as API errors: 503 while Redis is away, 409 on a foreign key type."""
+    try:
+        yield
+    except CacheUnavailable as exc:
+        # After a timeout Redis may still apply the write, but only whole (MULTI/EXEC), and
+        # a retried signal adds no duplicate: so "retry later" is always the right advice.
+        raise unavailable(f"{exc}; retry later (a signal is written whole or not at all)",
+                          RETRY_AFTER) from None
+    except CacheTypeError as exc:
+        raise ApiError(409, "conflict", f"{exc}; nothing was changed") from None
+    except CacheValueError as exc:
+        raise ApiError(502, "bad_value", str(exc)) from None
+
+
+def _symbol(query, required: bool) -> str | None:
+    value = query.get("symbol")
+    if value is None or value == "":
+        if required:
+            raise bad_request("query parameter 'symbol' is required for this type", "symbol")
+        return None
+    if not SYMBOL_RE.fullmatch(value):
+        raise bad_request(f"symbol must match ^{SYMBOL_RE.pattern}$, got {value[:40]!r}", "symbol")
+    return value
+
+
+async def get_signals(request: web.Request) -> web.Response:
+    """GET: ?type=latest (default) | history | stats, with symbol and limit."""
+    kind = request.query.get("type") or "latest"
+    if kind not in TYPES:
+        raise bad_request(f"type must be one of {', '.join(TYPES)}, got {kind[:40]!r}", "type")
+    query = check_query(request, _PARAMS[kind])
+    signals = request.app[CACHE].signals
+    with _answering():
+        if kind == "latest":
+            answer: Any = {"signal": await signals.get_latest(_symbol(query, required=False))}
+        elif kind == "history":
+            symbol = _symbol(query, required=True)
+            limit = query_int(query, "limit", 50, 1, MAX_LIMIT)
+            answer = {"symbol": symbol, "signals": await signals.get_history(symbol, limit)}
+        else:
+            answer = await signals.get_signal_stats(_symbol(query, required=True))
+    return web.json_response(answer)
+
+
+async def post_signal(request: web.Request) -> web.Response:
+    """POST: one signal → signal:latest and its history in one MULTI/EXEC → 201."""
+    check_query(request, ())
+    body = await read_json(request)
+    closed_object(body, "", required=REQUIRED, optional=OPTIONAL)
+    get_free_object(body, "features", "")
+    try:
+        signal = validate_signal(body)
+    except SignalError as exc:
+        raise invalid(str(exc), exc.field) from None
+    with _answering():
+        stored = await request.app[CACHE].signals.record(signal)
+    return web.json_response({"signal": stored}, status=201)
+
+
+async def delete_signals(request: web.Request) -> web.Response:
+    """DELETE: clear every signal key, or one symbol's (?symbol=)."""
+    query = check_query(request, ("symbol",))
+    symbol = _symbol(query, required=False)
+    with _answering():
+        cleared = await request.app[CACHE].signals.clear(symbol)
+    return web.json_response({"cleared": cleared})
+
+
+def _param(name: str, description: str, **schema: Any) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": {"type": "integer" if name == "limit" else "string", **schema}}
+
+
+_GET_PARAMETERS = [
+    _param("type", "what to answer", enum=list(TYPES), default="latest"),
+    _param("symbol", "required for history and stats", pattern=f"^{SYMBOL_RE.pattern}$"),
+    _param("limit", "history: newest signals to answer", minimum=1, maximum=MAX_LIMIT, default=50),
+]
+_SIGNAL_SCHEMA = {
+    "type": "object",
+    "required": list(REQUIRED),
+    "additionalProperties": False,
+    "properties": {
+        "signal_id": {"type": "string", "maxLength": 256},
+        "timestamp": {"type": "string", "format": "date-time", "description": "with an offset"},
+        "symbol": {"type": "string", "pattern": f"^{SYMBOL_RE.pattern}$"},
+        "action": {"type": "string", "enum": list(ACTIONS)},
+        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        "price": {"type": "number", "exclusiveMinimum": 0},
+        "features": {"type": "object", "description": "free-form, at most 64 KiB and depth 16"},
+        "model_version": {"type": "string", "maxLength": 256},
+        "execution_latency_ms": {"type": "number", "minimum": 0},
+    },
+}

@@ -1,0 +1,258 @@
+"""The embedded backend: an in-process store with Redis' semantics for what we use.
+
+Expiring entries are capped at `max_entries` with FIFO eviction (the oldest write goes
+first); persistent entries (ttl 0, the trading state) are never evicted. Expired entries
+disappear on access and in a sweep that runs at most every `cleanup_interval` seconds,
+piggybacked on operations, plus whatever periodic `sweep()` the owner schedules.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+from .backend import DeleteOp, PushOp, RawValue, SetOp, WriteOp
+from .errors import CacheTypeError
+
+
+@dataclass
+class _Entry:
+    value: bytes | list[bytes]  # a list is stored newest first, as LPUSH leaves it
+    expires: float | None  # clock value; None: never
+
+
+def lrange(items: Sequence[bytes], start: int, stop: int) -> list[bytes]:
+    """Redis LRANGE on a Python sequence: inclusive stop, negative indexes from the end."""
+    n = len(items)
+    if start < 0:
+        start = max(n + start, 0)
+    if stop < 0:
+        stop = n + stop
+    if start >= n or start > stop:
+        return []
+    return list(items[start : min(stop, n - 1) + 1])
+
+
+class MemoryBackend:
+    """In-memory storage with TTLs, a FIFO cap on expiring entries and periodic cleanup."""
+
+    kind = "memory"
+
+    def __init__(
+        self,
+        max_entries: int = 1000,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        cleanup_interval: float = 60.0,
+        on_evict: Callable[[str, str], None] | None = None,
+        classify: Callable[[str], str] | None = None,
+    ) -> None:
+        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
+            raise ValueError(f"max_entries must be a positive integer, got {max_entries!r}")
+        self.up: bool | None = None
+        self.max_entries = max_entries
+        self.cleanup_interval = cleanup_interval
+        self._clock = clock
+        self._on_evict = on_evict
+        self._classify = classify or (lambda key: "generic")
+        self._data: dict[str, _Entry] = {}
+        self._fifo: OrderedDict[str, None] = OrderedDict()  # expiring keys, oldest write first
+        self._counts: Counter[str] = Counter()
+        self._last_sweep = clock()
+
+    # -- bookkeeping -------------------------------------------------------------------
+
+    def entries(self, label: str | None = None) -> int:
+        """How many entries are held (under one cache label, or all)."""
+        return len(self._data) if label is None else self._counts[label]
+
+    def sweep(self) -> int:
+        """Remove every expired entry now; returns how many went."""
+        now = self._clock()
+        self._last_sweep = now
+        expired = [k for k, e in self._data.items() if e.expires is not None and e.expires <= now]
+        for key in expired:
+            self._remove(key, "ttl")
+        return len(expired)
+
+    def _maybe_sweep(self) -> None:
+        if self._clock() - self._last_sweep >= self.cleanup_interval:
+            self.sweep()
+
+    def _remove(self, key: str, reason: str | None = None) -> None:
+        del self._data[key]
+        self._fifo.pop(key, None)
+        self._counts[self._classify(key)] -= 1
+        if reason is not None and self._on_evict is not None:
+            self._on_evict(key, reason)
+
+    def _live(self, key: str) -> _Entry | None:
+        entry = self._data.get(key)
+        if entry is not None and entry.expires is not None and entry.expires <= self._clock():
+            self._remove(key, "ttl")
+            return None
+        return entry
+
+    def _store(self, key: str, entry: _Entry) -> None:
+        if key in self._data:
+            self._remove(key)
+        if entry.expires is not None:
+            if len(self._fifo) >= self.max_entries:
+                self.sweep()
+            while len(self._fifo) >= self.max_entries:
+                oldest = next(iter(self._fifo))
+                self._remove(oldest, "capacity")
+            self._fifo[key] = None
+        self._data[key] = entry
+        self._counts[self._classify(key)] += 1
+
+    def _string(self, key: str) -> bytes | None:
+        entry = self._live(key)
+        if entry is None:
+            return None
+        if isinstance(entry.value, list):
+            raise CacheTypeError(f"{key} holds a list, not a string")
+        return entry.value
+
+    def _list(self, key: str) -> list[bytes] | None:
+        entry = self._live(key)
+        if entry is None:
+            return None
+        if not isinstance(entry.value, list):
+            raise CacheTypeError(f"{key} holds a string, not a list")
+        return entry.value
+
+    # -- the Backend interface -----------------------------------------------------------
+
+    async def get(self, key: str) -> bytes | None:
+        """The string at `key`, or None."""
+        self._maybe_sweep()
+        return self._string(key)
+
+    async def mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Strings at several keys (None for missing keys and lists, as MGET)."""
+        self._maybe_sweep()
+        out: list[bytes | None] = []
+        for key in keys:
+            entry = self._live(key)
+            out.append(entry.value if entry is not None and isinstance(entry.value, bytes) else None)
+        return out
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        """Store a string; ttl 0 means no expiry."""
+        await self.execute([SetOp(key, value, ttl)])
+
+    async def delete(self, keys: Sequence[str]) -> int:
+        """Delete keys; how many existed."""
+        self._maybe_sweep()
+        removed = 0
+        for key in keys:
+            if self._live(key) is not None:
+                self._remove(key)
+                removed += 1
+        return removed
+
+    async def exists(self, key: str) -> bool:
+        """Whether `key` exists and has not expired."""
+        self._maybe_sweep()
+        return self._live(key) is not None
+
+    async def scan(self, pattern: str, limit: int | None = None) -> list[str]:
+        """Live keys matching a glob pattern, at most `limit`."""
+        self._maybe_sweep()
+        now = self._clock()
+        found = []
+        for key, entry in self._data.items():
+            if entry.expires is not None and entry.expires <= now:
+                continue
+            if fnmatchcase(key, pattern):
+                found.append(key)
+                if limit is not None and len(found) >= limit:
+                    break
+        return found
+
+    async def list_range(self, key: str, start: int, stop: int) -> list[bytes]:
+        """LRANGE semantics."""
+        self._maybe_sweep()
+        items = self._list(key)
+        return [] if items is None else lrange(items, start, stop)
+
+    async def list_len(self, key: str) -> int:
+        """Length of the list at `key`."""
+        items = self._list(key)
+        return 0 if items is None else len(items)
+
+    async def execute(self, ops: Sequence[WriteOp]) -> list[int]:
+        """Apply writes atomically: every type is checked before the first write."""
+        self._maybe_sweep()
+        kinds: dict[str, str] = {}
+        for op in ops:  # dry run: the types each op would meet, in order
+            if op.key not in kinds:
+                entry = self._live(op.key)
+                kinds[op.key] = "none" if entry is None else (
+                    "list" if isinstance(entry.value, list) else "string")
+            if isinstance(op, PushOp):
+                if kinds[op.key] not in ("none", "list"):
+                    raise CacheTypeError(f"{op.key} holds a {kinds[op.key]}, not a list")
+                kinds[op.key] = "list"
+            elif isinstance(op, SetOp):
+                kinds[op.key] = "string"
+            else:
+                kinds[op.key] = "none"
+        now = self._clock()
+        results: list[int] = []
+        for op in ops:
+            if isinstance(op, SetOp):
+                self._store(op.key, _Entry(op.value, now + op.ttl if op.ttl > 0 else None))
+                results.append(1)
+            elif isinstance(op, DeleteOp):
+                existed = self._live(op.key) is not None
+                if existed:
+                    self._remove(op.key)
+                results.append(int(existed))
+            else:
+                items = self._list(op.key)
+                if items is None:
+                    items = []
+                    self._store(op.key, _Entry(items, None))
+                if not (op.skip_if_head and items and items[0] == op.value):
+                    items.insert(0, op.value)
+                    del items[op.cap :]
+                results.append(len(items))
+        return results
+
+    async def compare_and_delete(self, key: str, expected: bytes) -> bool:
+        """Delete `key` only if it still holds exactly `expected`."""
+        entry = self._live(key)
+        if entry is None or entry.value != expected:
+            return False
+        self._remove(key)
+        return True
+
+    async def read_many(self, keys: Sequence[str], max_bytes: int,
+                        lists: Collection[str] = ()) -> list[RawValue]:
+        """Bounded reads of several keys (atomic: nothing runs in between)."""
+        self._maybe_sweep()
+        out: list[RawValue] = []
+        for key in keys:
+            entry = self._live(key)
+            if entry is None:
+                out.append(RawValue("missing"))
+            elif isinstance(entry.value, list):
+                if key in lists:
+                    out.append(RawValue("list", entry.value[0], len(entry.value)))
+                else:
+                    out.append(RawValue("list"))
+            else:
+                size = len(entry.value)
+                out.append(RawValue("string", entry.value[: max_bytes + 1], size, size > max_bytes))
+        return out
+
+    def mark_down(self, reason: str) -> None:
+        """Memory is never down."""
+
+    async def close(self) -> None:
+        """Nothing to release."""

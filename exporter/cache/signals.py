@@ -1,0 +1,218 @@
+"""SignalCache and the signal shape: the latest signal and a capped history per symbol."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loguru import logger
+
+from .client import RedisClient
+from .errors import CacheValueError, SignalError
+from .layout import ACTIONS, HISTORY_PREFIX, SIGNAL_LATEST, SYMBOL_RE, history_key
+from .metrics import CacheMetrics
+from .values import (
+    free_object,
+    loads,
+    number,
+    require_object,
+    string,
+    timestamp,
+    unknown_fields,
+)
+
+REQUIRED = ("signal_id", "timestamp", "symbol", "action", "confidence", "price")
+OPTIONAL = ("features", "model_version", "execution_latency_ms")
+_KNOWN = frozenset(REQUIRED + OPTIONAL)
+DEFAULT_HISTORY_MAX = 100
+MAX_LIMIT = 1000
+
+
+def validate_signal(value: Any, *, strict: bool = True) -> dict[str, Any]:
+    """Check a signal and return it as stored; SignalError names the first bad field.
+
+    `strict` refuses unknown fields (what callers send); the mirror reads values written
+    by others with `strict=False`, ignoring unknown fields as the layout promises.
+    """
+    obj = require_object(value, "signal")
+    if strict:
+        unknown_fields(obj, _KNOWN)
+    for key in REQUIRED:
+        if obj.get(key) is None:
+            raise SignalError(key, "is required")
+    string(obj, "signal_id", required=True)
+    timestamp(obj, "timestamp", required=True)
+    string(obj, "symbol", required=True, pattern=SYMBOL_RE)
+    string(obj, "action", required=True, choices=ACTIONS)
+    number(obj, "confidence", required=True, lo=0.0, hi=1.0)
+    number(obj, "price", required=True, lo=0.0, lo_open=True)
+    string(obj, "model_version")
+    number(obj, "execution_latency_ms", lo=0.0)
+    free_object(obj, "features")
+    if strict:
+        return {k: obj[k] for k in REQUIRED + OPTIONAL if obj.get(k) is not None}
+    return obj
+
+
+def signal_time(signal: dict[str, Any]) -> float:
+    """Unix seconds of a validated signal's timestamp."""
+    return timestamp(signal, "timestamp", required=True)  # type: ignore[return-value]
+
+
+def pick_latest(latest: dict | None, head: dict | None) -> dict | None:
+    """The newer of `signal:latest` and a history head (latest wins a tie)."""
+    if latest is None or head is None:
+        return latest if head is None else head
+    return head if signal_time(head) > signal_time(latest) else latest
+
+
+def check_symbol(symbol: Any) -> str:
+    """A symbol as keys use it (`^[A-Z0-9]{3,12}$`)."""
+    if not isinstance(symbol, str) or not SYMBOL_RE.fullmatch(symbol):
+        raise SignalError("symbol", f"must match ^{SYMBOL_RE.pattern}$, got {symbol!r}")
+    return symbol
+
+
+def signal_stats(symbol: str, signals: list[dict[str, Any]]) -> dict[str, Any]:
+    """Counts by action, confidence summary, mean execution latency, time span."""
+    by_action = {action: 0 for action in ACTIONS}
+    confidences = [float(s["confidence"]) for s in signals]
+    latencies = [float(s["execution_latency_ms"]) for s in signals
+                 if s.get("execution_latency_ms") is not None]
+    for s in signals:
+        by_action[s["action"]] += 1
+    ordered = sorted(signals, key=signal_time)
+    return {
+        "symbol": symbol,
+        "count": len(signals),
+        "by_action": by_action,
+        "confidence": {
+            "mean": sum(confidences) / len(confidences) if confidences else None,
+            "min": min(confidences) if confidences else None,
+            "max": max(confidences) if confidences else None,
+        },
+        "mean_execution_latency_ms": sum(latencies) / len(latencies) if latencies else None,
+        "first_timestamp": ordered[0]["timestamp"] if ordered else None,
+        "last_timestamp": ordered[-1]["timestamp"] if ordered else None,
+    }
+
+
+class SignalCache:
+    """The seed's SignalCache on a RedisClient: `signal:latest` and `signal:history:<SYMBOL>`.
+
+    Trading state never expires. History is a Redis list, newest first, capped at
+    `history_max` by LTRIM in the same MULTI/EXEC as the push. Pushing the signal that
+    already heads the history is a no-op, so a retried write never duplicates it.
+    """
+
+    def __init__(self, client: RedisClient, history_max: int = DEFAULT_HISTORY_MAX,
+                 metrics: CacheMetrics | None = None) -> None:
+        if isinstance(history_max, bool) or not isinstance(history_max, int) or history_max < 1:
+            raise ValueError(f"history_max must be a positive integer, got {history_max!r}")
+        self.client = client
+        self.history_max = history_max
+        self.metrics = metrics if metrics is not None else client.metrics
+        self._bad_logged: set[str] = set()
+
+    def _count(self, hit: bool) -> None:
+        if self.metrics is not None:
+            self.metrics.request("signals", hit)
+
+    async def set_latest(self, signal: dict[str, Any]) -> dict[str, Any]:
+        """Validate and store `signal:latest`; returns the stored signal."""
+        stored = validate_signal(signal)
+        await self.client.set(SIGNAL_LATEST, stored, ttl=0)
+        return stored
+
+    async def add_to_history(self, symbol: str, signal: dict[str, Any]) -> int:
+        """Validate and push onto the symbol's capped history; returns its length."""
+        check_symbol(symbol)
+        stored = validate_signal(signal)
+        if stored["symbol"] != symbol:
+            raise SignalError("symbol", f"signal is for {stored['symbol']}, not {symbol}")
+        return await self.client.list_push(history_key(symbol), stored, self.history_max,
+                                           skip_if_head=True)
+
+    async def record(self, signal: dict[str, Any]) -> dict[str, Any]:
+        """set_latest and add_to_history in one atomic step (what the API does)."""
+        stored = validate_signal(signal)
+        async with self.client.atomic() as tx:
+            tx.set(SIGNAL_LATEST, stored, ttl=0)
+            tx.list_push(history_key(stored["symbol"]), stored, self.history_max, skip_if_head=True)
+        return stored
+
+    async def get_latest(self, symbol: str | None = None) -> dict[str, Any] | None:
+        """The latest signal overall, or for `symbol` (the newer of latest and its history head)."""
+        latest = await self._read_signal(SIGNAL_LATEST)
+        if symbol is None:
+            self._count(latest is not None)
+            return latest
+        check_symbol(symbol)
+        if latest is not None and latest["symbol"] != symbol:
+            latest = None
+        head = await self._history(symbol, 1)
+        found = pick_latest(latest, head[0] if head else None)
+        self._count(found is not None)
+        return found
+
+    async def get_history(self, symbol: str, limit: int = 50) -> list[dict[str, Any]]:
+        """Up to `limit` signals of `symbol`, newest first."""
+        check_symbol(symbol)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+            raise SignalError("limit", f"must be an integer between 1 and {MAX_LIMIT}, got {limit!r}")
+        signals = await self._history(symbol, limit)
+        self._count(bool(signals))
+        return signals
+
+    async def get_signal_stats(self, symbol: str) -> dict[str, Any]:
+        """Statistics over the symbol's whole (capped) history; nulls when it is empty."""
+        check_symbol(symbol)
+        signals = await self._history(symbol, self.history_max)
+        self._count(bool(signals))
+        return signal_stats(symbol, signals)
+
+    async def clear(self, symbol: str | None = None) -> int:
+        """Delete the history of `symbol` (and `signal:latest` if it is that symbol's), or all
+        signal keys; returns how many keys were removed."""
+        if symbol is not None:
+            check_symbol(symbol)
+            removed = int(await self.client.delete(history_key(symbol)))
+            full = self.client.key(SIGNAL_LATEST)
+            raw = await self.client.backend.get(full)
+            if raw is not None and _symbol_of(raw) == symbol:
+                # Delete only what was read: a newer signal of another symbol must survive.
+                removed += int(await self.client.backend.compare_and_delete(full, raw))
+            return removed
+        keys = [SIGNAL_LATEST, *await self.client.keys(HISTORY_PREFIX + "*")]
+        full = [self.client.key(k) for k in keys]
+        return await self.client.backend.delete(full)
+
+    async def _read_signal(self, key: str) -> dict[str, Any] | None:
+        value = await self.client.get(key, count=False)
+        if value is None:
+            return None
+        try:
+            return validate_signal(value, strict=False)
+        except SignalError as exc:
+            raise CacheValueError(f"{self.client.key(key)} holds an invalid signal: {exc}") from None
+
+    async def _history(self, symbol: str, limit: int) -> list[dict[str, Any]]:
+        key = history_key(symbol)
+        raws = await self.client.backend.list_range(self.client.key(key), 0, limit - 1)
+        out = []
+        for raw in raws:
+            try:
+                out.append(validate_signal(self.client.decode(key, raw), strict=False))
+            except (CacheValueError, SignalError) as exc:
+                # One bad element must not hide the others; say so once per key.
+                if key not in self._bad_logged:
+                    self._bad_logged.add(key)
+                    logger.warning("skipping an invalid entry of {}: {}", self.client.key(key), exc)
+        return out
+
+
+def _symbol_of(raw: bytes) -> str | None:
+    try:
+        value = loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return value.get("symbol") if isinstance(value, dict) else None
