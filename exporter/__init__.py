@@ -2,13 +2,25 @@
 
 __version__ = "0.1.0"
 
-from .defaults import get_health_checker, get_logger, get_service_registry  # noqa: E402
+from .cache import MetricsCache, RedisClient, SignalCache  # noqa: E402
+from .defaults import (  # noqa: E402
+    get_health_checker,
+    get_logger,
+    get_metrics_cache,
+    get_service_registry,
+    get_signal_cache,
+)
 from .health.checker import HealthChecker  # noqa: E402
 from .health.registry import ServiceRegistry  # noqa: E402
 from .log import StructuredLogger  # noqa: E402
 
 __all__ = [
     "HealthChecker",
+    "MetricsCache",
+    "RedisClient",
+    "SignalCache",
+    "get_metrics_cache",
+    "get_signal_cache",
     "ServiceRegistry",
     "StructuredLogger",
     "get_health_checker",

@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 from functools import cache
 
+from .cache import MetricsCache, RedisClient, SignalCache
 from .health.checker import HealthChecker
 from .health.registry import ServiceRegistry
 from .log import StructuredLogger
+from .settings import load_settings
 
 
 def get_logger(**context) -> StructuredLogger:
@@ -32,3 +34,21 @@ def get_service_registry() -> ServiceRegistry:
 def get_health_checker() -> HealthChecker:
     """The process-wide HealthChecker over get_service_registry()."""
     return HealthChecker(get_service_registry())
+
+
+@cache
+def _cache_client() -> RedisClient:
+    settings = load_settings()
+    return RedisClient(namespace=settings.redis_namespace, url=settings.redis_url)
+
+
+@cache
+def get_signal_cache() -> SignalCache:
+    """The process-wide SignalCache: Redis when REDIS_URL/REDIS_HOST is set, else in memory."""
+    return SignalCache(_cache_client(), history_max=load_settings().signal_history_max)
+
+
+@cache
+def get_metrics_cache() -> MetricsCache:
+    """The process-wide MetricsCache, on the same client as get_signal_cache()."""
+    return MetricsCache(_cache_client())

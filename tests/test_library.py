@@ -79,3 +79,20 @@ async def test_seed_health_checker_example():
     overall = await checker.check_all_services()
     assert overall["overall_status"] == "healthy"
     assert overall["summary"]["total"] == 1
+
+
+async def test_cache_getters_run_the_seed_example_in_memory(monkeypatch):
+    from exporter import defaults
+
+    for name in ("REDIS_URL", "REDIS_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    for getter in (defaults._cache_client, defaults.get_signal_cache, defaults.get_metrics_cache):
+        getter.cache_clear()
+    signals = exporter.get_signal_cache()
+    assert signals is exporter.get_signal_cache()
+    await signals.set_latest({"signal_id": "sig_123", "timestamp": "2026-01-01T00:00:00+00:00",
+                              "symbol": "USDCOP", "action": "BUY", "confidence": 0.85, "price": 4250.5})
+    assert (await signals.get_latest())["signal_id"] == "sig_123"
+    metrics = exporter.get_metrics_cache()
+    await metrics.set_financial_metrics({"timestamp": "2026-01-01T00:00:00+00:00", "total_pnl": 1250.75})
+    assert (await metrics.get_financial_metrics())["total_pnl"] == 1250.75

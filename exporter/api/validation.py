@@ -118,7 +118,7 @@ def check_query(request: web.Request, allowed: Iterable[str]) -> Mapping[str, st
     """Refuse unknown and repeated query parameters; returns the query mapping."""
     allowed = set(allowed)
     seen: set[str] = set()
-    for key in request.query:
+    for key, _ in request.query.items():  # items(): a repeated key shows each time
         if key not in allowed:
             raise bad_request(f"unknown query parameter {key!r}", key)
         if key in seen:

@@ -79,6 +79,8 @@ async def test_unknown_routes_and_methods_are_json(sidecar):
     assert resp.status == 405 and (await resp.json())["error"] == "method_not_allowed"
     resp = await sidecar.get("/api/health/services?x=1")
     assert resp.status == 400 and (await resp.json())["field"] == "x"
+    resp = await sidecar.get("/probe?service=up-svc&service=down-svc")
+    assert resp.status == 400 and "twice" in (await resp.json())["detail"]
 
 
 async def test_metrics_text_openmetrics_and_promtool(sidecar, tmp_path):
