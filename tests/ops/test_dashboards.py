@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import subprocess
@@ -14,6 +15,7 @@ import psycopg
 import pytest
 import yaml
 
+from exporter.audit.pg_schema import migrate
 from tests.ops import artefacts as a
 from tests.ops.promql import ranges, selector_labels, series_names
 from tests.ops.spec_metrics import series_labels
@@ -329,22 +331,6 @@ def test_prometheus_loads_every_rule_group(prometheus):
 
 # ----------------------------------------------------------------- against real Postgres
 
-_SCHEMA = """
-CREATE SCHEMA usdcop_audit;
-CREATE TABLE usdcop_audit.events (
-    sequence bigint PRIMARY KEY,
-    event_id uuid NOT NULL,
-    event_type text NOT NULL,
-    "timestamp" timestamptz NOT NULL,
-    received_at timestamptz NOT NULL,
-    accepted_at timestamptz NOT NULL,
-    symbol text,
-    actor text,
-    data jsonb,
-    prev_hash bytea NOT NULL,
-    hash bytea NOT NULL
-);
-"""
 COLUMNS = [
     "sequence",
     "event_id",
@@ -360,20 +346,26 @@ COLUMNS = [
 ]
 
 
+async def _migrate(dsn: str) -> None:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await migrate(conn)
+
+
 @pytest.fixture
 def audit_db(pg_dsn):
-    """A database with the audit table's columns (SPEC section 8) and 120 events."""
+    """A database with the sidecar's own audit schema (its migrations) and 120 events."""
+    asyncio.run(_migrate(pg_dsn))
     now = datetime.now(UTC)
     types = ["SIGNAL_GENERATED", "TRADE_EXECUTED", "CONFIG_CHANGED"]
     symbols = ["USDCOP", "EURUSD", None, "x'); DROP TABLE usdcop_audit.events; --"]
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute(_SCHEMA)
         with conn.cursor() as cur:
             for seq in range(1, 121):
                 at = now - timedelta(minutes=121 - seq)
                 cur.execute(
-                    "INSERT INTO usdcop_audit.events VALUES "
-                    "(%s, gen_random_uuid(), %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    "INSERT INTO usdcop_audit.events (sequence, event_id, event_type,"
+                    ' "timestamp", received_at, accepted_at, symbol, actor, data, prev_hash, hash)'
+                    " VALUES (%s, gen_random_uuid(), %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     (
                         seq,
                         types[seq % 3],
