@@ -12,7 +12,7 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from .api import cache, health, latency, ops
+from .api import audit, cache, health, latency, limits, ops
 from .api.auth import auth_middleware
 from .api.errors import error_middleware
 from .api.httpmetrics import http_metrics_middleware
@@ -20,18 +20,20 @@ from .api.keys import DEPENDENCIES, READY, REGISTRY, ROUTE_INDEX, ROUTES, SETTIN
 from .api.routes import add_routes
 from .api.validation import BATCH_BODY_LIMIT
 
-FEATURES = [health, cache, latency, ops]
+FEATURES = [health, cache, latency, audit, ops]
 
 
 def create_app(settings, registry: CollectorRegistry | None = None) -> web.Application:
     """Build the sidecar application on `registry` (a fresh one when None)."""
     registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
     app = web.Application(
-        middlewares=[http_metrics_middleware, error_middleware, auth_middleware],
+        middlewares=[http_metrics_middleware, error_middleware, limits.limits_middleware,
+                     auth_middleware],
         client_max_size=BATCH_BODY_LIMIT,
-        handler_args={"max_field_size": 8190, "max_line_size": 8190},
+        handler_args=limits.handler_args(),
     )
     app[SETTINGS] = settings
+    limits.setup(app)  # the web configuration: TLS, users, headers, rate limit
     app[REGISTRY] = registry
     app[READY] = {}
     app[DEPENDENCIES] = {}

@@ -185,7 +185,7 @@ def parse_event(
         raise AuditValidationError(f"{path} must match ^[A-Z][A-Z0-9_]{{2,63}}$", path)
     raw_id = obj.get("event_id")
     if raw_id is None:
-        event_id, id_given = str(uuid.uuid4()), False
+        event_id = str(uuid.uuid4())
     else:
         path = _join(where, "event_id")
         if not isinstance(raw_id, str) or len(raw_id) > 64:
@@ -194,7 +194,6 @@ def parse_event(
             event_id = str(uuid.UUID(raw_id))
         except ValueError:
             raise AuditValidationError(f"{path} must be a UUID, got {raw_id[:40]!r}", path) from None
-        id_given = True
     accepted = now.astimezone(UTC)
     raw_time = obj.get("timestamp")
     if raw_time is None:
@@ -212,8 +211,10 @@ def parse_event(
     actor = _opt_str(obj, "actor", where, MAX_ACTOR)
     data = check_data(obj.get("data"), _join(where, "data"))
     timestamp = format_time(when)
+    # The id is the key, not content: re-sending a generated id with the same fields is a
+    # duplicate too.
     digest = client_digest({
-        "event_id": event_id if id_given else None, "event_type": event_type,
+        "event_type": event_type,
         "timestamp": timestamp if given else None, "symbol": symbol, "actor": actor,
         "data": data,
     })

@@ -52,7 +52,7 @@ class PgStore:
 
     kind = "postgres"
 
-    def __init__(self, url: str, admin_url: str | None = None, *, timeout: float = 5.0,
+    def __init__(self, url: str, admin_url: str | None = None, *, timeout: float = 2.5,
                  pool_max: int = 4, clock: Callable[[], datetime] | None = None) -> None:
         self.url = url
         self.admin_url = admin_url or url
@@ -64,6 +64,8 @@ class PgStore:
             reconnect_timeout=timeout * 4, name="usdcop-audit",
         )
         self._migrated = False
+        self._pool_errors = 0
+        self._abandoned: set[asyncio.Task] = set()
 
     def _fixed(self) -> datetime | None:
         return self._clock() if self._clock else None
@@ -76,12 +78,40 @@ class PgStore:
         """Close the pool."""
         await self._pool.close()
 
-    @contextlib.asynccontextmanager
-    async def _errors(self, what: str):
+    async def _bounded(self, what: str, coro):
+        """Run `coro` for at most 2 × timeout; past that it is abandoned, not awaited.
+
+        psycopg's clean-up of a cancelled query waits up to 10 s on a frozen server; the
+        writer must not wait with it. An abandoned write that commits later is harmless:
+        its events are spooled too, and the drain recognises them by event_id.
+        """
+        task = asyncio.ensure_future(coro)
         try:
-            async with asyncio.timeout(self.timeout * 3):
+            done, _ = await asyncio.wait({task}, timeout=self.timeout * 2)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if not done:
+            task.cancel()
+            self._abandoned.add(task)
+            task.add_done_callback(_forget(self._abandoned))
+            raise StoreUnavailable(f"postgres {what}: no answer within {self.timeout * 2:g} s",
+                                   "timeout")
+        return task.result()
+
+    @contextlib.asynccontextmanager
+    async def _errors(self, what: str, limit: float | None = None):
+        try:
+            async with asyncio.timeout(limit):
                 yield
-        except (TimeoutError, PoolTimeout, psycopg.errors.QueryCanceled) as exc:
+        except PoolTimeout as exc:
+            # Refused connections show in the pool's error count; a silent server does not.
+            errors = self._pool.get_stats().get("connections_errors", 0)
+            reason = "connection" if errors > self._pool_errors else "timeout"
+            self._pool_errors = errors
+            raise StoreUnavailable(f"postgres {what}: no connection within {self.timeout:g} s"
+                                   f" ({reason})", reason) from exc
+        except (TimeoutError, psycopg.errors.QueryCanceled) as exc:
             raise StoreUnavailable(f"postgres {what}: timed out ({exc.__class__.__name__})",
                                    "timeout") from exc
         except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
@@ -99,6 +129,9 @@ class PgStore:
 
     async def ensure_ready(self) -> None:
         """Run migrations once (owner role), then check the pool answers."""
+        return await self._bounded("ensure_ready", self._ensure_ready())
+
+    async def _ensure_ready(self) -> None:
         async with self._errors("migrate"):
             if not self._migrated:
                 async with self._admin() as conn:
@@ -113,6 +146,9 @@ class PgStore:
 
     async def append(self, units: list[list[PendingEvent]]):
         """Append units (all-or-nothing each) in one transaction; per-unit outcomes or conflicts."""
+        return await self._bounded("append", self._append(units))
+
+    async def _append(self, units: list[list[PendingEvent]]):
         ids = list({event.event_id for unit in units for event in unit})
         async with self._errors("append"), self._pool.connection() as conn:
             async with conn.transaction():
@@ -159,6 +195,9 @@ class PgStore:
 
     async def head(self) -> tuple[int, bytes]:
         """The newest (sequence, hash); (0, 32 zero bytes) when empty."""
+        return await self._bounded("head", self._head())
+
+    async def _head(self) -> tuple[int, bytes]:
         async with self._errors("head"), self._pool.connection() as conn:
             cur = await conn.execute("SELECT sequence, hash FROM usdcop_audit.chain_head")
             seq, digest = await cur.fetchone()
@@ -166,6 +205,9 @@ class PgStore:
 
     async def query(self, q: Query) -> list[dict[str, Any]]:
         """Events matching `q`, sequence descending, at most q.limit + 1 (to detect more)."""
+        return await self._bounded("query", self._query(q))
+
+    async def _query(self, q: Query) -> list[dict[str, Any]]:
         where, args = [], []
         if q.event_type is not None:
             where.append("event_type = %s")
@@ -220,7 +262,7 @@ class PgStore:
                     async with self._errors("read"):
                         await cur.execute(text, args)
                     while True:
-                        async with self._errors("read"):
+                        async with self._errors("read", self.timeout * 4):
                             rows = await cur.fetchmany(chunk)
                         if not rows:
                             break
@@ -236,6 +278,9 @@ class PgStore:
 
     async def first_sequence(self) -> int | None:
         """The oldest stored sequence, or None when empty."""
+        return await self._bounded("first_sequence", self._first_sequence())
+
+    async def _first_sequence(self) -> int | None:
         async with self._errors("read"), self._pool.connection() as conn:
             cur = await conn.execute("SELECT min(sequence) FROM usdcop_audit.events")
             row = await cur.fetchone()
@@ -243,6 +288,9 @@ class PgStore:
 
     async def get_event(self, sequence: int) -> dict[str, Any] | None:
         """One stored event in chain form."""
+        return await self._bounded("get_event", self._get_event(sequence))
+
+    async def _get_event(self, sequence: int) -> dict[str, Any] | None:
         async with self._errors("read"), self._pool.connection() as conn:
             async with conn.cursor(row_factory=dict_row) as cur:
                 await cur.execute(
@@ -252,6 +300,9 @@ class PgStore:
 
     async def find_purge(self, through: int) -> dict[str, Any] | None:
         """The AUDIT_PURGED event that purged through `through` (chain form)."""
+        return await self._bounded("find_purge", self._find_purge(through))
+
+    async def _find_purge(self, through: int) -> dict[str, Any] | None:
         async with self._errors("read"), self._pool.connection() as conn:
             async with conn.cursor(row_factory=dict_row) as cur:
                 await cur.execute(
@@ -265,6 +316,9 @@ class PgStore:
 
     async def add_checkpoint(self, cp: dict[str, Any]) -> bool:
         """Insert a checkpoint row; False when one at that sequence exists."""
+        return await self._bounded("add_checkpoint", self._add_checkpoint(cp))
+
+    async def _add_checkpoint(self, cp: dict[str, Any]) -> bool:
         async with self._errors("checkpoint"), self._pool.connection() as conn:
             cur = await conn.execute(
                 "INSERT INTO usdcop_audit.checkpoints (sequence, hash, count, at, prev_checkpoint,"
@@ -275,6 +329,9 @@ class PgStore:
 
     async def checkpoints(self) -> list[dict[str, Any]]:
         """All checkpoint rows, oldest first, in the checkpoint document form."""
+        return await self._bounded("checkpoints", self._checkpoints())
+
+    async def _checkpoints(self) -> list[dict[str, Any]]:
         async with self._errors("checkpoint"), self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT sequence, hash, count, at, prev_checkpoint, signature"
@@ -370,6 +427,14 @@ class PgStore:
         ).format(sql.Identifier("usdcop_audit", name)))
         count, lo, hi, max_time = await cur.fetchone()
         return {"count": count, "min_seq": lo, "max_seq": hi, "max_time": max_time}
+
+
+def _forget(tasks: set):
+    def done(task: asyncio.Task) -> None:
+        tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved, so asyncio does not log it as lost
+    return done
 
 
 def _first_line(exc: BaseException) -> str:

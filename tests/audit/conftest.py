@@ -118,17 +118,18 @@ class Tamper:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def store_kind(request) -> str:
-    return request.param
+def store_url(request) -> str | None:
+    """None for SQLite, else a fresh database (so it outlives the store using it)."""
+    return request.getfixturevalue("pg_dsn") if request.param == "postgres" else None
 
 
 @pytest.fixture
-async def store(store_kind, tmp_path, request, clock):
+async def store(store_url, tmp_path, clock):
     """An opened, migrated store of each kind, on a settable clock."""
-    if store_kind == "sqlite":
+    if store_url is None:
         s = SqliteStore(tmp_path / "audit.sqlite3", clock=clock)
     else:
-        s = PgStore(request.getfixturevalue("pg_dsn"), clock=clock)
+        s = PgStore(store_url, clock=clock)
     await s.open()
     await s.ensure_ready()
     yield s

@@ -123,7 +123,7 @@ def test_number_format_round_trips(value):
     assert float(format_number(value)) == value
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=st.dictionaries(st.text(max_size=5).filter(lambda s: "\x00" not in s and
                                                         not any(0xD800 <= ord(c) <= 0xDFFF for c in s)),
                              json_values.filter(lambda v: "\x00" not in json.dumps(v)
