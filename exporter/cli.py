@@ -145,13 +145,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 async def _serve(app: web.Application, settings) -> int:
     from .api.health import reload_config
+    from .api.limits import make_site
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
     try:
         await runner.setup()
-        site = web.TCPSite(runner, settings.listen_host, settings.listen_port, reuse_address=True)
+        # Header-read deadline, connection cap, and TLS from the web configuration.
+        site = make_site(runner, app, settings.listen_host, settings.listen_port)
         await site.start()
     except (OSError, ConfigError) as exc:
         logger.error("cannot start: {}", exc)
@@ -175,7 +177,7 @@ async def _serve(app: web.Application, settings) -> int:
     sockets = site._server.sockets if site._server else []  # the real port, also for :0
     host, port = sockets[0].getsockname()[:2] if sockets else (settings.listen_host, settings.listen_port)
     shown = f"[{host}]" if ":" in host else host
-    logger.info("listening on http://{}:{}", shown, port)
+    logger.info("listening on {}://{}:{}", "https" if site._ssl_context else "http", shown, port)
     await stop.wait()
     logger.info("stopping")
     try:

@@ -48,6 +48,8 @@ async def check_access(request: web.Request, level: str) -> web.Response | None:
     settings = request.app[SETTINGS]
     api_token, admin_token = settings.api_token, settings.admin_token
     basic = request.app.get(BASIC_AUTH)
+    if basic is not None and not getattr(basic, "active", True):
+        basic = None  # a web configuration without users (they may come and go while running)
     header = request.headers.get("Authorization", "")
     bearer = header[7:].strip() if header[:7].lower() == "bearer " else None
     is_admin = bearer is not None and _equal(bearer, admin_token)

@@ -1,0 +1,149 @@
+"""Request limits and the web configuration, applied to every request.
+
+One middleware, placed after the error middleware and before auth, answers in this order:
+a connection over the cap (503), a web configuration that cannot be used (503, failing
+closed), a client certificate outside `client_allowed_sans` (403), headers over their
+total size (431), the rate limit (429; public routes exempt so liveness checks never
+fail because someone floods /metrics). It also counts the limits handlers enforce
+themselves (body, depth, string, batch) as they pass by. Each hit increments
+`usdcop_limit_rejections_total{limit}`.
+
+`make_site()` gives the listener: a GuardedSite (header-read deadline, connection cap,
+parser refusals as JSON) with the web configuration's TLS context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from ..security.server import ConnectionGuard, GuardedSite
+from ..security.tls import peer_sans
+from ..security.web import WebSecurity
+from .auth import BASIC_AUTH, route_level
+from .errors import ApiError, error_response
+from .httpmetrics import METRICS
+from .keys import SETTINGS
+
+WEB_SECURITY: web.AppKey[WebSecurity] = web.AppKey("web_security", WebSecurity)
+
+MAX_HEADERS = 100  # header lines per request
+MAX_FIELD_SIZE = 8190  # bytes per header line, and for the request line
+MAX_HEADER_BYTES = 32 * 1024  # all header names and values together
+KEEPALIVE_TIMEOUT = 75.0  # idle keep-alive connections are closed after this
+
+
+def handler_args() -> dict:
+    """aiohttp handler arguments: parser limits and the keep-alive idle timeout."""
+    return {"max_headers": MAX_HEADERS, "max_field_size": MAX_FIELD_SIZE,
+            "max_line_size": MAX_FIELD_SIZE, "keepalive_timeout": KEEPALIVE_TIMEOUT}
+
+
+def count_limit(app: web.Application, limit: str) -> None:
+    """Add one to usdcop_limit_rejections_total{limit}."""
+    metrics = app.get(METRICS)
+    if metrics is not None:
+        metrics.limit_rejections.labels(limit).inc()
+
+
+def limit_of(exc: ApiError) -> str | None:
+    """Which limit a handler's error stands for (None: not a limit)."""
+    detail = exc.detail
+    if exc.status == 413:
+        if exc.field in ("events", "records") or "per batch" in detail or "per request" in detail:
+            return "batch"
+        return "body"
+    if "nested deeper" in detail:
+        return "depth"
+    if "longer than" in detail:
+        return "string"
+    return None
+
+
+def _refuse(status: int, code: str, detail: str, headers: dict | None = None) -> web.Response:
+    return error_response(status, code, detail, None, headers)
+
+
+@web.middleware
+async def limits_middleware(request: web.Request, handler) -> web.StreamResponse:
+    """Apply the connection, web-config, header and rate limits; count handlers' limits."""
+    app = request.app
+    if getattr(request.protocol, "over_capacity", False):
+        count_limit(app, "connections")
+        resp = _refuse(503, "too_many_connections", "too many open connections; retry shortly",
+                       {"Retry-After": "1"})
+        resp.force_close()
+        return resp
+    security = app.get(WEB_SECURITY)
+    if security is not None:
+        if security.failure is not None:
+            return _refuse(503, "web_config_unavailable",
+                           "the web configuration cannot be used; the sidecar's log says why",
+                           {"Retry-After": "5"})
+        tls = security.config.tls
+        if tls is not None and tls.client_allowed_sans:
+            ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+            if not peer_sans(ssl_object) & set(tls.client_allowed_sans):
+                return _refuse(403, "forbidden", "client certificate not allowed")
+    size = sum(len(name) + len(value) for name, value in request.raw_headers)
+    if size > MAX_HEADER_BYTES:
+        count_limit(app, "header")
+        return _refuse(431, "header_too_large", f"headers total {size} bytes; at most {MAX_HEADER_BYTES}")
+    rate = security.rate if security is not None else None
+    if rate is not None and route_level(request) not in ("public", None) and not rate.allow():
+        count_limit(app, "rate")
+        return _refuse(429, "too_many_requests", "rate limit exceeded",
+                       {"Retry-After": str(rate.retry_after())})
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        limit = limit_of(exc)
+        if limit is not None:
+            count_limit(app, limit)
+        raise
+    except web.HTTPRequestEntityTooLarge:
+        count_limit(app, "body")
+        raise
+
+
+async def _add_headers(request: web.Request, response: web.StreamResponse) -> None:
+    security = request.app.get(WEB_SECURITY)
+    if security is not None:
+        for name, value in security.headers:
+            response.headers[name] = value
+
+
+async def _watch_ctx(app: web.Application):
+    task = asyncio.create_task(app[WEB_SECURITY].watch())
+    try:
+        yield
+    finally:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            if asyncio.current_task().cancelling():
+                raise
+
+
+def setup(app: web.Application) -> None:
+    """Load the web configuration named by the settings (ConfigError propagates) and wire it."""
+    path = app[SETTINGS].web_config
+    if not path:
+        return
+    security = WebSecurity(path)
+    app[WEB_SECURITY] = security
+    app[BASIC_AUTH] = security
+    app.on_response_prepare.append(_add_headers)
+    app.cleanup_ctx.append(_watch_ctx)
+
+
+def make_site(runner: web.AppRunner, app: web.Application, host: str, port: int,
+              guard: ConnectionGuard | None = None) -> GuardedSite:
+    """The listener for `app`: guarded connections, TLS when the web configuration has it."""
+    if guard is None:
+        guard = ConnectionGuard(on_limit=lambda limit: count_limit(app, limit))
+    security = app.get(WEB_SECURITY)
+    ssl_context = security.ssl_context if security is not None else None
+    return GuardedSite(runner, host, port, guard=guard, ssl_context=ssl_context, reuse_address=True)
