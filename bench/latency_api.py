@@ -2,7 +2,9 @@
 
 Each server runs in its own process; the load comes from this process over keep-alive
 connections with pre-built requests (raw asyncio streams, so the client costs little next
-to the server). Scenarios alternate over several rounds and the median is reported.
+to the server). Scenarios alternate over several rounds and the median is reported, as
+records per second and as the server's CPU time per record (read from /proc: steadier
+than throughput on a machine shared with other work).
 
     .venv/bin/python bench/latency_api.py [--seconds 3] [--rounds 3] [--connections 32]
 
@@ -19,6 +21,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -84,13 +87,21 @@ def serve(mode: str, port: int) -> None:
         from exporter.app import create_app
         from exporter.settings import Settings
 
-        config = Path(tempfile.mkdtemp()) / "services.yaml"
+        scratch = Path(tempfile.mkdtemp(prefix="usdcop-bench-"))
+        config = scratch / "services.yaml"
         config.write_text("services: []\n")
         settings = Settings(config=str(config), scheduler=False, api_token=TOKEN,
-                            listen_host="127.0.0.1", listen_port=port)
+                            listen_host="127.0.0.1", listen_port=port,
+                            audit_sqlite_path=str(scratch / "audit.sqlite3"),
+                            audit_spool_dir=str(scratch / "spool"),
+                            audit_checkpoint_dir=str(scratch / "checkpoints"))
         app = create_app(settings)
     print("ready", flush=True)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+    try:
+        web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+    finally:
+        if mode == "sidecar":
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def sidecar_available() -> str | None:
@@ -128,15 +139,26 @@ async def _worker(port: int, requests: list[bytes], offset: int, stop_at: float,
     out[1] += bad
 
 
-async def load(port: int, requests: list[bytes], seconds: float, connections: int) -> tuple[float, int]:
-    """Requests per second over `seconds`, and how many answers were not 200."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def load(port: int, requests: list[bytes], seconds: float, connections: int,
+               pid: int | None = None) -> tuple[float, float | None, int]:
+    """Requests per second over `seconds`, the server's CPU seconds per request (when `pid`
+    is given), and how many answers were not 200."""
     warm = [0, 0]
     await asyncio.gather(*(_worker(port, requests, c, time.monotonic() + 0.5, warm)
                            for c in range(connections)))
     out = [0, 0]
+    cpu = cpu_seconds(pid) if pid else 0.0
     start = time.monotonic()
     await asyncio.gather(*(_worker(port, requests, c, start + seconds, out) for c in range(connections)))
-    return out[0] / (time.monotonic() - start), out[1]
+    elapsed = time.monotonic() - start
+    per_request = (cpu_seconds(pid) - cpu) / out[0] if pid and out[0] else None
+    return out[0] / elapsed, per_request, out[1]
 
 
 def start_server(mode: str) -> tuple[subprocess.Popen, int]:
@@ -183,34 +205,45 @@ def main() -> int:
         print(f"sidecar mode skipped: {why_not}")
     servers = {mode: start_server(mode) for mode in modes}
     rates: dict[tuple[str, str], list[float]] = {}
+    cpus: dict[tuple[str, str], list[float]] = {}
     errors = 0
     try:
         for _, port in servers.values():
             asyncio.run(wait_listening(port))
         for _ in range(args.rounds):
             for kind in ("single", "batch100"):
-                for mode, (_, port) in servers.items():
+                for mode, (proc, port) in servers.items():
                     per, requests = payloads(port)[kind]
-                    rate, bad = asyncio.run(load(port, requests, args.seconds, args.connections))
+                    rate, cpu, bad = asyncio.run(load(port, requests, args.seconds,
+                                                      args.connections, proc.pid))
                     errors += bad
                     rates.setdefault((mode, kind), []).append(rate * per)
+                    cpus.setdefault((mode, kind), []).append(cpu / per)
     finally:
         for proc, _ in servers.values():
             proc.terminate()
             proc.wait(10)
 
     result = {"python": platform.python_version(), "cpus": os.cpu_count(),
-              "seconds": args.seconds, "rounds": args.rounds, "connections": args.connections,
-              "non_200_answers": errors, "records_per_second": {}, "ratio_to_bare": {}}
-    print(f"\n{'server':<10}{'payload':<10}{'records/s':>12}{'requests/s':>12}{'vs bare':>9}")
+              "load_average": os.getloadavg(), "seconds": args.seconds, "rounds": args.rounds,
+              "connections": args.connections, "non_200_answers": errors,
+              "records_per_second": {}, "ratio_to_bare": {},
+              "server_cpu_us_per_record": {}, "cpu_ratio_to_bare": {}}
+    print(f"\n{'server':<9}{'payload':<10}{'records/s':>11}{'requests/s':>11}{'vs bare':>8}"
+          f"{'CPU us/record':>14}{'vs bare':>8}")
     for (mode, kind), values in rates.items():
+        key, per = f"{mode}/{kind}", 1 if kind == "single" else 100
         median = statistics.median(values)
-        bare = statistics.median(rates[("bare", kind)])
-        per = 1 if kind == "single" else 100
-        result["records_per_second"][f"{mode}/{kind}"] = round(median)
-        result["ratio_to_bare"][f"{mode}/{kind}"] = round(median / bare, 3)
-        print(f"{mode:<10}{kind:<10}{median:>12,.0f}{median / per:>12,.0f}{median / bare:>9.2f}")
-    print(f"non-200 answers: {errors}")
+        ratio = median / statistics.median(rates[("bare", kind)])
+        cpu = statistics.median(cpus[(mode, kind)]) * 1e6
+        cpu_ratio = statistics.median(cpus[("bare", kind)]) * 1e6 / cpu
+        result["records_per_second"][key] = round(median)
+        result["ratio_to_bare"][key] = round(ratio, 3)
+        result["server_cpu_us_per_record"][key] = round(cpu, 1)
+        result["cpu_ratio_to_bare"][key] = round(cpu_ratio, 3)
+        print(f"{mode:<9}{kind:<10}{median:>11,.0f}{median / per:>11,.0f}{ratio:>8.2f}"
+              f"{cpu:>14.1f}{cpu_ratio:>8.2f}")
+    print(f"non-200 answers: {errors}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
     return 1 if errors else 0

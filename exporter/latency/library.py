@@ -6,6 +6,7 @@ import atexit
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -63,9 +64,20 @@ class LatencyLibrary:
             )
         except ValueError as exc:  # only the forwarder's URL check is left to fail here
             raise ConfigError(str(exc), field="EXPORTER_URL") from None
-        if kit.forwarder is not None:
-            atexit.register(kit.forwarder.close)  # send what is queued when the engine exits
-        return kit
+        return kit._close_at_exit()
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> LatencyLibrary:
+        """Build from exporter.settings.Settings (latency_window, latency_max_pairs,
+        service_name, exporter_url, api_token)."""
+        return cls.build(window=settings.latency_window, max_pairs=settings.latency_max_pairs,
+                         service_name=settings.service_name, exporter_url=settings.exporter_url,
+                         token=settings.api_token)._close_at_exit()
+
+    def _close_at_exit(self) -> LatencyLibrary:
+        if self.forwarder is not None:
+            atexit.register(self.forwarder.close)  # send what is queued when the engine exits
+        return self
 
     def close(self, timeout: float = 5.0) -> None:
         """Send what is still queued and stop forwarding."""

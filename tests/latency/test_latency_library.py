@@ -96,3 +96,19 @@ async def test_forwarding_from_the_environment(aiohttp_server, make_latency_app,
     assert monitor.get_latency_stats("usdcop-engine", "execute_trade")["count"] == 1
     assert monitor.get_latency_stats("trading-engine", "process_signal")["mean_ms"] == 42.0
     assert set(seen) == {"Bearer file-token"}
+
+
+def test_from_the_sidecar_settings():
+    from exporter.settings import load_settings
+
+    settings = load_settings({"LATENCY_WINDOW": "7", "LATENCY_MAX_PAIRS": "3",
+                              "EXPORTER_SERVICE_NAME": "engine-2",
+                              "EXPORTER_URL": "http://127.0.0.1:9/", "EXPORTER_API_TOKEN": "t0k"})
+    kit = LatencyLibrary.from_settings(settings)
+    try:
+        assert (kit.monitor.window_size, kit.guard.max_pairs) == (7, 3)
+        assert kit.performance.service_name == "engine-2"
+        assert kit.forwarder is not None and kit.forwarder.url == "http://127.0.0.1:9/api/health/latency"
+    finally:
+        kit.close()
+    assert LatencyLibrary.from_settings(load_settings({})).forwarder is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import prometheus_client
 import pytest
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
@@ -79,3 +79,36 @@ def test_promtool_finds_nothing_to_complain_about(registry, tmp_path):
                           capture_output=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip() == b"" and done.stderr.strip() == b""
+
+
+def _normalised(text: str) -> str:
+    import re
+
+    text = re.sub(r"(_created(\{[^}]*\})?) \S+", r"\1 T", text)  # creation times differ
+    return re.sub(r"(# \{[^}]*\} \S+) \S+", r"\1 T", text)  # and exemplar times
+
+
+def test_same_exposition_as_prometheus_client_own_histogram():
+    from prometheus_client import Counter, Histogram
+
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    metrics = LatencyMetrics(ours)
+    histogram = Histogram("usdcop_operation_latency_seconds", "Latency of recorded and measured operations.",
+                          ["service", "operation"], buckets=LATENCY_BUCKETS, registry=theirs)
+    errors = Counter("usdcop_operation_errors", "Unsuccessful latency records and measured operations.",
+                     ["service", "operation"], registry=theirs)
+    for extra in ("usdcop_operations_expired", "usdcop_forwarder_dropped", "usdcop_latency_pairs_rejected"):
+        Counter(extra, next(m for m in ours.collect() if m.name == extra).documentation, registry=theirs)
+    # bucket bounds exactly, between them, zero and beyond the last
+    values_ms = [0, 1, 1.0001, 2.5, 7, 10, 100, 250, 999.9, 1000, 5000, 10_000, 10_000.5, 60_000]
+    for i, ms in enumerate(values_ms):
+        service, operation = ("svc-a", "op") if i % 2 else ("svc-b", "op.v2")
+        ok = i % 3 != 0
+        trace = f"trace-{i}" if i % 4 else None
+        metrics.observe(service, operation, ms, ok, trace)
+        child = histogram.labels(service, operation)
+        child.observe(ms / 1000, {"trace_id": trace} if trace else None)
+        errors.labels(service, operation).inc(0 if ok else 1)
+    assert _normalised(generate_latest(ours).decode()) == _normalised(generate_latest(theirs).decode())
+    assert (_normalised(generate_openmetrics(ours).decode())
+            == _normalised(generate_openmetrics(theirs).decode()))
