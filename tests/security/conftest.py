@@ -15,7 +15,7 @@ import pytest
 import trustme
 from aiohttp import web
 
-from exporter.api.limits import make_site
+from exporter.api.limits import count_limit, make_site
 from exporter.app import create_app
 from exporter.security.server import ConnectionGuard
 from exporter.settings import load_settings
@@ -90,6 +90,8 @@ async def running(app: web.Application, guard: ConnectionGuard | None = None):
     """Serve `app` on 127.0.0.1:0 with the sidecar's own listener; yields the base URL."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
     await runner.setup()
+    if guard is not None:
+        guard.on_limit = lambda limit: count_limit(app, limit)
     site = make_site(runner, app, "127.0.0.1", 0, guard)
     await site.start()
     scheme = "https" if site._ssl_context else "http"
