@@ -237,16 +237,17 @@ class PgStore:
     async def iter_events(self, after: int = 0, until: int | None = None, chunk: int = 5000,
                           since: datetime | None = None, before: datetime | None = None
                           ) -> AsyncIterator[dict[str, Any]]:
-        """Stored events in sequence order (chain form), from one consistent snapshot."""
+        """Stored events in sequence order (chain form); since/before bound `received_at`,
+        which rises with sequence, so a window is one contiguous stretch of the chain."""
         where, args = ["sequence > %s"], [after]
         if until is not None:
             where.append("sequence <= %s")
             args.append(until)
         if since is not None:
-            where.append('"timestamp" >= %s')
+            where.append("received_at >= %s")
             args.append(since)
         if before is not None:
-            where.append('"timestamp" < %s')
+            where.append("received_at < %s")
             args.append(before)
         text = (f"SELECT {COLUMNS} FROM usdcop_audit.events WHERE {' AND '.join(where)}"
                 " ORDER BY sequence")

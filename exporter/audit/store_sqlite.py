@@ -207,17 +207,18 @@ class SqliteStore:
     async def iter_events(self, after: int = 0, until: int | None = None, chunk: int = 5000,
                           since: datetime | None = None, before: datetime | None = None
                           ) -> AsyncIterator[dict[str, Any]]:
-        """Stored events in sequence order (chain form), read in keyset chunks."""
+        """Stored events in sequence order (chain form); since/before bound `received_at`,
+        which rises with sequence, so a window is one contiguous stretch of the chain."""
         last = after
         extra, extra_args = "", []
         if until is not None:
             extra += " AND sequence <= ?"
             extra_args.append(until)
         if since is not None:
-            extra += " AND timestamp >= ?"
+            extra += " AND received_at >= ?"
             extra_args.append(format_time(since))
         if before is not None:
-            extra += " AND timestamp < ?"
+            extra += " AND received_at < ?"
             extra_args.append(format_time(before))
         while True:
             rows = await self._run(lambda last=last: [decode(r) for r in self._conn().execute(

@@ -167,9 +167,16 @@ async def verify_file(path: str | Path, checkpoint_dir: str | Path | None,
     """Verify an `audit export` file (JSON lines) offline."""
     path = Path(path)
     purges = _purge_records(path)  # first pass: the purge records anchoring a late start
+    late: list[str] = []
 
     async def anchor(through: int):
-        return purges.get(through)
+        if through in purges:
+            return purges[through]
+        # An export of a window starts mid-chain: its first link is taken as given.
+        first = next(_read_export(path))
+        late.append(f"the export starts at sequence {through + 1}: the link to the events"
+                    " before it was not checked")
+        return {"data": {"through_hash": first["prev_hash"].hex()}}
 
     async def events():
         for event in _read_export(path):
@@ -177,5 +184,6 @@ async def verify_file(path: str | Path, checkpoint_dir: str | Path | None,
 
     disk, errors = cps.read_dir(checkpoint_dir) if checkpoint_dir else ([], [])
     result = await verify_events(events(), anchor, disk, key)
+    result["warnings"].extend(late)
     result["warnings"].extend(f"unreadable checkpoint file {e}" for e in errors)
     return result
