@@ -17,7 +17,8 @@ from ..bodies import Body, interpret
 from ..conditions import evaluate
 from ..result import ProbeResult
 from .base import ProbeContext
-from .http_client import TIMELINE, USER_AGENT, Timeline, create_session, is_probe_session
+from .guard import TargetNotAllowed, guard_for
+from .http_client import GUARD, TIMELINE, USER_AGENT, Timeline, create_session, is_probe_session
 from .tls import client_context
 
 MAX_REDIRECTS = 10  # redirects followed at most when follow_redirects is on
@@ -48,6 +49,8 @@ def _where(exc: BaseException) -> str:
 
 def _map_error(exc: Exception, timeout: float) -> _Failed:
     """A client exception as a probe failure; messages name host:port, never the URL."""
+    if isinstance(exc, cx.ClientConnectorError) and isinstance(exc.os_error, TargetNotAllowed):
+        return _Failed("other", str(exc.os_error))
     if isinstance(exc, asyncio.TimeoutError):  # aiohttp's own timeouts derive from it
         return _Failed("timeout", f"no answer within {timeout:g}s")
     if isinstance(exc, cx.ClientConnectorDNSError):
@@ -144,6 +147,7 @@ async def probe_http(service: ServiceConfig, ctx: ProbeContext) -> ProbeResult:
     """Probe an HTTP(S) endpoint (SPEC section 2)."""
     timeline = Timeline()
     token = TIMELINE.set(timeline)
+    guard_token = GUARD.set(guard_for(ctx.allowed_targets))
     shared = is_probe_session(ctx.http)
     # Another session could neither time the phases nor see the certificate of a small
     # answer (aiohttp lets go of the connection before the prober looks).
@@ -156,6 +160,7 @@ async def probe_http(service: ServiceConfig, ctx: ProbeContext) -> ProbeResult:
         return _failure(_map_error(exc, ctx.timeout), timeline)
     finally:
         TIMELINE.reset(token)
+        GUARD.reset(guard_token)
         if not shared:
             await session.close()
     elapsed = perf_counter() - timeline.start

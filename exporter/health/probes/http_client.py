@@ -18,8 +18,13 @@ from time import perf_counter
 from typing import Any
 
 import aiohttp
-from aiohttp.client_exceptions import ClientConnectorCertificateError, ClientConnectorSSLError
+from aiohttp.client_exceptions import (
+    ClientConnectorCertificateError,
+    ClientConnectorError,
+    ClientConnectorSSLError,
+)
 
+from .guard import TargetGuard, TargetNotAllowed
 from .tls import peer_cert_expiry
 
 USER_AGENT = "usdcop-exporter"
@@ -85,6 +90,10 @@ def _span(a: float | None, b: float | None) -> float:
 TIMELINE: contextvars.ContextVar[Timeline | None] = contextvars.ContextVar(
     "usdcop_probe_timeline", default=None
 )
+# allowed_targets of the probe in progress, checked on the resolved addresses of each hop.
+GUARD: contextvars.ContextVar[TargetGuard | None] = contextvars.ContextVar(
+    "usdcop_probe_guard", default=None
+)
 
 
 class PhaseConnector(aiohttp.TCPConnector):
@@ -92,6 +101,12 @@ class PhaseConnector(aiohttp.TCPConnector):
 
     async def _wrap_create_connection(self, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
         req, client_timeout = kwargs["req"], kwargs["timeout"]
+        guard = GUARD.get()
+        if guard is not None:
+            try:
+                kwargs["addr_infos"] = guard.filter_infos(req.url.host or "", req.port, kwargs["addr_infos"])
+            except TargetNotAllowed as exc:
+                raise ClientConnectorError(req.connection_key, exc) from None
         sslcontext = kwargs.pop("ssl", None)
         server_hostname = kwargs.pop("server_hostname", None)
         timeline = TIMELINE.get()

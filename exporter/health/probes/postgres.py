@@ -11,6 +11,7 @@ from psycopg.conninfo import conninfo_to_dict
 from ...config.model import ServiceConfig
 from ..result import ProbeResult
 from .base import ProbeContext
+from .guard import TargetGuard, TargetNotAllowed, guard_for
 
 # libpq's words for each failure, matched against the message's text.
 _AUTH = ("password authentication failed", "no password supplied", "authentication failed",
@@ -42,6 +43,27 @@ def classify(message: str) -> str:
     return "other"
 
 
+async def _allowed_hostaddr(guard: TargetGuard, params: dict) -> str:
+    """`hostaddr` for libpq: an allowed address per host, so libpq connects to no other."""
+    hosts = (params.get("host") or "").split(",")
+    given = params.get("hostaddr")
+    addrs = given.split(",") if given else [None] * len(hosts)
+    ports = (params.get("port") or "5432").split(",")
+    if len(ports) == 1:
+        ports = ports * len(hosts)
+    if len(addrs) != len(hosts) or len(ports) != len(hosts):
+        raise TargetNotAllowed("host, hostaddr and port lists differ in length")
+    out = []
+    for host, addr, port in zip(hosts, addrs, ports, strict=True):
+        number = int(port) if port.isdigit() else 5432
+        if addr:
+            guard.check(host or addr, addr, number)
+            out.append(addr)
+        else:
+            out.append((await guard.resolve(host, number))[0])
+    return ",".join(out)
+
+
 async def probe_postgres(service: ServiceConfig, ctx: ProbeContext) -> ProbeResult:
     """Connect to Postgres, run SELECT 1, close."""
     start = perf_counter()
@@ -52,9 +74,19 @@ async def probe_postgres(service: ServiceConfig, ctx: ProbeContext) -> ProbeResu
     secret = params.get("password")
     # libpq wants whole seconds and treats 1 as 2; the hard limit is run_probe's anyway.
     timeout = max(2, math.ceil(ctx.timeout))
+    extra_params: dict[str, str] = {}
+    guard = guard_for(ctx.allowed_targets)
+    if guard is not None:
+        try:
+            extra_params["hostaddr"] = await _allowed_hostaddr(guard, params)
+        except TargetNotAllowed as exc:
+            return ProbeResult.failure("other", perf_counter() - start, str(exc))
+        except OSError as exc:
+            return ProbeResult.failure("dns", perf_counter() - start,
+                                       f"cannot resolve host: {exc.strerror or exc}")
     try:
         conn = await psycopg.AsyncConnection.connect(
-            service.url or "", connect_timeout=timeout, autocommit=True
+            service.url or "", connect_timeout=timeout, autocommit=True, **extra_params
         )
     except psycopg.Error as exc:
         message = _short(str(exc), secret)

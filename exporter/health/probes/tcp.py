@@ -11,6 +11,7 @@ from yarl import URL
 from ...config.model import ServiceConfig
 from ..result import ProbeResult
 from .base import ProbeContext
+from .guard import TargetNotAllowed, guard_for
 
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443, "redis": 6379, "rediss": 6379,
                  "postgres": 5432, "postgresql": 5432}
@@ -52,6 +53,13 @@ async def probe_tcp(service: ServiceConfig, ctx: ProbeContext) -> ProbeResult:
     except OSError as exc:
         return ProbeResult.failure("dns", perf_counter() - start, f"{host}: cannot resolve: {exc.strerror or exc}")
     resolved = perf_counter()
+    guard = guard_for(ctx.allowed_targets)
+    if guard is not None:
+        try:
+            infos = guard.filter_infos(host, port, infos)
+        except TargetNotAllowed as exc:
+            return ProbeResult.failure("other", perf_counter() - start, str(exc),
+                                       phases={"resolve": resolved - start})
     error: OSError | None = None
     for family, kind, proto, _, addr in infos:
         sock = socket.socket(family, kind, proto)
