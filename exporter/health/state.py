@@ -37,6 +37,7 @@ class ServiceState:
     duration_sum: float = 0.0
     skipped: int = 0
     health: dict[str, Any] | None = None  # cached health format of the last result
+    version: int = 0  # rises with every applied result: /metrics re-renders a service's block
 
     def observed_status(self, result: ProbeResult) -> str:
         """What this one result says, before thresholds."""
@@ -70,6 +71,7 @@ class ServiceState:
         self.last_result = result
         self.last_check = now
         self.health = None
+        self.version += 1
         return old, self.status
 
     def health_format(self) -> dict[str, Any]:

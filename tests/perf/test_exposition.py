@@ -1,0 +1,214 @@
+"""The fast /metrics path: byte for byte what prometheus_client writes, promtool-clean,
+following every state change, yielding to the loop, gzip when asked."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import math
+import subprocess
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as om_generate_latest
+from prometheus_client.utils import floatToGoString
+
+from exporter.config.model import Config, ServiceConfig
+from exporter.exposition import accepts_gzip, gzip_sliced, render, render_now
+from exporter.health.checker import HealthChecker
+from exporter.health.collector import ServiceCollector, _num
+from exporter.health.registry import ServiceRegistry
+from exporter.health.result import ProbeResult
+from tests.support.tools import require_tool
+
+OM = "application/openmetrics-text; version=1.0.0"
+PHASES = {"resolve": 0.0001, "connect": 0.00025, "tls": 0.003, "processing": 0.0101, "transfer": 2e-05}
+
+
+def service(name: str, **kw) -> ServiceConfig:
+    return ServiceConfig(name=name, type=kw.pop("type", "http"), url="http://127.0.0.1:9/health", **kw)
+
+
+def result(k: int) -> ProbeResult:
+    """A different probe outcome for each k: failures, phases, certificates, reported details."""
+    ok = k % 4 != 1
+    return ProbeResult(
+        success=ok,
+        reason=None if ok else ("connect", "status", "timeout")[k % 3],
+        duration_s=0.0031 * (k + 1),
+        http_status=(200, 503, None)[k % 3],
+        phases=PHASES if k % 2 else {},
+        tls_expiry=1.8e9 + k if k % 3 == 0 else None,
+        details={"uptime": 1234567.5 * k, "requests_per_minute": 60 + k, "error_rate": 0.01,
+                 "memory_usage_mb": 10.5} if k % 5 else {},
+    )
+
+
+def checker_with(services: list[ServiceConfig], probes: int = 3) -> HealthChecker:
+    checker = HealthChecker(ServiceRegistry(Config(services=tuple(services))))
+    for i, name in enumerate(checker.states):
+        if i % 6 == 5:
+            continue  # some stay unknown
+        for k in range(probes):
+            checker.record(name, result(i + k))
+        checker.states[name].skipped = i % 3
+    return checker
+
+
+def registry_for(checker: HealthChecker) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=True)
+    Counter("usdcop_test_things", "Other families go through the library.", ["kind"],
+            registry=registry).labels("a").inc(3)
+    Histogram("usdcop_test_seconds", "A plain histogram.", registry=registry).observe(0.2)
+    registry.register(ServiceCollector(checker))
+    return registry
+
+
+def mixed_services(n: int) -> list[ServiceConfig]:
+    out = []
+    for i in range(n):
+        kw = {}
+        if i % 3 == 0:
+            kw["labels"] = (("team", 'desk "fx"\\\nline'), ("tier", "critical"))
+        elif i % 3 == 1:
+            kw["labels"] = (("zone", "b"),)
+        out.append(service(f"svc-{i:03d}", interval=0.25 * (i + 1), timeout=2_000_000.0 if i == 7 else 5.0, **kw))
+    return out
+
+
+def test_fast_text_equals_the_library_byte_for_byte():
+    registry = registry_for(checker_with(mixed_services(40)))
+    assert render_now(registry)[0] == generate_latest(registry)
+    assert render_now(registry, OM)[0] == om_generate_latest(registry)
+
+
+def test_fast_text_follows_every_change():
+    checker = checker_with(mixed_services(12))
+    registry = registry_for(checker)
+    first = render_now(registry)[0]
+    checker.record("svc-002", result(1))  # a failure
+    checker.states["svc-004"].skipped += 5
+    checker.registry.unregister("svc-003")
+    checker.sync()
+    after, _ = render_now(registry)
+    assert after != first
+    assert after == generate_latest(registry)
+    assert b'service="svc-003"' not in after
+    assert b'usdcop_probe_skipped_total{service="svc-004"} 6.0' in after
+    # a label only the new service has reaches every service's info line
+    checker.register_service("svc-new", url="http://127.0.0.1:9/h", labels={"owner": "ops"})
+    text = render_now(registry)[0].decode()
+    assert text.encode() == generate_latest(registry)
+    assert 'usdcop_service_info{owner="",service="svc-000",team=' in text
+    assert 'usdcop_service_status{service="svc-new",status="unknown"} 1.0' in text
+
+
+def test_a_service_removed_and_added_again_starts_from_its_new_state():
+    svc = service("again")
+    checker = checker_with([svc])
+    registry = registry_for(checker)
+    assert b'usdcop_service_probes_total{result="success",service="again"}' in render_now(registry)[0]
+    checker.registry.unregister("again")
+    checker.sync()
+    render_now(registry)
+    checker.registry.replace(Config(services=(svc,)))
+    checker.sync()
+    out = render_now(registry)[0]
+    assert b'usdcop_service_status{service="again",status="unknown"} 1.0' in out
+    assert out == generate_latest(registry)
+
+
+def test_promtool_accepts_the_fast_text(tmp_path):
+    promtool = require_tool("promtool")
+    registry = registry_for(checker_with(mixed_services(60)))
+    body, _ = render_now(registry)
+    out = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=60)
+    assert out.returncode == 0 and not out.stdout and not out.stderr, out.stdout + out.stderr
+
+
+def test_an_empty_checker_still_writes_every_family():
+    registry = registry_for(HealthChecker())
+    body, _ = render_now(registry)
+    assert body == generate_latest(registry)
+    assert b"# TYPE usdcop_service_probe_duration_seconds histogram" in body
+    assert b'usdcop_overall_status{status="healthy"} 1.0' in body
+
+
+async def test_render_yields_to_the_loop_while_it_works():
+    registry = registry_for(checker_with(mixed_services(80)))
+    ran = asyncio.Event()
+    asyncio.get_running_loop().call_soon(ran.set)
+    body, content_type = await render(registry, "", slice_s=0.0)
+    assert ran.is_set()  # the callback ran before the render finished
+    assert body == generate_latest(registry) and content_type.startswith("text/plain; version=0.0.4")
+
+
+async def test_openmetrics_and_escaping_choices():
+    registry = registry_for(checker_with(mixed_services(10)))
+    body, content_type = await render(registry, OM)
+    assert content_type.startswith("application/openmetrics-text")
+    assert body == om_generate_latest(registry) and body.endswith(b"# EOF\n")
+    # `escaping=dots` rewrites legal names: the library renders it whole
+    dots = "application/openmetrics-text; version=1.0.0; escaping=dots"
+    body, content_type = await render(registry, dots)
+    assert content_type.endswith("escaping=dots")
+    assert body == om_generate_latest(registry, escaping="dots")
+
+
+def test_generic_consumers_still_read_samples():
+    checker = checker_with([service("one")], probes=2)
+    registry = registry_for(checker)
+    assert registry.get_sample_value("usdcop_service_probes_total", {"service": "one", "result": "failure"}) == 1
+    assert registry.get_sample_value("usdcop_service_probe_duration_seconds_count", {"service": "one"}) == 2
+
+
+@pytest.mark.parametrize(("header", "ok"), [
+    ("gzip", True), ("gzip, deflate", True), ("deflate, GZIP;q=0.5", True), ("*", True),
+    ("gzip;q=0", False), ("gzip; q=0.0", False), ("identity", False), ("", False),
+    ("gzip;q=nonsense", False), ("br", False),
+])
+def test_accept_encoding(header, ok):
+    assert accepts_gzip(header) is ok
+
+
+async def test_gzip_round_trip():
+    body = b"usdcop_service_up{service=\"x\"} 1.0\n" * 40_000
+    packed = await gzip_sliced(body, chunk=64 * 1024)
+    assert gzip.decompress(packed) == body and len(packed) < len(body) // 10
+
+
+async def test_metrics_route_gzips_when_asked(aiohttp_client, tmp_path, registry):
+    from exporter.app import create_app
+    from exporter.settings import load_settings
+
+    lines = "".join(f"  - name: s{i}\n    type: tcp\n    address: 127.0.0.1:9\n" for i in range(30))
+    path = tmp_path / "services.yaml"
+    path.write_text("services:\n" + lines)
+    settings = load_settings({"EXPORTER_CONFIG": str(path), "EXPORTER_SCHEDULER": "off",
+                              "AUDIT_SQLITE_PATH": str(tmp_path / "a.sqlite3"),
+                              "AUDIT_SPOOL_DIR": str(tmp_path / "spool"),
+                              "AUDIT_CHECKPOINT_DIR": str(tmp_path / "cp")})
+    client = await aiohttp_client(create_app(settings, registry))
+    plain = await client.get("/metrics", headers={"Accept-Encoding": "identity"}, auto_decompress=False)
+    packed = await client.get("/metrics", headers={"Accept-Encoding": "gzip"}, auto_decompress=False)
+    assert plain.status == packed.status == 200
+    assert "Content-Encoding" not in plain.headers and packed.headers["Content-Encoding"] == "gzip"
+    text = gzip.decompress(await packed.read()).decode()
+    assert 'usdcop_service_status{service="s29",status="unknown"} 1.0' in text
+    assert text.splitlines()[:5] == (await plain.text()).splitlines()[:5]
+
+
+@given(st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(10**18), max_value=10**18),
+    st.booleans(),
+))
+def test_number_format_is_the_library_s(value):
+    assert _num(value) == floatToGoString(value)
+
+
+def test_number_format_edges():
+    for value in (0, -0.0, 999_999, 1_000_000, 1e21, 123456.7, 1234567.8, -1234567.8, 5e-324, math.pi):
+        assert _num(value) == floatToGoString(value)
