@@ -59,7 +59,9 @@ class PgStore:
         self.timeout = timeout
         self._clock = clock  # tests only: fixed receipt times instead of clock_timestamp()
         self._pool = AsyncConnectionPool(
-            url, min_size=1, max_size=pool_max, open=False, timeout=timeout,
+            # Waiting long for a pooled connection only delays spooling during an outage:
+            # the writer needs one connection at a time.
+            url, min_size=1, max_size=pool_max, open=False, timeout=min(1.0, timeout),
             kwargs=_connect_kwargs(timeout), check=AsyncConnectionPool.check_connection,
             reconnect_timeout=timeout * 4, name="usdcop-audit",
         )
@@ -109,7 +111,7 @@ class PgStore:
             errors = self._pool.get_stats().get("connections_errors", 0)
             reason = "connection" if errors > self._pool_errors else "timeout"
             self._pool_errors = errors
-            raise StoreUnavailable(f"postgres {what}: no connection within {self.timeout:g} s"
+            raise StoreUnavailable(f"postgres {what}: no connection within {self._pool.timeout:g} s"
                                    f" ({reason})", reason) from exc
         except (TimeoutError, psycopg.errors.QueryCanceled) as exc:
             raise StoreUnavailable(f"postgres {what}: timed out ({exc.__class__.__name__})",
