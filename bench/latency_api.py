@@ -37,30 +37,41 @@ _LENGTH = re.compile(rb"content-length:\s*(\d+)", re.IGNORECASE)
 
 
 def _record(i: int) -> dict:
-    return {"service": f"svc-{i % 4}", "operation": f"op-{i % 5}", "latency_ms": 1.0 + (i * 7919) % 900,
-            "success": i % 17 != 0, "trace_id": f"{i:032x}"}
+    return {
+        "service": f"svc-{i % 4}",
+        "operation": f"op-{i % 5}",
+        "latency_ms": 1.0 + (i * 7919) % 900,
+        "success": i % 17 != 0,
+        "trace_id": f"{i:032x}",
+    }
 
 
 def _request(body: bytes, port: int) -> bytes:
-    return (f"POST {URL} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-            f"Authorization: Bearer {TOKEN}\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    return (
+        f"POST {URL} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {TOKEN}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
 def payloads(port: int) -> dict[str, tuple[int, list[bytes]]]:
     """Pre-built requests: records per request, and a few variants to rotate through."""
     single = [_request(json.dumps(_record(i)).encode(), port) for i in range(20)]
-    batch = [_request(json.dumps({"records": [_record(i * 100 + j) for j in range(100)]}).encode(), port)
-             for i in range(5)]
+    batch = [
+        _request(json.dumps({"records": [_record(i * 100 + j) for j in range(100)]}).encode(), port)
+        for i in range(5)
+    ]
     return {"single": (1, single), "batch100": (100, batch)}
 
 
 # ---- servers -------------------------------------------------------------------------------
+
 
 def serve(mode: str, port: int) -> None:
     """Run one server in this process until killed."""
     from aiohttp import web
 
     if mode == "bare":
+
         async def bare(request: web.Request) -> web.Response:
             body = await request.json()
             n = len(body["records"]) if "records" in body else 1
@@ -90,11 +101,16 @@ def serve(mode: str, port: int) -> None:
         scratch = Path(tempfile.mkdtemp(prefix="usdcop-bench-"))
         config = scratch / "services.yaml"
         config.write_text("services: []\n")
-        settings = Settings(config=str(config), scheduler=False, api_token=TOKEN,
-                            listen_host="127.0.0.1", listen_port=port,
-                            audit_sqlite_path=str(scratch / "audit.sqlite3"),
-                            audit_spool_dir=str(scratch / "spool"),
-                            audit_checkpoint_dir=str(scratch / "checkpoints"))
+        settings = Settings(
+            config=str(config),
+            scheduler=False,
+            api_token=TOKEN,
+            listen_host="127.0.0.1",
+            listen_port=port,
+            audit_sqlite_path=str(scratch / "audit.sqlite3"),
+            audit_spool_dir=str(scratch / "spool"),
+            audit_checkpoint_dir=str(scratch / "checkpoints"),
+        )
         app = create_app(settings)
     print("ready", flush=True)
     try:
@@ -118,7 +134,10 @@ def sidecar_available() -> str | None:
 
 # ---- load ----------------------------------------------------------------------------------
 
-async def _worker(port: int, requests: list[bytes], offset: int, stop_at: float, out: list[int]) -> None:
+
+async def _worker(
+    port: int, requests: list[bytes], offset: int, stop_at: float, out: list[int]
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     done = bad = 0
     i = offset
@@ -145,17 +164,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def load(port: int, requests: list[bytes], seconds: float, connections: int,
-               pid: int | None = None) -> tuple[float, float | None, int]:
+async def load(
+    port: int, requests: list[bytes], seconds: float, connections: int, pid: int | None = None
+) -> tuple[float, float | None, int]:
     """Requests per second over `seconds`, the server's CPU seconds per request (when `pid`
     is given), and how many answers were not 200."""
     warm = [0, 0]
-    await asyncio.gather(*(_worker(port, requests, c, time.monotonic() + 0.5, warm)
-                           for c in range(connections)))
+    await asyncio.gather(
+        *(_worker(port, requests, c, time.monotonic() + 0.5, warm) for c in range(connections))
+    )
     out = [0, 0]
     cpu = cpu_seconds(pid) if pid else 0.0
     start = time.monotonic()
-    await asyncio.gather(*(_worker(port, requests, c, start + seconds, out) for c in range(connections)))
+    await asyncio.gather(
+        *(_worker(port, requests, c, start + seconds, out) for c in range(connections))
+    )
     elapsed = time.monotonic() - start
     per_request = (cpu_seconds(pid) - cpu) / out[0] if pid and out[0] else None
     return out[0] / elapsed, per_request, out[1]
@@ -168,8 +191,13 @@ def start_server(mode: str) -> tuple[subprocess.Popen, int]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, __file__, "serve", mode, str(port)], cwd=ROOT,
-                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "serve", mode, str(port)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     if proc.stdout.readline().strip() != "ready":
         proc.kill()
         raise RuntimeError(f"{mode} server did not start")
@@ -214,8 +242,9 @@ def main() -> int:
             for kind in ("single", "batch100"):
                 for mode, (proc, port) in servers.items():
                     per, requests = payloads(port)[kind]
-                    rate, cpu, bad = asyncio.run(load(port, requests, args.seconds,
-                                                      args.connections, proc.pid))
+                    rate, cpu, bad = asyncio.run(
+                        load(port, requests, args.seconds, args.connections, proc.pid)
+                    )
                     errors += bad
                     rates.setdefault((mode, kind), []).append(rate * per)
                     cpus.setdefault((mode, kind), []).append(cpu / per)
@@ -224,13 +253,23 @@ def main() -> int:
             proc.terminate()
             proc.wait(10)
 
-    result = {"python": platform.python_version(), "cpus": os.cpu_count(),
-              "load_average": os.getloadavg(), "seconds": args.seconds, "rounds": args.rounds,
-              "connections": args.connections, "non_200_answers": errors,
-              "records_per_second": {}, "ratio_to_bare": {},
-              "server_cpu_us_per_record": {}, "cpu_ratio_to_bare": {}}
-    print(f"\n{'server':<9}{'payload':<10}{'records/s':>11}{'requests/s':>11}{'vs bare':>8}"
-          f"{'CPU us/record':>14}{'vs bare':>8}")
+    result = {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "seconds": args.seconds,
+        "rounds": args.rounds,
+        "connections": args.connections,
+        "non_200_answers": errors,
+        "records_per_second": {},
+        "ratio_to_bare": {},
+        "server_cpu_us_per_record": {},
+        "cpu_ratio_to_bare": {},
+    }
+    print(
+        f"\n{'server':<9}{'payload':<10}{'records/s':>11}{'requests/s':>11}{'vs bare':>8}"
+        f"{'CPU us/record':>14}{'vs bare':>8}"
+    )
     for (mode, kind), values in rates.items():
         key, per = f"{mode}/{kind}", 1 if kind == "single" else 100
         median = statistics.median(values)
@@ -241,9 +280,13 @@ def main() -> int:
         result["ratio_to_bare"][key] = round(ratio, 3)
         result["server_cpu_us_per_record"][key] = round(cpu, 1)
         result["cpu_ratio_to_bare"][key] = round(cpu_ratio, 3)
-        print(f"{mode:<9}{kind:<10}{median:>11,.0f}{median / per:>11,.0f}{ratio:>8.2f}"
-              f"{cpu:>14.1f}{cpu_ratio:>8.2f}")
-    print(f"non-200 answers: {errors}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+        print(
+            f"{mode:<9}{kind:<10}{median:>11,.0f}{median / per:>11,.0f}{ratio:>8.2f}"
+            f"{cpu:>14.1f}{cpu_ratio:>8.2f}"
+        )
+    print(
+        f"non-200 answers: {errors}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+    )
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
     return 1 if errors else 0

@@ -1,4 +1,4 @@
-"""Latency routes: GET stats/average/trend/high, POST records (single or batch), DELETE the window."""
+"""Latency routes: GET stats/average/trend/high, POST records (one or a batch), DELETE."""
 
 from __future__ import annotations
 
@@ -52,33 +52,71 @@ def setup(app: web.Application) -> list[Route]:
     app[MONITOR] = LatencyMonitor(settings.latency_window, settings.latency_max_pairs, metrics)
     app[READY]["latency"] = True  # in memory only: nothing to wait for
     return [
-        Route("GET", PATH, get_latency, "read",
-              "Latency stats, average, trend or high-latency pairs from the window",
-              spec={"parameters": _GET_PARAMETERS}),
-        Route("POST", PATH, post_latency, "write",
-              "Record one latency or a batch {records: [...]} (at most 1000, all or nothing)",
-              spec={"requestBody": {"oneOf": [_RECORD_SCHEMA, _BATCH_SCHEMA]}}),
-        Route("DELETE", PATH, delete_latency, "write",
-              "Clear the window (one service's part with ?service=); counters stay",
-              spec={"parameters": [_param("service", "string", "only this service's records")]}),
+        Route(
+            "GET",
+            PATH,
+            get_latency,
+            "read",
+            "Latency stats, average, trend or high-latency pairs from the window",
+            spec={"parameters": _GET_PARAMETERS},
+        ),
+        Route(
+            "POST",
+            PATH,
+            post_latency,
+            "write",
+            "Record one latency or a batch {records: [...]} (at most 1000, all or nothing)",
+            spec={"requestBody": {"oneOf": [_RECORD_SCHEMA, _BATCH_SCHEMA]}},
+        ),
+        Route(
+            "DELETE",
+            PATH,
+            delete_latency,
+            "write",
+            "Clear the window (one service's part with ?service=); counters stay",
+            spec={"parameters": [_param("service", "string", "only this service's records")]},
+        ),
     ]
 
 
 def _param(name: str, kind: str, description: str, **schema: Any) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "description": description,
-            "schema": {"type": kind, **schema}}
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": {"type": kind, **schema},
+    }
 
 
 _NAME_SCHEMA = {"type": "string", "pattern": f"^{NAME_RE.pattern}$"}
 _GET_PARAMETERS = [
     _param("type", "string", "what to answer", enum=list(TYPES), default="stats"),
-    _param("service", "string", "required for stats, average and trend", pattern=f"^{NAME_RE.pattern}$"),
-    _param("operation", "string", "stats and trend: one operation (all when absent)",
-           pattern=f"^{NAME_RE.pattern}$"),
-    _param("minutes", "integer", "average, trend and high: the time window",
-           minimum=1, maximum=MAX_MINUTES, default=5),
-    _param("threshold", "number", "high: mean latency above this many ms",
-           minimum=0, maximum=MAX_LATENCY_MS, default=1000),
+    _param(
+        "service", "string", "required for stats, average and trend", pattern=f"^{NAME_RE.pattern}$"
+    ),
+    _param(
+        "operation",
+        "string",
+        "stats and trend: one operation (all when absent)",
+        pattern=f"^{NAME_RE.pattern}$",
+    ),
+    _param(
+        "minutes",
+        "integer",
+        "average, trend and high: the time window",
+        minimum=1,
+        maximum=MAX_MINUTES,
+        default=5,
+    ),
+    _param(
+        "threshold",
+        "number",
+        "high: mean latency above this many ms",
+        minimum=0,
+        maximum=MAX_LATENCY_MS,
+        default=1000,
+    ),
 ]
 _RECORD_SCHEMA = {
     "type": "object",
@@ -129,12 +167,19 @@ async def get_latency(request: web.Request) -> web.Response:
     elif kind == "trend":
         service = _query_name(query, "service", required=True)
         operation = _query_name(query, "operation", False)
-        answer = {**monitor.get_latency_trend(service, operation, minutes),
-                  "service": service, "operation": operation, "minutes": minutes}
+        answer = {
+            **monitor.get_latency_trend(service, operation, minutes),
+            "service": service,
+            "operation": operation,
+            "minutes": minutes,
+        }
     else:
         threshold = query_float(query, "threshold", 1000.0, 0.0, MAX_LATENCY_MS)
-        answer = {"threshold_ms": threshold, "minutes": minutes,
-                  "services": monitor.get_high_latency_services(threshold, minutes)}
+        answer = {
+            "threshold_ms": threshold,
+            "minutes": minutes,
+            "services": monitor.get_high_latency_services(threshold, minutes),
+        }
     return web.json_response(answer)
 
 
@@ -149,24 +194,31 @@ _FIELDS = frozenset(("service", "operation", "latency_ms", *_RECORD_FIELDS))
 
 
 def _well_formed(value: Any) -> LatencyRecord | None:
-    """The usual record (no metadata) checked inline, since batches carry many; None sends
-    anything else through the field-by-field checks that name what is wrong."""
+    """The usual record (no metadata) checked inline, or None for the field-by-field path."""
+    # Batches carry many records; anything unusual gets the checks that name what is wrong.
     if type(value) is not dict or not value.keys() <= _FIELDS or "metadata" in value:
         return None
     service, operation = value.get("service"), value.get("operation")
     latency, success = value.get("latency_ms"), value.get("success", True)
     trace_id = value.get("trace_id")
-    if (type(service) is str and type(operation) is str and type(success) is bool
-            and type(latency) in (int, float) and 0 <= latency <= MAX_LATENCY_MS
-            and NAME_RE.fullmatch(service) and NAME_RE.fullmatch(operation)
-            and (trace_id is None or (type(trace_id) is str and NAME_RE.fullmatch(trace_id)))):
+    if (
+        type(service) is str
+        and type(operation) is str
+        and type(success) is bool
+        and type(latency) in (int, float)
+        and 0 <= latency <= MAX_LATENCY_MS
+        and NAME_RE.fullmatch(service)
+        and NAME_RE.fullmatch(operation)
+        and (trace_id is None or (type(trace_id) is str and NAME_RE.fullmatch(trace_id)))
+    ):
         return LatencyRecord(service, operation, float(latency), success, trace_id)
     return None
 
 
 def _checked_record(value: Any, where: str) -> LatencyRecord:
-    rec = closed_object(value, where, required=("service", "operation", "latency_ms"),
-                        optional=_RECORD_FIELDS)
+    rec = closed_object(
+        value, where, required=("service", "operation", "latency_ms"), optional=_RECORD_FIELDS
+    )
     service = get_str(rec, "service", where, max_len=64, pattern=NAME_RE, required=True)
     operation = get_str(rec, "operation", where, max_len=64, pattern=NAME_RE, required=True)
     latency = get_number(rec, "latency_ms", where, lo=0.0, hi=MAX_LATENCY_MS, required=True)
@@ -185,22 +237,31 @@ async def post_latency(request: web.Request) -> web.Response:
         if not isinstance(items, list):
             raise invalid("records must be an array", "records")
         if len(items) > MAX_RECORDS:
-            raise ApiError(413, "payload_too_large",
-                           f"records has {len(items)} items; at most {MAX_RECORDS} per request",
-                           "records")
+            raise ApiError(
+                413,
+                "payload_too_large",
+                f"records has {len(items)} items; at most {MAX_RECORDS} per request",
+                "records",
+            )
         records = [_record(item, "records", i) for i, item in enumerate(items)]
         where = "records"
     else:
         if request.content.total_bytes > BODY_LIMIT:
-            raise ApiError(413, "payload_too_large",
-                           f"request body over {BODY_LIMIT} bytes (only batches may be larger)")
+            raise ApiError(
+                413,
+                "payload_too_large",
+                f"request body over {BODY_LIMIT} bytes (only batches may be larger)",
+            )
         records = [_record(body, "")]
         where = ""
     try:
         accepted = request.app[MONITOR].record_many(records, checked=True)
     except PairLimitError as exc:
-        index = next(i for i, r in enumerate(records)
-                     if (r.service, r.operation) == (exc.service, exc.operation))
+        index = next(
+            i
+            for i, r in enumerate(records)
+            if (r.service, r.operation) == (exc.service, exc.operation)
+        )
         field = field_path(where, index) + ".operation" if where else "operation"
         raise ApiError(422, "too_many_pairs", str(exc), field) from None
     return web.json_response({"accepted": accepted})

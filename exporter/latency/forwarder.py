@@ -32,7 +32,7 @@ _LOG_EVERY = 60.0  # seconds between two drop warnings
 
 
 class Forwarder:
-    """Batches records to `{url}/api/health/latency` with `token` as bearer; never blocks the caller."""
+    """Batches records to `{url}/api/health/latency` (bearer `token`); never blocks the caller."""
 
     def __init__(
         self,
@@ -61,8 +61,10 @@ class Forwarder:
         self._host = parts.hostname
         self._port = parts.port
         self._path = parts.path.rstrip("/") + ROUTE
-        self._headers = {"Content-Type": "application/json",
-                         "User-Agent": f"usdcop-exporter-forwarder/{__version__}"}
+        self._headers = {
+            "Content-Type": "application/json",
+            "User-Agent": f"usdcop-exporter-forwarder/{__version__}",
+        }
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
         self._metrics = metrics
@@ -112,7 +114,7 @@ class Forwarder:
             self._thread.start()
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every queued record was sent or dropped; False when `timeout` ran out first."""
+        """Wait until every queued record was sent or dropped; False when `timeout` ran out."""
         if self._thread is None or self._pid != os.getpid():
             return True
         self._hurry.set()
@@ -166,8 +168,8 @@ class Forwarder:
             self._conn.close()
 
     def _collect(self) -> tuple[list, int]:
-        """Block for a first record, then gather more for up to `linger` seconds (a full batch
-        or a flush ends the wait early)."""
+        """Block for a first record, then gather more for up to `linger` seconds."""
+        # A full batch, a flush or close ends the wait early.
         batch: list = []
         wakes = 0
         item = self._queue.get()
@@ -246,13 +248,22 @@ class Forwarder:
             count, total = self._unlogged, self.dropped
             self._last_log = now
             self._unlogged = 0
-        logger.warning("latency forwarder to {} dropped {} record(s): {} ({} dropped in total)",
-                       self.url, count, why, total)
+        logger.warning(
+            "latency forwarder to {} dropped {} record(s): {} ({} dropped in total)",
+            self.url,
+            count,
+            why,
+            total,
+        )
 
 
 def _as_json(record: LatencyRecord) -> dict:
-    out = {"service": record.service, "operation": record.operation,
-           "latency_ms": record.latency_ms, "success": record.success}
+    out = {
+        "service": record.service,
+        "operation": record.operation,
+        "latency_ms": record.latency_ms,
+        "success": record.success,
+    }
     if record.trace_id is not None:
         out["trace_id"] = record.trace_id
     return out

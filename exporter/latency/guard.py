@@ -45,7 +45,7 @@ def check_name(field: str, value: object) -> str:
 
 
 class PairGuard:
-    """Admits at most `max_pairs` distinct pairs for the life of the process (series never shrink)."""
+    """Admits at most `max_pairs` distinct pairs for the life of the process."""
 
     def __init__(self, max_pairs: int = DEFAULT_MAX_PAIRS, metrics: _RejectCounter | None = None):
         if isinstance(max_pairs, bool) or not isinstance(max_pairs, int) or max_pairs < 1:
@@ -56,7 +56,7 @@ class PairGuard:
         self._lock = threading.Lock()
 
     def admit(self, service: str, operation: str) -> None:
-        """Admit one pair, or raise PairLimitError (and count it) when it is new and over the cap."""
+        """Admit one pair, or raise PairLimitError when it is new and over the cap."""
         pair = (service, operation)
         if pair in self._pairs:  # the hot path: no lock for pairs already admitted
             return

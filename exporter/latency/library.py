@@ -20,7 +20,7 @@ from .performance import PerformanceLogger
 
 @dataclass(frozen=True)
 class LatencyLibrary:
-    """A LatencyMonitor and a PerformanceLogger sharing one private registry, guard and forwarder."""
+    """A LatencyMonitor and a PerformanceLogger sharing a private registry, guard and forwarder."""
 
     registry: CollectorRegistry
     metrics: LatencyMetrics
@@ -30,9 +30,15 @@ class LatencyLibrary:
     forwarder: Forwarder | None
 
     @classmethod
-    def build(cls, *, window: int = DEFAULT_WINDOW, max_pairs: int = DEFAULT_MAX_PAIRS,
-              service_name: str = "app", exporter_url: str | None = None,
-              token: str | None = None) -> LatencyLibrary:
+    def build(
+        cls,
+        *,
+        window: int = DEFAULT_WINDOW,
+        max_pairs: int = DEFAULT_MAX_PAIRS,
+        service_name: str = "app",
+        exporter_url: str | None = None,
+        token: str | None = None,
+    ) -> LatencyLibrary:
         """Wire the parts; forwarding only when `exporter_url` is given."""
         # A registry of its own: the library never touches prometheus_client's global one.
         registry = CollectorRegistry(auto_describe=True)
@@ -40,20 +46,24 @@ class LatencyLibrary:
         guard = PairGuard(max_pairs, metrics)
         forwarder = Forwarder(exporter_url, token, metrics) if exporter_url else None
         monitor = LatencyMonitor(window, metrics=metrics, guard=guard, forwarder=forwarder)
-        performance = PerformanceLogger(service_name, metrics=metrics, guard=guard,
-                                        forwarder=forwarder, window=window)
+        performance = PerformanceLogger(
+            service_name, metrics=metrics, guard=guard, forwarder=forwarder, window=window
+        )
         return cls(registry, metrics, guard, monitor, performance, forwarder)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> LatencyLibrary:
-        """Build from LATENCY_WINDOW, LATENCY_MAX_PAIRS, EXPORTER_URL, EXPORTER_API_TOKEN(_FILE)
-        and EXPORTER_SERVICE_NAME; a bad value raises ConfigError naming the variable."""
+        """Build from the environment; a bad value raises ConfigError naming the variable."""
+        # LATENCY_WINDOW, LATENCY_MAX_PAIRS, EXPORTER_URL, EXPORTER_API_TOKEN(_FILE) and
+        # EXPORTER_SERVICE_NAME only: an unrelated sidecar setting must not break an engine.
         env = os.environ if environ is None else environ
         url = env.get("EXPORTER_URL") or None
         service_name = env.get("EXPORTER_SERVICE_NAME") or "app"
         if NAME_RE.fullmatch(service_name) is None:
-            raise ConfigError(f"must match {NAME_RE.pattern}, got {service_name[:80]!r}",
-                              field="EXPORTER_SERVICE_NAME")
+            raise ConfigError(
+                f"must match {NAME_RE.pattern}, got {service_name[:80]!r}",
+                field="EXPORTER_SERVICE_NAME",
+            )
         try:
             kit = cls.build(
                 window=_positive_int(env, "LATENCY_WINDOW", DEFAULT_WINDOW),
@@ -68,11 +78,14 @@ class LatencyLibrary:
 
     @classmethod
     def from_settings(cls, settings: Any) -> LatencyLibrary:
-        """Build from exporter.settings.Settings (latency_window, latency_max_pairs,
-        service_name, exporter_url, api_token)."""
-        return cls.build(window=settings.latency_window, max_pairs=settings.latency_max_pairs,
-                         service_name=settings.service_name, exporter_url=settings.exporter_url,
-                         token=settings.api_token)._close_at_exit()
+        """Build from exporter.settings.Settings (latency, service name, URL and token fields)."""
+        return cls.build(
+            window=settings.latency_window,
+            max_pairs=settings.latency_max_pairs,
+            service_name=settings.service_name,
+            exporter_url=settings.exporter_url,
+            token=settings.api_token,
+        )._close_at_exit()
 
     def _close_at_exit(self) -> LatencyLibrary:
         if self.forwarder is not None:
@@ -90,7 +103,9 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     if not text:
         return default
     if not text.isdigit() or len(text) > 9 or int(text) < 1:
-        raise ConfigError(f"must be an integer between 1 and 999999999, got {text[:40]!r}", field=name)
+        raise ConfigError(
+            f"must be an integer between 1 and 999999999, got {text[:40]!r}", field=name
+        )
     return int(text)
 
 

@@ -35,19 +35,19 @@ class _Series:
 
 
 class OperationCollector:
-    """usdcop_operation_latency_seconds and usdcop_operation_errors_total from plain counts.
+    """usdcop_operation_latency_seconds and usdcop_operation_errors_total from plain counts."""
 
-    prometheus_client's Histogram with an exemplar costs about 5 µs per observation; a batch
-    of records spends most of its time there. Plain counts under one lock cost under 1 µs,
-    and collect() turns a copy of them into the same families (with `_created`) at scrape time.
-    """
+    # prometheus_client's Histogram with an exemplar costs about 5 µs per observation and a
+    # batch of records spent most of its time there. Plain counts under one lock cost under
+    # 1 µs; collect() turns a copy into the very same families (with `_created`) at scrape time.
 
     def __init__(self) -> None:
         self._series: dict[tuple[str, str], _Series] = {}
         self._lock = threading.Lock()
 
-    def observe(self, service: str, operation: str, seconds: float, success: bool,
-                trace_id: str | None) -> None:
+    def observe(
+        self, service: str, operation: str, seconds: float, success: bool, trace_id: str | None
+    ) -> None:
         """Count one observation; the trace id becomes its bucket's exemplar."""
         index = bisect_left(LATENCY_BUCKETS, seconds)  # first bucket whose bound is >= seconds
         with self._lock:
@@ -63,14 +63,18 @@ class OperationCollector:
 
     def describe(self) -> list[Metric]:
         """The two families, without samples (so registering does not collect)."""
-        return [HistogramMetricFamily(LATENCY, _LATENCY_HELP, labels=_LABELS),
-                CounterMetricFamily(ERRORS, _ERRORS_HELP, labels=_LABELS)]
+        return [
+            HistogramMetricFamily(LATENCY, _LATENCY_HELP, labels=_LABELS),
+            CounterMetricFamily(ERRORS, _ERRORS_HELP, labels=_LABELS),
+        ]
 
     def collect(self) -> Iterator[Metric]:
         """Build the families from a snapshot taken under the lock; no I/O."""
         with self._lock:
-            snapshot = [(key, list(s.counts), s.total, s.errors, dict(s.exemplars), s.created)
-                        for key, s in self._series.items()]
+            snapshot = [
+                (key, list(s.counts), s.total, s.errors, dict(s.exemplars), s.created)
+                for key, s in self._series.items()
+            ]
         latency, errors = self.describe()
         for (service, operation), counts, total, failed, exemplars, created in snapshot:
             buckets: list = []
@@ -80,16 +84,16 @@ class OperationCollector:
                 exemplar = exemplars.get(index)
                 buckets.append((le, cumulative, exemplar) if exemplar else (le, cumulative))
             latency.add_metric([service, operation], buckets, total)
-            latency.samples.append(Sample(f"{LATENCY}_created",
-                                          {"service": service, "operation": operation}, created))
+            latency.samples.append(
+                Sample(f"{LATENCY}_created", {"service": service, "operation": operation}, created)
+            )
             errors.add_metric([service, operation], failed, created=created)
         yield latency
         yield errors
 
 
 class LatencyMetrics:
-    """usdcop_operation_*, usdcop_operations_expired_total, usdcop_forwarder_dropped_total and
-    usdcop_latency_pairs_rejected_total, created on `registry`."""
+    """The latency feature's metrics (operations, expired, dropped, rejected) on `registry`."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.operations = OperationCollector()
@@ -118,7 +122,7 @@ class LatencyMetrics:
         success: bool = True,
         trace_id: str | None = None,
     ) -> None:
-        """Record one latency (milliseconds in, seconds exported); `trace_id` becomes an exemplar."""
+        """Record one latency (ms in, seconds exported); `trace_id` becomes an exemplar."""
         self.operations.observe(service, operation, latency_ms / 1000.0, success, trace_id)
 
     def pairs_rejected(self, n: int = 1) -> None:

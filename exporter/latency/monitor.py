@@ -37,7 +37,9 @@ def check_latency_ms(value: object, field: str = "latency_ms") -> float:
         raise TypeError(f"{field} must be a number, got {type(value).__name__}")
     value = float(value)
     if not math.isfinite(value) or not 0.0 <= value <= MAX_LATENCY_MS:
-        raise ValueError(f"{field} must be a finite number between 0 and {MAX_LATENCY_MS:g}, got {value}")
+        raise ValueError(
+            f"{field} must be a finite number between 0 and {MAX_LATENCY_MS:g}, got {value}"
+        )
     return value
 
 
@@ -70,7 +72,7 @@ def _check_threshold(value: object) -> float:
 
 
 class LatencyMonitor:
-    """Keeps the last `window` latency records (all services together) and answers questions on them."""
+    """Keeps the last `window` latency records (all services together) and answers on them."""
 
     def __init__(
         self,
@@ -81,7 +83,9 @@ class LatencyMonitor:
         forwarder: Forwarder | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._window = KeyedWindow(window)  # (service, operation) → (timestamp, latency_ms, success)
+        self._window = KeyedWindow(
+            window
+        )  # (service, operation) → (timestamp, latency_ms, success)
         self.guard = guard if guard is not None else PairGuard(max_pairs, metrics)
         self._metrics = metrics
         self._forwarder = forwarder
@@ -103,8 +107,8 @@ class LatencyMonitor:
         *,
         trace_id: str | None = None,
     ) -> None:
-        """Record one measurement; raises ValueError/TypeError naming a bad argument, PairLimitError
-        for a new pair over the cap. `metadata` is accepted as the seed's is; the window keeps numbers only."""
+        """Record one measurement (ValueError/TypeError name a bad argument; PairLimitError)."""
+        # metadata is accepted as the seed's is, but no answer shows it: the window keeps numbers.
         if metadata is not None and not isinstance(metadata, Mapping):
             raise TypeError(f"metadata must be a mapping, got {type(metadata).__name__}")
         record = check_record(LatencyRecord(service, operation, latency_ms, success, trace_id))
@@ -112,8 +116,7 @@ class LatencyMonitor:
         self._store((record,))
 
     def record_many(self, records: Sequence[LatencyRecord], *, checked: bool = False) -> int:
-        """Record a batch all-or-nothing: every record is checked (unless the caller already ran
-        check_record on each, `checked=True`) and every pair admitted before anything is stored."""
+        """Record a batch all or nothing; `checked=True` when check_record already ran on each."""
         if not checked:
             for record in records:
                 check_record(record)
@@ -135,8 +138,13 @@ class LatencyMonitor:
             if forwarder is not None:
                 forwarder.submit(r)
 
-    def _samples(self, service: str, operation: str | None, since: float | None = None,
-                 until: float | None = None) -> list[tuple[float, float, bool]]:
+    def _samples(
+        self,
+        service: str,
+        operation: str | None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[tuple[float, float, bool]]:
         with self._lock:
             if operation is not None:
                 groups = [self._window.items((service, operation))]
@@ -150,56 +158,75 @@ class LatencyMonitor:
         return samples
 
     def get_latency_stats(self, service: str, operation: str | None = None) -> dict[str, Any]:
-        """{service, operation, count, success_ratio, mean_ms, min_ms, max_ms, p50_ms, p95_ms, p99_ms}
-        over the window; count 0 and nulls when there is no data."""
+        """{service, operation, count, success_ratio, mean/min/max/p50/p95/p99_ms} of the window."""
+        # No data: count 0 and nulls, never an error.
         samples = self._samples(service, operation)
         stats = summarize([s[1] for s in samples], sum(1 for s in samples if s[2]))
         return {"service": service, "operation": operation, **stats}
 
     def get_average(self, service: str, minutes: float = 5) -> dict[str, Any]:
-        """{service, minutes, average_ms, count} over the last `minutes` (average null when empty)."""
+        """{service, minutes, average_ms, count} over the last `minutes` (null when empty)."""
         minutes = _check_positive("minutes", minutes)
         latencies = [s[1] for s in self._samples(service, None, since=self._clock() - minutes * 60)]
-        return {"service": service, "minutes": minutes, "average_ms": mean(latencies),
-                "count": len(latencies)}
+        return {
+            "service": service,
+            "minutes": minutes,
+            "average_ms": mean(latencies),
+            "count": len(latencies),
+        }
 
     def get_average_latency(self, service: str, minutes: float = 5) -> float | None:
         """Mean latency (ms) of all the service's operations over the last `minutes`, or None."""
         return self.get_average(service, minutes)["average_ms"]
 
-    def get_latency_trend(self, service: str, operation: str | None = None,
-                          minutes: float = 5) -> dict[str, Any]:
-        """{trend, current_mean_ms, previous_mean_ms, change_ratio}: the last `minutes` against the
-        `minutes` before; "stable" within ±10 %, and when either window is empty."""
+    def get_latency_trend(
+        self, service: str, operation: str | None = None, minutes: float = 5
+    ) -> dict[str, Any]:
+        """{trend, current_mean_ms, previous_mean_ms, change_ratio}: last `minutes` vs the prior."""
+        # "stable" within ±10 % (inclusive), and also when either window is empty.
         span = _check_positive("minutes", minutes) * 60
         now = self._clock()
         samples = self._samples(service, operation, since=now - 2 * span)
         current = mean([s[1] for s in samples if s[0] > now - span])
         previous = mean([s[1] for s in samples if s[0] <= now - span])
         trend = trend_of(current, previous)
-        return {"trend": trend["trend"], "current_mean_ms": current, "previous_mean_ms": previous,
-                "change_ratio": trend["change_ratio"]}
+        return {
+            "trend": trend["trend"],
+            "current_mean_ms": current,
+            "previous_mean_ms": previous,
+            "change_ratio": trend["change_ratio"],
+        }
 
-    def get_high_latency_services(self, threshold_ms: float = 1000,
-                                  minutes: float = 5) -> list[dict[str, Any]]:
-        """[{service, operation, mean_ms, p95_ms, count}] for pairs whose mean over the last
-        `minutes` is above `threshold_ms`, slowest first."""
+    def get_high_latency_services(
+        self, threshold_ms: float = 1000, minutes: float = 5
+    ) -> list[dict[str, Any]]:
+        """[{service, operation, mean_ms, p95_ms, count}] of pairs whose mean is over threshold."""
+        # Over the last `minutes`, strictly above `threshold_ms`, slowest mean first.
         threshold_ms = _check_threshold(threshold_ms)
         since = self._clock() - _check_positive("minutes", minutes) * 60
         with self._lock:
-            groups = [(key, [s[1] for s in items if s[0] > since]) for key, items in self._window.groups()]
+            groups = [
+                (key, [s[1] for s in items if s[0] > since]) for key, items in self._window.groups()
+            ]
         found = []
         for (service, operation), latencies in groups:
             average = mean(latencies)
             if average is not None and average > threshold_ms:
-                found.append({"service": service, "operation": operation, "mean_ms": average,
-                              "p95_ms": percentile(sorted(latencies), 0.95), "count": len(latencies)})
+                found.append(
+                    {
+                        "service": service,
+                        "operation": operation,
+                        "mean_ms": average,
+                        "p95_ms": percentile(sorted(latencies), 0.95),
+                        "count": len(latencies),
+                    }
+                )
         found.sort(key=lambda row: (-row["mean_ms"], row["service"], row["operation"]))
         return found
 
     def clear(self, service: str | None = None) -> int:
-        """Empty the window (or one service's part of it); returns how many records went.
-        Prometheus series and the guard's admitted pairs stay: counters never go back."""
+        """Empty the window (or one service's part of it); returns how many records went."""
+        # Prometheus series and the guard's admitted pairs stay: counters never go back.
         with self._lock:
             if service is None:
                 return self._window.clear()
@@ -210,7 +237,7 @@ class LatencyMonitor:
 
 
 def trend_of(current: float | None, previous: float | None) -> dict[str, Any]:
-    """{trend, change_ratio} from two means; a rise over 10 % is degrading, a fall over 10 % improving."""
+    """{trend, change_ratio} of two means: over +10 % degrading, under -10 % improving."""
     if current is None or previous is None:
         return {"trend": "stable", "change_ratio": None}
     if previous == 0:

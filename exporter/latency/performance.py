@@ -36,7 +36,7 @@ def _copy_metadata(field: str, metadata: Mapping[str, Any] | None) -> dict[str, 
 
 
 class PerformanceLogger:
-    """Times named operations of one service (`service_name`) and keeps the last `window` of them."""
+    """Times named operations of one service (`service_name`); keeps the last `window`."""
 
     def __init__(
         self,
@@ -77,10 +77,11 @@ class PerformanceLogger:
             self._in_flight[op_id] = (name, self._clock(), self._monotonic(), meta)
         return op_id
 
-    def end_operation(self, op_id: str, success: bool = True,
-                      metadata: Mapping[str, Any] | None = None) -> float | None:
-        """End an operation; returns its duration in ms, or None (logged) for an unknown or
-        expired id, so a late end never breaks the caller."""
+    def end_operation(
+        self, op_id: str, success: bool = True, metadata: Mapping[str, Any] | None = None
+    ) -> float | None:
+        """End an operation; its duration in ms, or None (logged) for an unknown or expired id."""
+        # Not an exception: a late end must never break the caller's work.
         if not isinstance(success, bool):
             raise TypeError(f"success must be True or False, got {type(success).__name__}")
         extra = _copy_metadata("metadata", metadata)
@@ -103,9 +104,9 @@ class PerformanceLogger:
         return duration_ms
 
     def measure(self, name: str, fn: Callable[[], Any] | None = None) -> Any:
-        """Without `fn`: a context manager (`with` or `async with`) and decorator (sync or async).
-        With `fn`: a coroutine that calls `fn()`, awaits its result if needed and returns it.
-        An exception (cancellation included) ends the operation unsuccessful and propagates."""
+        """A context manager and decorator; with `fn`, a coroutine awaiting `fn()`'s result."""
+        # `with`/`async with`, @measure on sync or async functions, or `await measure(name, fn)`.
+        # An exception (cancellation included) ends the operation unsuccessful and propagates.
         check_name("name", name)
         if fn is None:
             return Measurement(self, name)
@@ -119,7 +120,7 @@ class PerformanceLogger:
             return result
 
     def expire(self) -> int:
-        """Drop operations started more than `expire_after` ago and never ended; returns how many."""
+        """Drop operations started over `expire_after` ago and never ended; returns how many."""
         deadline = self._monotonic() - self._expire_after
         names = []
         with self._lock:
@@ -133,13 +134,16 @@ class PerformanceLogger:
         if names:
             if self._metrics is not None:
                 self._metrics.operations_expired(len(names))
-            logger.warning("{} operation(s) never ended and expired after {:g} s: {}",
-                           len(names), self._expire_after, sorted({n for _, n in names})[:10])
+            logger.warning(
+                "{} operation(s) never ended and expired after {:g} s: {}",
+                len(names),
+                self._expire_after,
+                sorted({n for _, n in names})[:10],
+            )
         return len(names)
 
     def get_metrics(self, name: str) -> dict[str, Any]:
-        """{name, count, success_ratio, mean_ms, min_ms, max_ms, p50_ms, p95_ms, p99_ms} of the
-        ended operations in the window; count 0 and nulls when none."""
+        """{name, count, success_ratio, mean_ms, min/max/p50/p95/p99_ms} of the ended operations."""
         with self._lock:
             done = list(self._done.items(name))
         return {"name": name, **summarize([d[0] for d in done], sum(1 for d in done if d[1]))}
@@ -152,22 +156,38 @@ class PerformanceLogger:
             in_flight = len(self._in_flight)
             expired = self._expired
             total = len(self._done)
-        return {"operations": {n: self.get_metrics(n) for n in names}, "total_count": total,
-                "in_flight": in_flight, "expired": expired}
+        return {
+            "operations": {n: self.get_metrics(n) for n in names},
+            "total_count": total,
+            "in_flight": in_flight,
+            "expired": expired,
+        }
 
     def get_slow_operations(self, threshold_ms: float) -> list[dict[str, Any]]:
-        """[{name, duration_ms, success, started_at, metadata}] of ended operations longer than
-        `threshold_ms`, slowest first; `started_at` is ISO-8601 UTC."""
-        if (isinstance(threshold_ms, bool) or not isinstance(threshold_ms, int | float)
-                or not math.isfinite(threshold_ms) or threshold_ms < 0):
+        """[{name, duration_ms, success, started_at, metadata}] over threshold, slowest first."""
+        if (
+            isinstance(threshold_ms, bool)
+            or not isinstance(threshold_ms, int | float)
+            or not math.isfinite(threshold_ms)
+            or threshold_ms < 0
+        ):
             raise ValueError(f"threshold_ms must be a finite number >= 0, got {threshold_ms!r}")
         with self._lock:
-            slow = [(name, d) for name, items in self._done.groups() for d in items if d[0] > threshold_ms]
+            slow = [
+                (name, d)
+                for name, items in self._done.groups()
+                for d in items
+                if d[0] > threshold_ms
+            ]
         slow.sort(key=lambda item: -item[1][0])
         return [
-            {"name": name, "duration_ms": duration, "success": success,
-             "started_at": datetime.fromtimestamp(started, UTC).isoformat(),
-             "metadata": dict(meta)}
+            {
+                "name": name,
+                "duration_ms": duration,
+                "success": success,
+                "started_at": datetime.fromtimestamp(started, UTC).isoformat(),
+                "metadata": dict(meta),
+            }
             for name, (duration, success, started, meta) in slow
         ]
 
@@ -215,4 +235,3 @@ class Measurement:
                 return fn(*args, **kwargs)
 
         return timed
-

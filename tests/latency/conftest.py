@@ -41,8 +41,9 @@ def mono() -> FakeClock:
 
 def latency_app(registry, middlewares=(), **overrides) -> web.Application:
     """The latency feature alone behind the sidecar's error middleware (plus `middlewares`)."""
-    app = web.Application(middlewares=[error_middleware, *middlewares],
-                          client_max_size=BATCH_BODY_LIMIT)
+    app = web.Application(
+        middlewares=[error_middleware, *middlewares], client_max_size=BATCH_BODY_LIMIT
+    )
     settings = {"latency_window": 10_000, "latency_max_pairs": 500, **overrides}
     app[SETTINGS] = SimpleNamespace(**settings)
     app[REGISTRY] = registry

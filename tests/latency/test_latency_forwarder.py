@@ -36,8 +36,9 @@ async def sidecar(aiohttp_server, make_latency_app):
     async def bearer(request, handler):
         requests.append(request.headers.get("Authorization"))
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
-            return web.json_response({"error": "unauthorized", "detail": "bad token", "field": None},
-                                     status=401)
+            return web.json_response(
+                {"error": "unauthorized", "detail": "bad token", "field": None}, status=401
+            )
         return await handler(request)
 
     app = make_latency_app(CollectorRegistry(), middlewares=[bearer])
@@ -49,8 +50,13 @@ async def test_records_and_operations_arrive_at_the_sidecar(sidecar):
     kit = LatencyLibrary.build(exporter_url=sidecar.url, token=TOKEN, service_name="engine")
     try:
         for i in range(250):
-            kit.monitor.record_latency("trading-engine", "process_signal", 10 + i % 5,
-                                       success=i % 10 != 0, trace_id=f"t{i}")
+            kit.monitor.record_latency(
+                "trading-engine",
+                "process_signal",
+                10 + i % 5,
+                success=i % 10 != 0,
+                trace_id=f"t{i}",
+            )
         with kit.performance.measure("model_inference"):
             pass
         assert await asyncio.to_thread(kit.forwarder.flush, 30)
@@ -98,8 +104,9 @@ async def test_a_refused_batch_is_dropped_and_counted(sidecar):
 
 async def test_sidecar_away_drops_and_counts():
     registry = CollectorRegistry()
-    forwarder = Forwarder(f"http://127.0.0.1:{free_port()}", TOKEN, LatencyMetrics(registry),
-                          retries=1, backoff=0)
+    forwarder = Forwarder(
+        f"http://127.0.0.1:{free_port()}", TOKEN, LatencyMetrics(registry), retries=1, backoff=0
+    )
     try:
         for _ in range(5):
             assert forwarder.submit(LatencyRecord("svc", "op", 1.0))  # accepted into the buffer
@@ -124,13 +131,20 @@ async def test_a_hung_sidecar_never_blocks_the_caller(aiohttp_server):
     app.router.add_post("/api/health/latency", slow)
     server = await aiohttp_server(app, host="127.0.0.1", port=free_port())
     registry = CollectorRegistry()
-    forwarder = Forwarder(str(server.make_url("/")), None, LatencyMetrics(registry),
-                          max_queue=5, batch_size=1, timeout=60)
+    forwarder = Forwarder(
+        str(server.make_url("/")),
+        None,
+        LatencyMetrics(registry),
+        max_queue=5,
+        batch_size=1,
+        timeout=60,
+    )
     try:
         assert forwarder.submit(LatencyRecord("svc", "op", 0.0))
         await entered.wait()  # the sender is now stuck in its request
         assert [forwarder.submit(LatencyRecord("svc", "op", float(i))) for i in range(1, 8)] == [
-            True] * 5 + [False] * 2
+            True
+        ] * 5 + [False] * 2
         assert forwarder.dropped == 2
         assert registry.get_sample_value("usdcop_forwarder_dropped_total") == 2
         release.set()
@@ -151,14 +165,17 @@ async def test_close_sends_what_is_queued_and_then_refuses(sidecar):
     await asyncio.to_thread(forwarder.close)  # idempotent
 
 
-@pytest.mark.parametrize(("url", "kwargs", "message"), [
-    ("ftp://host", {}, r"must be http\(s\)://host"),
-    ("http://", {}, r"must be http\(s\)://host"),
-    ("http://user:pw@host", {}, "credentials"),
-    ("http://host?x=1", {}, "query"),
-    ("http://host", {"batch_size": 1001}, "batch_size must be between 1 and 1000"),
-    ("http://host", {"max_queue": 0}, "max_queue >= 1"),
-])
+@pytest.mark.parametrize(
+    ("url", "kwargs", "message"),
+    [
+        ("ftp://host", {}, r"must be http\(s\)://host"),
+        ("http://", {}, r"must be http\(s\)://host"),
+        ("http://user:pw@host", {}, "credentials"),
+        ("http://host?x=1", {}, "query"),
+        ("http://host", {"batch_size": 1001}, "batch_size must be between 1 and 1000"),
+        ("http://host", {"max_queue": 0}, "max_queue >= 1"),
+    ],
+)
 def test_bad_forwarder_arguments(url, kwargs, message):
     with pytest.raises(ValueError, match=message):
         Forwarder(url, **kwargs)

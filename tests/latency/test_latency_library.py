@@ -22,12 +22,24 @@ def test_defaults_stay_in_process():
     assert kit.performance.service_name == "app"
     kit.monitor.record_latency("lib-default", "op", 12)
     kit.performance.end_operation(kit.performance.start_operation("step"))
-    assert kit.registry.get_sample_value("usdcop_operation_latency_seconds_count",
-                                         {"service": "lib-default", "operation": "op"}) == 1
-    assert kit.registry.get_sample_value("usdcop_operation_latency_seconds_count",
-                                         {"service": "app", "operation": "step"}) == 1
-    assert prometheus_client.REGISTRY.get_sample_value(
-        "usdcop_operation_latency_seconds_count", {"service": "lib-default", "operation": "op"}) is None
+    assert (
+        kit.registry.get_sample_value(
+            "usdcop_operation_latency_seconds_count", {"service": "lib-default", "operation": "op"}
+        )
+        == 1
+    )
+    assert (
+        kit.registry.get_sample_value(
+            "usdcop_operation_latency_seconds_count", {"service": "app", "operation": "step"}
+        )
+        == 1
+    )
+    assert (
+        prometheus_client.REGISTRY.get_sample_value(
+            "usdcop_operation_latency_seconds_count", {"service": "lib-default", "operation": "op"}
+        )
+        is None
+    )
     kit.close()
 
 
@@ -42,15 +54,24 @@ def test_monitor_and_performance_share_one_guard():
     assert kit.registry.get_sample_value("usdcop_latency_pairs_rejected_total") == 1
 
 
-@pytest.mark.parametrize(("env", "message"), [
-    ({"LATENCY_WINDOW": "0"}, "field 'LATENCY_WINDOW': must be an integer between 1 and"),
-    ({"LATENCY_WINDOW": "ten"}, "field 'LATENCY_WINDOW': must be an integer"),
-    ({"LATENCY_MAX_PAIRS": "-5"}, "field 'LATENCY_MAX_PAIRS': must be an integer"),
-    ({"EXPORTER_SERVICE_NAME": "my app"}, "field 'EXPORTER_SERVICE_NAME': must match"),
-    ({"EXPORTER_URL": "localhost:9322"}, "field 'EXPORTER_URL': forwarding url must be http(s)"),
-    ({"EXPORTER_API_TOKEN": "a", "EXPORTER_API_TOKEN_FILE": "/x"}, "not both"),
-    ({"EXPORTER_API_TOKEN_FILE": "/nonexistent/token"}, "field 'EXPORTER_API_TOKEN_FILE': cannot read"),
-])
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"LATENCY_WINDOW": "0"}, "field 'LATENCY_WINDOW': must be an integer between 1 and"),
+        ({"LATENCY_WINDOW": "ten"}, "field 'LATENCY_WINDOW': must be an integer"),
+        ({"LATENCY_MAX_PAIRS": "-5"}, "field 'LATENCY_MAX_PAIRS': must be an integer"),
+        ({"EXPORTER_SERVICE_NAME": "my app"}, "field 'EXPORTER_SERVICE_NAME': must match"),
+        (
+            {"EXPORTER_URL": "localhost:9322"},
+            "field 'EXPORTER_URL': forwarding url must be http(s)",
+        ),
+        ({"EXPORTER_API_TOKEN": "a", "EXPORTER_API_TOKEN_FILE": "/x"}, "not both"),
+        (
+            {"EXPORTER_API_TOKEN_FILE": "/nonexistent/token"},
+            "field 'EXPORTER_API_TOKEN_FILE': cannot read",
+        ),
+    ],
+)
 def test_bad_environment_is_named(env, message):
     with pytest.raises(ConfigError) as err:
         LatencyLibrary.from_env(env)
@@ -75,14 +96,22 @@ async def test_forwarding_from_the_environment(aiohttp_server, make_latency_app,
         seen.append(request.headers.get("Authorization"))
         return await handler(request)
 
-    server = await aiohttp_server(make_latency_app(CollectorRegistry(), middlewares=[note]),
-                                  host="127.0.0.1", port=free_port())
+    server = await aiohttp_server(
+        make_latency_app(CollectorRegistry(), middlewares=[note]),
+        host="127.0.0.1",
+        port=free_port(),
+    )
     token = tmp_path / "token"
     token.write_text("file-token\n")
-    kit = LatencyLibrary.from_env({"EXPORTER_URL": str(server.make_url("")),
-                                   "EXPORTER_API_TOKEN_FILE": str(token),
-                                   "EXPORTER_SERVICE_NAME": "usdcop-engine"})
+    kit = LatencyLibrary.from_env(
+        {
+            "EXPORTER_URL": str(server.make_url("")),
+            "EXPORTER_API_TOKEN_FILE": str(token),
+            "EXPORTER_SERVICE_NAME": "usdcop-engine",
+        }
+    )
     try:
+
         @kit.performance.measure("execute_trade")
         async def trade():
             return "done"
@@ -101,14 +130,23 @@ async def test_forwarding_from_the_environment(aiohttp_server, make_latency_app,
 def test_from_the_sidecar_settings():
     from exporter.settings import load_settings
 
-    settings = load_settings({"LATENCY_WINDOW": "7", "LATENCY_MAX_PAIRS": "3",
-                              "EXPORTER_SERVICE_NAME": "engine-2",
-                              "EXPORTER_URL": "http://127.0.0.1:9/", "EXPORTER_API_TOKEN": "t0k"})
+    settings = load_settings(
+        {
+            "LATENCY_WINDOW": "7",
+            "LATENCY_MAX_PAIRS": "3",
+            "EXPORTER_SERVICE_NAME": "engine-2",
+            "EXPORTER_URL": "http://127.0.0.1:9/",
+            "EXPORTER_API_TOKEN": "t0k",
+        }
+    )
     kit = LatencyLibrary.from_settings(settings)
     try:
         assert (kit.monitor.window_size, kit.guard.max_pairs) == (7, 3)
         assert kit.performance.service_name == "engine-2"
-        assert kit.forwarder is not None and kit.forwarder.url == "http://127.0.0.1:9/api/health/latency"
+        assert (
+            kit.forwarder is not None
+            and kit.forwarder.url == "http://127.0.0.1:9/api/health/latency"
+        )
     finally:
         kit.close()
     assert LatencyLibrary.from_settings(load_settings({})).forwarder is None

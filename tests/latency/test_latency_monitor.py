@@ -30,9 +30,16 @@ def test_stats_of_one_pair_and_of_a_service(clock):
 
     pair = monitor.get_latency_stats("trading-api", "execute_trade")
     assert pair == {
-        "service": "trading-api", "operation": "execute_trade", "count": 4,
-        "success_ratio": 0.75, "mean_ms": 25.0, "min_ms": 10.0, "max_ms": 40.0,
-        "p50_ms": 25.0, "p95_ms": pytest.approx(38.5), "p99_ms": pytest.approx(39.7),
+        "service": "trading-api",
+        "operation": "execute_trade",
+        "count": 4,
+        "success_ratio": 0.75,
+        "mean_ms": 25.0,
+        "min_ms": 10.0,
+        "max_ms": 40.0,
+        "p50_ms": 25.0,
+        "p95_ms": pytest.approx(38.5),
+        "p99_ms": pytest.approx(39.7),
     }
     service = monitor.get_latency_stats("trading-api")
     assert service["operation"] is None
@@ -44,15 +51,26 @@ def test_stats_without_data_are_count_zero_and_nulls(clock):
     monitor.record_latency("a", "x", 1)
     empty = monitor.get_latency_stats("nobody", "nothing")
     assert empty["count"] == 0 and empty["service"] == "nobody" and empty["operation"] == "nothing"
-    assert [empty[k] for k in ("success_ratio", "mean_ms", "min_ms", "max_ms", "p50_ms",
-                                "p95_ms", "p99_ms")] == [None] * 7
+    assert [
+        empty[k]
+        for k in ("success_ratio", "mean_ms", "min_ms", "max_ms", "p50_ms", "p95_ms", "p99_ms")
+    ] == [None] * 7
     assert monitor.get_average_latency("nobody") is None
 
 
-@given(st.lists(st.tuples(st.sampled_from(["svc-a", "svc-b"]), st.sampled_from(["op1", "op2"]),
-                          st.floats(min_value=0, max_value=1e5, allow_nan=False),
-                          st.booleans()), min_size=1, max_size=200),
-       st.integers(min_value=1, max_value=150))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["svc-a", "svc-b"]),
+            st.sampled_from(["op1", "op2"]),
+            st.floats(min_value=0, max_value=1e5, allow_nan=False),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=200,
+    ),
+    st.integers(min_value=1, max_value=150),
+)
 @settings(max_examples=100, deadline=None)
 def test_stats_match_a_direct_computation_on_the_kept_window(records, window):
     monitor = LatencyMonitor(window=window)
@@ -107,8 +125,12 @@ def test_average_covers_the_last_minutes_only(clock):
     monitor.record_latency("svc", "b", 30)
     clock.advance(100)  # now t=300: the first record is exactly 5 min old, so it is out
     assert monitor.get_average_latency("svc", 5) == 20.0
-    assert monitor.get_average("svc", 5) == {"service": "svc", "minutes": 5.0,
-                                             "average_ms": 20.0, "count": 2}
+    assert monitor.get_average("svc", 5) == {
+        "service": "svc",
+        "minutes": 5.0,
+        "average_ms": 20.0,
+        "count": 2,
+    }
     assert monitor.get_average_latency("svc", 5.5) == pytest.approx(1040 / 3)
     clock.advance(1000)
     assert monitor.get_average("svc", 5)["average_ms"] is None
@@ -157,8 +179,12 @@ def test_trend_ignores_records_older_than_two_windows(clock):
     clock.advance(60)
     monitor.record_latency("svc", "op", 100)  # current window
     got = monitor.get_latency_trend("svc", "op", minutes=1)
-    assert got == {"trend": "stable", "current_mean_ms": 100.0, "previous_mean_ms": 100.0,
-                   "change_ratio": 0.0}
+    assert got == {
+        "trend": "stable",
+        "current_mean_ms": 100.0,
+        "previous_mean_ms": 100.0,
+        "change_ratio": 0.0,
+    }
     # operation None: all of the service's operations
     monitor.record_latency("svc", "other", 400)
     assert monitor.get_latency_trend("svc", None, 1)["current_mean_ms"] == 250.0
@@ -183,7 +209,11 @@ def test_high_latency_services(clock):
         {"service": "slow", "operation": "op", "mean_ms": 3000.0, "p95_ms": 3900.0, "count": 2},
     ]
     assert [r["service"] for r in monitor.get_high_latency_services(5)] == [
-        "slower", "slow", "edge", "fast"]
+        "slower",
+        "slow",
+        "edge",
+        "fast",
+    ]
     clock.advance(301)
     assert monitor.get_high_latency_services(0, 5) == []
     assert len(monitor.get_high_latency_services(0, 10)) == 4
@@ -201,8 +231,12 @@ def test_clear_one_service_or_all(clock):
     assert monitor.clear() == 2
     assert len(monitor) == 0
     # the counters of what was recorded stay
-    assert registry.get_sample_value("usdcop_operation_latency_seconds_count",
-                                     {"service": "a", "operation": "op"}) == 2
+    assert (
+        registry.get_sample_value(
+            "usdcop_operation_latency_seconds_count", {"service": "a", "operation": "op"}
+        )
+        == 2
+    )
     monitor.record_latency("a", "op", 1)  # and the window refills
     assert len(monitor) == 1
 
@@ -232,16 +266,23 @@ def test_bad_arguments_are_named_and_change_nothing(args, kwargs, error, message
         monitor.record_latency(*args, **kwargs)
     assert len(monitor) == 0
     assert len(monitor.guard) == 0
-    assert registry.get_sample_value("usdcop_operation_latency_seconds_count",
-                                     {"service": "svc", "operation": "op"}) is None
+    assert (
+        registry.get_sample_value(
+            "usdcop_operation_latency_seconds_count", {"service": "svc", "operation": "op"}
+        )
+        is None
+    )
 
 
-@pytest.mark.parametrize(("call", "message"), [
-    (lambda m: m.get_average_latency("s", 0), "minutes must be a finite number above 0"),
-    (lambda m: m.get_latency_trend("s", "o", -5), "minutes must be a finite number above 0"),
-    (lambda m: m.get_high_latency_services(-1), "threshold_ms must be a finite number >= 0"),
-    (lambda m: m.get_high_latency_services(10, math.inf), "minutes must be a finite number"),
-])
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda m: m.get_average_latency("s", 0), "minutes must be a finite number above 0"),
+        (lambda m: m.get_latency_trend("s", "o", -5), "minutes must be a finite number above 0"),
+        (lambda m: m.get_high_latency_services(-1), "threshold_ms must be a finite number >= 0"),
+        (lambda m: m.get_high_latency_services(10, math.inf), "minutes must be a finite number"),
+    ],
+)
 def test_bad_query_arguments_are_named(call, message):
     with pytest.raises(ValueError, match=message):
         call(LatencyMonitor())
@@ -260,16 +301,24 @@ def test_cardinality_guard(clock):
     with pytest.raises(PairLimitError):
         monitor.record_latency("other", "a", 1)
     assert registry.get_sample_value("usdcop_latency_pairs_rejected_total") == 2
-    assert registry.get_sample_value("usdcop_operation_latency_seconds_count",
-                                     {"service": "svc", "operation": "c"}) is None
+    assert (
+        registry.get_sample_value(
+            "usdcop_operation_latency_seconds_count", {"service": "svc", "operation": "c"}
+        )
+        is None
+    )
 
 
 def test_batches_are_all_or_nothing(clock):
     registry = CollectorRegistry()
     monitor = LatencyMonitor(max_pairs=3, metrics=LatencyMetrics(registry), clock=clock)
     monitor.record_latency("svc", "a", 1)
-    batch = [LatencyRecord("svc", "b", 1), LatencyRecord("svc", "c", 1),
-             LatencyRecord("svc", "d", 1), LatencyRecord("svc", "b", 2)]
+    batch = [
+        LatencyRecord("svc", "b", 1),
+        LatencyRecord("svc", "c", 1),
+        LatencyRecord("svc", "d", 1),
+        LatencyRecord("svc", "b", 2),
+    ]
     with pytest.raises(PairLimitError) as err:
         monitor.record_many(batch)
     assert (err.value.service, err.value.operation) == ("svc", "d")  # the first that did not fit

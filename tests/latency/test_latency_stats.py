@@ -13,7 +13,8 @@ from exporter.latency.window import KeyedWindow
 
 latencies = st.lists(
     st.floats(min_value=0, max_value=1e6, allow_nan=False, allow_infinity=False),
-    min_size=2, max_size=300,
+    min_size=2,
+    max_size=300,
 )
 
 
@@ -73,8 +74,10 @@ def test_window_evicts_oldest_across_keys():
     assert len(window) == 3
 
 
-@given(st.lists(st.tuples(st.sampled_from("abcd"), st.integers()), max_size=60),
-       st.integers(min_value=1, max_value=20))
+@given(
+    st.lists(st.tuples(st.sampled_from("abcd"), st.integers()), max_size=60),
+    st.integers(min_value=1, max_value=20),
+)
 @settings(max_examples=200, deadline=None)
 def test_window_keeps_exactly_the_last_n(appends, size):
     window = KeyedWindow(size)
@@ -104,15 +107,24 @@ def test_window_size_must_be_positive_integer(size):
         KeyedWindow(size)
 
 
-@given(st.lists(st.one_of(st.tuples(st.sampled_from("abcd"), st.integers()),
-                          st.tuples(st.just("remove"), st.sampled_from("abcd"))), max_size=80),
-       st.integers(min_value=1, max_value=12))
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.sampled_from("abcd"), st.integers()),
+            st.tuples(st.just("remove"), st.sampled_from("abcd")),
+        ),
+        max_size=80,
+    ),
+    st.integers(min_value=1, max_value=12),
+)
 @settings(max_examples=200, deadline=None)
 def test_window_matches_a_plain_list_model(steps, size):
     window, model = KeyedWindow(size), []
     for first, second in steps:
         if first == "remove":
-            assert window.remove(lambda key, k=second: key == k) == sum(k == second for k, _ in model)
+            assert window.remove(lambda key, k=second: key == k) == sum(
+                k == second for k, _ in model
+            )
             model = [(k, i) for k, i in model if k != second]
         else:
             window.append(first, second)

@@ -13,7 +13,9 @@ from exporter.latency.performance import PerformanceLogger
 
 @pytest.fixture
 def perf(registry, clock, mono) -> PerformanceLogger:
-    return PerformanceLogger("engine", metrics=LatencyMetrics(registry), clock=clock, monotonic=mono)
+    return PerformanceLogger(
+        "engine", metrics=LatencyMetrics(registry), clock=clock, monotonic=mono
+    )
 
 
 def test_start_and_end(perf, registry, clock, mono):
@@ -25,11 +27,17 @@ def test_start_and_end(perf, registry, clock, mono):
     assert metrics["mean_ms"] == pytest.approx(125.0) and metrics["success_ratio"] == 1.0
     labels = {"service": "engine", "operation": "model_inference"}
     assert registry.get_sample_value("usdcop_operation_latency_seconds_count", labels) == 1
-    assert registry.get_sample_value("usdcop_operation_latency_seconds_sum", labels) == pytest.approx(0.125)
+    assert registry.get_sample_value(
+        "usdcop_operation_latency_seconds_sum", labels
+    ) == pytest.approx(0.125)
     [slow] = perf.get_slow_operations(100)
-    assert slow == {"name": "model_inference", "duration_ms": pytest.approx(125.0), "success": True,
-                    "started_at": "2023-11-14T22:13:20+00:00",
-                    "metadata": {"model": "xgboost", "rows": 3}}
+    assert slow == {
+        "name": "model_inference",
+        "duration_ms": pytest.approx(125.0),
+        "success": True,
+        "started_at": "2023-11-14T22:13:20+00:00",
+        "metadata": {"model": "xgboost", "rows": 3},
+    }
 
 
 def test_unknown_id_is_logged_not_raised(perf):
@@ -55,8 +63,12 @@ def test_measure_as_sync_and_async_context_manager(perf, mono, registry):
     assert sync["count"] == 2 and sync["success_ratio"] == 0.5
     assert (sync["min_ms"], sync["max_ms"]) == (pytest.approx(10), pytest.approx(30))
     assert perf.get_metrics("async_block")["mean_ms"] == pytest.approx(20)
-    assert registry.get_sample_value("usdcop_operation_errors_total",
-                                     {"service": "engine", "operation": "sync_block"}) == 1
+    assert (
+        registry.get_sample_value(
+            "usdcop_operation_errors_total", {"service": "engine", "operation": "sync_block"}
+        )
+        == 1
+    )
 
 
 async def test_measure_as_decorator_of_sync_and_async_functions(perf, mono):
@@ -150,15 +162,18 @@ def test_summary_and_slow_operations(perf, mono):
     assert perf.get_metrics("never")["count"] == 0 and perf.get_metrics("never")["p99_ms"] is None
 
 
-@pytest.mark.parametrize(("call", "error", "message"), [
-    (lambda p: p.start_operation("has space"), InvalidNameError, "name must match"),
-    (lambda p: p.measure(""), InvalidNameError, "name must match"),
-    (lambda p: p.start_operation("ok", ["x"]), TypeError, "metadata must be a mapping"),
-    (lambda p: p.end_operation("x-1", "yes"), TypeError, "success must be True or False"),
-    (lambda p: p.get_slow_operations(-1), ValueError, "threshold_ms must be a finite number"),
-    (lambda p: PerformanceLogger("bad name"), InvalidNameError, "service_name must match"),
-    (lambda p: PerformanceLogger(expire_after=0), ValueError, "expire_after must be above 0"),
-])
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda p: p.start_operation("has space"), InvalidNameError, "name must match"),
+        (lambda p: p.measure(""), InvalidNameError, "name must match"),
+        (lambda p: p.start_operation("ok", ["x"]), TypeError, "metadata must be a mapping"),
+        (lambda p: p.end_operation("x-1", "yes"), TypeError, "success must be True or False"),
+        (lambda p: p.get_slow_operations(-1), ValueError, "threshold_ms must be a finite number"),
+        (lambda p: PerformanceLogger("bad name"), InvalidNameError, "service_name must match"),
+        (lambda p: PerformanceLogger(expire_after=0), ValueError, "expire_after must be above 0"),
+    ],
+)
 def test_bad_arguments_are_named(perf, call, error, message):
     with pytest.raises(error, match=message):
         call(perf)
@@ -177,7 +192,9 @@ def test_shares_the_guard_with_the_monitor(registry):
 
 
 def test_window_bounds_ended_operations(mono, clock):
-    perf = PerformanceLogger(window=3, clock=clock, monotonic=mono, metrics=LatencyMetrics(CollectorRegistry()))
+    perf = PerformanceLogger(
+        window=3, clock=clock, monotonic=mono, metrics=LatencyMetrics(CollectorRegistry())
+    )
     for _ in range(5):
         perf.end_operation(perf.start_operation("op"))
     assert perf.get_metrics("op")["count"] == 3
