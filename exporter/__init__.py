@@ -5,17 +5,24 @@ __version__ = "0.1.0"
 from .cache import MetricsCache, RedisClient, SignalCache  # noqa: E402
 from .defaults import (  # noqa: E402
     get_health_checker,
+    get_latency_monitor,
     get_logger,
     get_metrics_cache,
+    get_performance_logger,
     get_service_registry,
     get_signal_cache,
 )
 from .health.checker import HealthChecker  # noqa: E402
 from .health.registry import ServiceRegistry  # noqa: E402
+from .latency import LatencyMonitor, PerformanceLogger  # noqa: E402
 from .log import StructuredLogger  # noqa: E402
 
 __all__ = [
     "HealthChecker",
+    "LatencyMonitor",
+    "PerformanceLogger",
+    "get_latency_monitor",
+    "get_performance_logger",
     "MetricsCache",
     "RedisClient",
     "SignalCache",

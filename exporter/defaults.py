@@ -12,6 +12,7 @@ from functools import cache
 from .cache import MetricsCache, RedisClient, SignalCache
 from .health.checker import HealthChecker
 from .health.registry import ServiceRegistry
+from .latency import LatencyLibrary, LatencyMonitor, PerformanceLogger
 from .log import StructuredLogger
 from .settings import load_settings
 
@@ -52,3 +53,19 @@ def get_signal_cache() -> SignalCache:
 def get_metrics_cache() -> MetricsCache:
     """The process-wide MetricsCache, on the same client as get_signal_cache()."""
     return MetricsCache(_cache_client())
+
+
+@cache
+def _latency_kit() -> LatencyLibrary:
+    # Reads only the latency variables, so an unrelated bad setting cannot break an engine.
+    return LatencyLibrary.from_env()
+
+
+def get_latency_monitor() -> LatencyMonitor:
+    """The process-wide LatencyMonitor (also forwards to EXPORTER_URL when set)."""
+    return _latency_kit().monitor
+
+
+def get_performance_logger() -> PerformanceLogger:
+    """The process-wide PerformanceLogger, sharing the monitor's registry, guard and forwarder."""
+    return _latency_kit().performance

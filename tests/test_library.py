@@ -96,3 +96,22 @@ async def test_cache_getters_run_the_seed_example_in_memory(monkeypatch):
     metrics = exporter.get_metrics_cache()
     await metrics.set_financial_metrics({"timestamp": "2026-01-01T00:00:00+00:00", "total_pnl": 1250.75})
     assert (await metrics.get_financial_metrics())["total_pnl"] == 1250.75
+
+
+def test_latency_getters_work_in_process(monkeypatch):
+    from exporter import defaults
+
+    monkeypatch.delenv("EXPORTER_URL", raising=False)
+    defaults._latency_kit.cache_clear()
+    try:
+        monitor = exporter.get_latency_monitor()
+        assert monitor is exporter.get_latency_monitor()
+        monitor.record_latency("trading-api", "execute_trade", 125, True, {"symbol": "USDCOP"})
+        assert monitor.get_latency_stats("trading-api", "execute_trade")["count"] == 1
+        perf = exporter.get_performance_logger()
+        op = perf.start_operation("model_inference")
+        perf.end_operation(op, True, {"model": "xgboost"})
+        assert perf.get_metrics("model_inference")["count"] == 1
+    finally:
+        defaults._latency_kit().close()
+        defaults._latency_kit.cache_clear()

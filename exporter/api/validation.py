@@ -75,25 +75,37 @@ def parse_json(raw: bytes) -> Any:
         raise bad_request(f"JSON nested deeper than {MAX_DEPTH} levels") from None
     except ValueError as exc:
         raise bad_request(f"malformed JSON: {exc}") from None
-    depth = _depth(value, check_nul=True)
+    # A NUL can only arrive escaped (a literal one was refused above); look for it only then.
+    depth = _depth(value, check_nul="\\u0000" in text)
     if depth > MAX_DEPTH + 2:  # envelope + object + free-form payload
         raise bad_request(f"JSON nested deeper than {MAX_DEPTH} levels")
     return value
 
 
 def _depth(value: Any, check_nul: bool = False) -> int:
-    depth, stack = 0, [(value, 1)]
+    """Nesting depth, a scalar counting as one level; optionally refuse NUL in strings."""
+    if not isinstance(value, dict | list):
+        if check_nul and isinstance(value, str) and "\x00" in value:
+            raise bad_request("body contains a NUL character")
+        return 1
+    depth, stack = 1, [(value, 1)]
     while stack:
         item, level = stack.pop()
-        depth = max(depth, level)
         if isinstance(item, dict):
-            if check_nul and any("\x00" in k for k in item):
+            if check_nul and any("\x00" in key for key in item):
                 raise bad_request("body contains a NUL character")
-            stack.extend((v, level + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, level + 1) for v in item)
-        elif check_nul and isinstance(item, str) and "\x00" in item:
-            raise bad_request("body contains a NUL character")
+            children = item.values()
+        else:
+            children = item
+        depth = max(depth, level)
+        for child in children:
+            if isinstance(child, dict | list):
+                stack.append((child, level + 1))
+            else:
+                if level >= depth:
+                    depth = level + 1
+                if check_nul and isinstance(child, str) and "\x00" in child:
+                    raise bad_request("body contains a NUL character")
     return depth
 
 
