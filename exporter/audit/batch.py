@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .chain import event_hash
+from .chain import link_hash
 from .errors import AuditConflict
 from .events import PendingEvent
 
@@ -116,16 +116,15 @@ def _field(unit: list[PendingEvent], index: int) -> str:
 
 
 def _link(event: PendingEvent, sequence: int, prev: bytes, received_at: str) -> Row:
-    body = {
-        "sequence": sequence, "event_id": event.event_id, "event_type": event.event_type,
-        "timestamp": event.timestamp, "received_at": received_at, "symbol": event.symbol,
-        "actor": event.actor, "data": event.data,
-    }
+    digest = link_hash(prev, sequence=sequence, event_id=event.event_id,
+                       event_type=event.event_type, timestamp=event.timestamp,
+                       received_at=received_at, symbol=event.symbol, actor=event.actor,
+                       data_json=event.data_json)
     return Row(
         sequence=sequence, event_id=event.event_id, event_type=event.event_type,
         timestamp=event.timestamp, received_at=received_at, accepted_at=event.accepted_at,
         symbol=event.symbol, actor=event.actor, data=event.data, prev_hash=prev,
-        hash=event_hash(prev, body), digest=event.digest,
+        hash=digest, digest=event.digest,
     )
 
 

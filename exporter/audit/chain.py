@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 from datetime import UTC, datetime
+from json.encoder import encode_basestring
 from typing import Any
 
 GENESIS = bytes(32)
@@ -17,22 +18,12 @@ CHAIN_FIELDS = ("sequence", "event_id", "event_type", "timestamp", "received_at"
                 "actor", "data")
 MAX_SAFE_INTEGER = 2**53 - 1
 
-_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
-            "\t": "\\t"}
 
 
-def _string(value: str) -> str:
-    out = ['"']
-    for ch in value:
-        esc = _ESCAPES.get(ch)
-        if esc is not None:
-            out.append(esc)
-        elif ch < " ":
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
+# The json module's string encoder (ensure_ascii off) escapes exactly as RFC 8785 says:
+# the two-character forms for \b \t \n \f \r " \\, \u00xx (lower case) for the other
+# controls, everything else literal.
+_string = encode_basestring
 
 
 def format_number(value: int | float) -> str:
@@ -86,7 +77,9 @@ def _encode(value: Any, out: list[str]) -> None:
         for key in value:
             if not isinstance(key, str):
                 raise TypeError(f"object key {key!r} is not a string")
-        for key in sorted(value, key=_utf16_key):
+        # Code point order equals UTF-16 order unless a key leaves the BMP.
+        plain = all(key.isascii() for key in value)
+        for key in sorted(value) if plain else sorted(value, key=_utf16_key):
             if not first:
                 out.append(",")
             first = False
@@ -124,11 +117,39 @@ def chain_body(event: dict[str, Any]) -> dict[str, Any]:
     return {name: event.get(name) for name in CHAIN_FIELDS}
 
 
+def _text(value: str | None) -> str:
+    return "null" if value is None else _string(value)
+
+
+def link_hash(prev_hash: bytes, *, sequence: int, event_id: str, event_type: str,
+              timestamp: str, received_at: str, symbol: str | None, actor: str | None,
+              data_json: bytes) -> bytes:
+    """SHA-256(prev_hash || JCS(chain fields)) with `data` already canonical.
+
+    The envelope's keys are ASCII and fixed, so their canonical order is fixed too:
+    building the text directly hashes the same bytes as canonical() of the whole object,
+    while the free-form `data` is canonicalised only once per event.
+    """
+    head = (f'{{"actor":{_text(actor)},"data":').encode()
+    tail = (f',"event_id":{_string(event_id)},"event_type":{_string(event_type)},'
+            f'"received_at":{_string(received_at)},"sequence":{format_number(sequence)},'
+            f'"symbol":{_text(symbol)},"timestamp":{_string(timestamp)}}}').encode()
+    return hashlib.sha256(prev_hash + head + data_json + tail).digest()
+
+
 def event_hash(prev_hash: bytes, event: dict[str, Any]) -> bytes:
     """SHA-256(prev_hash || JCS(event's chain fields))."""
-    return hashlib.sha256(prev_hash + canonical(chain_body(event))).digest()
+    return link_hash(prev_hash, sequence=event["sequence"], event_id=event["event_id"],
+                     event_type=event["event_type"], timestamp=event["timestamp"],
+                     received_at=event["received_at"], symbol=event.get("symbol"),
+                     actor=event.get("actor"), data_json=canonical(event.get("data")))
 
 
-def client_digest(fields: dict[str, Any]) -> bytes:
-    """Digest of the client-supplied fields: what idempotent retries must repeat exactly."""
-    return hashlib.sha256(canonical(fields)).digest()
+def client_digest(event_type: str, timestamp: str | None, symbol: str | None,
+                  actor: str | None, data_json: bytes) -> bytes:
+    """Digest of the client-supplied fields (JCS of {actor, data, event_type, symbol,
+    timestamp}): what an idempotent retry must repeat exactly."""
+    text = (f'{{"actor":{_text(actor)},"data":').encode() + data_json + (
+        f',"event_type":{_string(event_type)},"symbol":{_text(symbol)},'
+        f'"timestamp":{_text(timestamp)}}}').encode()
+    return hashlib.sha256(text).digest()

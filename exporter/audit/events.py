@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import uuid
@@ -10,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .chain import MAX_SAFE_INTEGER, client_digest, format_time
+from .chain import MAX_SAFE_INTEGER, canonical, client_digest, format_time
 from .errors import AuditValidationError
 
 KNOWN_TYPES = (
@@ -47,6 +46,7 @@ class PendingEvent:
     accepted_at: str
     timestamp_given: bool
     digest: bytes  # of the client-supplied fields (idempotency)
+    data_json: bytes = b"null"  # canonical JSON of data, computed once for both hashes
 
     def to_json(self) -> dict[str, Any]:
         """The form written to the spool."""
@@ -65,6 +65,7 @@ class PendingEvent:
             timestamp=obj["timestamp"], symbol=obj["symbol"], actor=obj["actor"],
             data=obj["data"], accepted_at=obj["accepted_at"],
             timestamp_given=bool(obj["timestamp_given"]), digest=bytes.fromhex(obj["digest"]),
+            data_json=canonical(obj["data"]),
         )
 
     def spooled_view(self) -> dict[str, Any]:
@@ -97,10 +98,12 @@ def parse_time(text: Any, field: str) -> datetime:
     return value.astimezone(UTC)
 
 
-def check_data(value: Any, field: str) -> dict | None:
-    """Free-form `data`: an object of JSON values, 64 KiB, depth 16, exact numbers only."""
+def check_data(value: Any, field: str) -> bytes:
+    """Free-form `data`: an object of JSON values, 64 KiB, depth 16, exact numbers only.
+
+    Returns its canonical JSON (b"null" when absent)."""
     if value is None:
-        return None
+        return b"null"
     if not isinstance(value, dict):
         raise AuditValidationError(f"{field} must be a JSON object", field)
     stack: list[tuple[Any, str, int]] = [(value, field, 1)]
@@ -130,9 +133,10 @@ def check_data(value: Any, field: str) -> dict | None:
                 raise AuditValidationError(f"{path} must be a finite number", path)
         else:
             raise AuditValidationError(f"{path} is not a JSON value", path)
-    if len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()) > MAX_DATA_BYTES:
+    text = canonical(value)
+    if len(text) > MAX_DATA_BYTES:
         raise AuditValidationError(f"{field} is larger than 64 KiB", field, too_large=True)
-    return value
+    return text
 
 
 def _check_text(text: str, path: str) -> None:
@@ -209,17 +213,14 @@ def parse_event(
                 f"{path} is older than the retention horizon ({retention:g} s)", path)
     symbol = _opt_str(obj, "symbol", where, 12, SYMBOL_RE)
     actor = _opt_str(obj, "actor", where, MAX_ACTOR)
-    data = check_data(obj.get("data"), _join(where, "data"))
+    data = obj.get("data")
+    data_json = check_data(data, _join(where, "data"))
     timestamp = format_time(when)
     # The id is the key, not content: re-sending a generated id with the same fields is a
     # duplicate too.
-    digest = client_digest({
-        "event_type": event_type,
-        "timestamp": timestamp if given else None, "symbol": symbol, "actor": actor,
-        "data": data,
-    })
+    digest = client_digest(event_type, timestamp if given else None, symbol, actor, data_json)
     return PendingEvent(
         event_id=event_id, event_type=event_type, timestamp=timestamp, symbol=symbol,
         actor=actor, data=data, accepted_at=format_time(accepted), timestamp_given=given,
-        digest=digest,
+        digest=digest, data_json=data_json,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, date, datetime
 from typing import Any
@@ -21,8 +22,30 @@ from .errors import AuditRejected, StoreUnavailable
 from .events import PendingEvent
 from .query import Query
 
+CHECK_AFTER = 2.0  # seconds idle before a pooled connection is checked again
 COLUMNS = ("sequence, event_id, event_type, \"timestamp\", received_at, accepted_at, symbol,"
            " actor, data, prev_hash, hash")
+
+
+# One statement writes the events, their ids and the new head; binary parameters (%b) are
+# several times cheaper to build than text arrays.
+_INSERT = f"""
+WITH new AS (
+    SELECT * FROM unnest(%b::bigint[], %b::uuid[], %b::text[], %b::timestamptz[],
+                         %b::timestamptz[], %b::timestamptz[], %b::text[], %b::text[],
+                         %b::jsonb[], %b::bytea[], %b::bytea[], %b::bytea[])
+        AS t(sequence, event_id, event_type, ts, received_at, accepted_at, symbol, actor, data,
+             prev_hash, hash, digest)
+), events AS (
+    INSERT INTO usdcop_audit.events ({COLUMNS})
+    SELECT sequence, event_id, event_type, ts, received_at, accepted_at, symbol, actor, data,
+           prev_hash, hash FROM new
+), ids AS (
+    INSERT INTO usdcop_audit.event_ids (event_id, sequence, digest)
+    SELECT event_id, sequence, digest FROM new
+)
+UPDATE usdcop_audit.chain_head SET sequence = %b, hash = %b
+"""
 
 
 def _connect_kwargs(timeout: float) -> dict[str, Any]:
@@ -62,12 +85,29 @@ class PgStore:
             # Waiting long for a pooled connection only delays spooling during an outage:
             # the writer needs one connection at a time.
             url, min_size=1, max_size=pool_max, open=False, timeout=min(1.0, timeout),
-            kwargs=_connect_kwargs(timeout), check=AsyncConnectionPool.check_connection,
+            kwargs=_connect_kwargs(timeout), check=self._check, reset=self._returned,
             reconnect_timeout=timeout * 4, name="usdcop-audit",
         )
+        self._last_used: dict[int, float] = {}
         self._migrated = False
         self._pool_errors = 0
         self._abandoned: set[asyncio.Task] = set()
+
+    async def _check(self, conn: psycopg.AsyncConnection) -> None:
+        # A round trip per checkout would cost a third of a small append; a connection used
+        # in the last seconds is known good, an older one is checked before use.
+        if time.monotonic() - self._last_used.get(id(conn), 0.0) > CHECK_AFTER:
+            await AsyncConnectionPool.check_connection(conn)
+
+    async def _returned(self, conn: psycopg.AsyncConnection) -> None:
+        if conn.pgconn.pipeline_status:
+            # A write cancelled mid-pipeline (abandoned on a frozen server) leaves the
+            # connection in pipeline mode: raising makes the pool discard it.
+            raise psycopg.InterfaceError("connection returned in pipeline mode")
+        self._last_used[id(conn)] = time.monotonic()
+        if len(self._last_used) > 64:  # connections come and go; forget the oldest
+            for key in sorted(self._last_used, key=self._last_used.get)[:32]:
+                del self._last_used[key]
 
     def _fixed(self) -> datetime | None:
         return self._clock() if self._clock else None
@@ -153,15 +193,16 @@ class PgStore:
     async def _append(self, units: list[list[PendingEvent]]):
         ids = list({event.event_id for unit in units for event in unit})
         async with self._errors("append"), self._pool.connection() as conn:
-            async with conn.transaction():
-                async with conn.pipeline():
-                    lock = await conn.execute("SELECT pg_advisory_xact_lock(%s)",
-                                              (pg_schema.CHAIN_LOCK,))
-                    head_cur = await conn.execute(
-                        "SELECT sequence, hash, clock_timestamp() FROM usdcop_audit.chain_head")
-                    known_cur = await conn.execute(
-                        "SELECT event_id::text, sequence, digest FROM usdcop_audit.event_ids"
-                        " WHERE event_id = ANY(%s::uuid[])", (ids,))
+            # Two round trips: the reads under the lock, then the writes with COMMIT.
+            async with conn.pipeline() as pipeline, conn.transaction():
+                lock = await conn.execute("SELECT pg_advisory_xact_lock(%s)",
+                                          (pg_schema.CHAIN_LOCK,))
+                head_cur = await conn.execute(
+                    "SELECT sequence, hash, clock_timestamp() FROM usdcop_audit.chain_head")
+                known_cur = await conn.execute(
+                    "SELECT event_id::text, sequence, digest FROM usdcop_audit.event_ids"
+                    " WHERE event_id = ANY(%s::uuid[])", (ids,))
+                await pipeline.sync()
                 await lock.fetchall()
                 head_seq, head_hash, now = await head_cur.fetchone()
                 existing = {r[0]: (r[1], bytes(r[2])) for r in await known_cur.fetchall()}
@@ -173,19 +214,15 @@ class PgStore:
         return resolve(plan, stored)
 
     async def _insert(self, conn: psycopg.AsyncConnection, plan) -> None:
-        async with conn.cursor() as cur:
-            async with cur.copy(f"COPY usdcop_audit.events ({COLUMNS}) FROM STDIN") as copy:
-                for r in plan.rows:
-                    await copy.write_row((
-                        r.sequence, r.event_id, r.event_type, r.timestamp, r.received_at,
-                        r.accepted_at, r.symbol, r.actor,
-                        Jsonb(r.data) if r.data is not None else None, r.prev_hash, r.hash))
-            async with cur.copy(
-                    "COPY usdcop_audit.event_ids (event_id, sequence, digest) FROM STDIN") as copy:
-                for r in plan.rows:
-                    await copy.write_row((r.event_id, r.sequence, r.digest))
-            await cur.execute("UPDATE usdcop_audit.chain_head SET sequence = %s, hash = %s",
-                              plan.head)
+        rows = plan.rows
+        await conn.execute(_INSERT, (
+            [r.sequence for r in rows], [r.event_id for r in rows],
+            [r.event_type for r in rows], [r.timestamp for r in rows],
+            [r.received_at for r in rows], [r.accepted_at for r in rows],
+            [r.symbol for r in rows], [r.actor for r in rows],
+            [Jsonb(r.data) if r.data is not None else None for r in rows],
+            [r.prev_hash for r in rows], [r.hash for r in rows], [r.digest for r in rows],
+            plan.head[0], plan.head[1]))
 
     async def _fetch(self, conn, sequences) -> dict[int, dict[str, Any]]:
         if not sequences:

@@ -139,3 +139,28 @@ def pg_conn():
     from tests.conftest import PG_ADMIN_DSN
     with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
         yield conn
+
+
+@given(st.integers(1, 2**53 - 1), st.uuids(), st.text(min_size=1, max_size=20),
+       st.none() | st.text(max_size=8).filter(lambda s: not any(0xD800 <= ord(c) <= 0xDFFF for c in s)),
+       st.none() | st.text(max_size=8).filter(lambda s: not any(0xD800 <= ord(c) <= 0xDFFF for c in s)),
+       st.none() | st.dictionaries(st.text(max_size=4).filter(lambda s: not any(0xD800 <= ord(c) <= 0xDFFF for c in s)),
+                                   st.integers(-1000, 1000) | st.floats(allow_nan=False, allow_infinity=False)
+                                   | st.text(max_size=6).filter(lambda s: not any(0xD800 <= ord(c) <= 0xDFFF for c in s)),
+                                   max_size=4))
+def test_fast_hashes_equal_the_canonical_definition(sequence, eid, event_type, symbol, actor, data):
+    """The hand-built envelope hashes exactly JCS of the whole object."""
+    import hashlib
+
+    from exporter.audit.chain import client_digest, link_hash
+    body = {"sequence": sequence, "event_id": str(eid), "event_type": event_type,
+            "timestamp": "2025-01-01T00:00:00.000000Z", "received_at": "2025-01-01T00:00:00.5Z",
+            "symbol": symbol, "actor": actor, "data": data}
+    prev = b"\x07" * 32
+    assert event_hash(prev, body) == hashlib.sha256(prev + canonical(body)).digest()
+    assert link_hash(prev, data_json=canonical(data), **{k: v for k, v in body.items()
+                                                         if k != "data"}) == event_hash(prev, body)
+    fields = {"event_type": event_type, "timestamp": None, "symbol": symbol, "actor": actor,
+              "data": data}
+    assert client_digest(event_type, None, symbol, actor, canonical(data)) == \
+        hashlib.sha256(canonical(fields)).digest()
