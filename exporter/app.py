@@ -12,7 +12,7 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from .api import audit, cache, health, latency, limits, ops
+from .api import audit, cache, desk, health, latency, limits, ops
 from .api.auth import auth_middleware
 from .api.errors import error_middleware
 from .api.httpmetrics import http_metrics_middleware
@@ -20,7 +20,7 @@ from .api.keys import DEPENDENCIES, READY, REGISTRY, ROUTE_INDEX, ROUTES, SETTIN
 from .api.routes import add_routes
 from .api.validation import BATCH_BODY_LIMIT
 
-FEATURES = [health, cache, latency, audit, ops]
+FEATURES = [health, cache, latency, audit, desk, ops]
 
 
 def create_app(settings, registry: CollectorRegistry | None = None) -> web.Application:

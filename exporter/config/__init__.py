@@ -13,10 +13,15 @@ from .loader import (
 )
 from .model import (
     BODY_FORMATS,
+    DURING,
     PROBE_TYPES,
+    WEEKDAYS,
     Condition,
     Config,
     Defaults,
+    DeskConfig,
+    ReconciliationConfig,
+    RiskLimits,
     ServiceConfig,
     TLSConfig,
 )
@@ -25,14 +30,19 @@ from .services import check_target, resolve_check
 
 __all__ = [
     "BODY_FORMATS",
+    "DURING",
     "PROBE_TYPES",
     "REDACTED",
+    "WEEKDAYS",
     "Condition",
     "ConditionError",
     "Config",
     "ConfigDiff",
     "ConfigError",
     "Defaults",
+    "DeskConfig",
+    "ReconciliationConfig",
+    "RiskLimits",
     "ServiceConfig",
     "TLSConfig",
     "build_service_config",

@@ -10,12 +10,13 @@ from dataclasses import fields
 from typing import Any, NamedTuple
 
 from . import fields as f
+from .desk import parse_desk
 from .errors import ConfigError
-from .model import Config, Defaults, ServiceConfig
+from .model import Config, Defaults, DeskConfig, ServiceConfig
 from .services import build_service, join_host_port, read_default, split_host_port
 from .yamlsafe import MAX_BYTES, compose, decode, from_python
 
-TOP_KEYS = ("defaults", "services", "allowed_targets")
+TOP_KEYS = ("defaults", "services", "allowed_targets", "desk")
 
 
 class ConfigDiff(NamedTuple):
@@ -65,8 +66,9 @@ def parse_bytes(data: bytes, source: str, environ: Mapping[str, str] | None, bas
     defaults = _defaults(ctx, top["defaults"]) if "defaults" in top else Defaults()
     services = _services(ctx, top["services"], defaults)
     targets = _allowed_targets(ctx, top["allowed_targets"]) if "allowed_targets" in top else ()
+    desk = parse_desk(ctx, top["desk"]) if "desk" in top else DeskConfig()
     return Config(services=services, defaults=defaults, allowed_targets=targets, source=source,
-                  digest=hashlib.sha256(data).hexdigest())
+                  digest=hashlib.sha256(data).hexdigest(), desk=desk)
 
 
 def _defaults(ctx: f.Ctx, node: Any) -> Defaults:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 PROBE_TYPES = ("http", "tcp", "redis", "postgres", "python")
 BODY_FORMATS = ("auto", "seed", "ietf", "spring", "text", "none")
+DURING = ("always", "session")  # when a service's state may raise alerts
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # date.weekday() order
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class ServiceConfig:
     labels: tuple[tuple[str, str], ...] = ()
     check: str | None = None  # python: "module:function"
     check_fn: Any = field(default=None, compare=False)  # python: a callable given directly
+    during: str = "always"  # one of DURING: "session" keeps its state from alerting off-hours
     line: int | None = field(default=None, compare=False)  # where it was declared
 
     def status_expected(self, code: int) -> bool:
@@ -80,6 +84,51 @@ class ServiceConfig:
 
 
 @dataclass(frozen=True)
+class RiskLimits:
+    """The `desk.limits` block; None leaves a limit unwatched. Money in the account currency."""
+
+    max_drawdown: float | None = None  # ratio of the peak, e.g. 0.10
+    daily_loss: float | None = None  # loss since the session's open
+    max_position: tuple[tuple[str, float], ...] = ()  # symbol (or "*") → largest quantity
+    max_open_positions: int | None = None
+    min_win_ratio: float | None = None
+    min_trades: int = 20  # the win ratio is judged only from this many trades on
+
+
+@dataclass(frozen=True)
+class ReconciliationConfig:
+    """The `desk.reconciliation` block: cadence and the windows of the checks."""
+
+    interval: float = 60.0
+    stale_position_after: float = 86400.0
+    orphan_window: float = 86400.0
+
+
+def _spot_week() -> tuple[tuple[tuple[int, int], ...], ...]:
+    return (((480, 780),),) * 5 + ((), ())  # Monday to Friday 08:00-13:00
+
+
+@dataclass(frozen=True)
+class DeskConfig:
+    """The `desk:` section: trading calendar, freshness, risk limits, reconciliation, clocks.
+
+    `sessions` has one entry per weekday (Monday first), each a tuple of (start, end)
+    minutes after local midnight, end at most 1440. Durations are seconds.
+    """
+
+    timezone: str = "America/Bogota"
+    sessions: tuple[tuple[tuple[int, int], ...], ...] = field(default_factory=_spot_week)
+    holidays: tuple[date, ...] = ()
+    clock_tolerance: float = 2.0
+    signal_cadence: tuple[tuple[str, float], ...] = ()  # symbol → expected seconds between signals
+    financial_metrics_cadence: float | None = None
+    overdue_factor: float = 3.0
+    limits: RiskLimits = field(default_factory=RiskLimits)
+    reconciliation: ReconciliationConfig = field(default_factory=ReconciliationConfig)
+    line: int | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole, validated services file."""
 
@@ -88,6 +137,7 @@ class Config:
     allowed_targets: tuple[str, ...] = ()
     source: str | None = None  # file path
     digest: str | None = None  # sha256 hex of the file's bytes
+    desk: DeskConfig = field(default_factory=DeskConfig)
 
     def service(self, name: str) -> ServiceConfig | None:
         """The service called `name`, or None."""

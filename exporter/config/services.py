@@ -14,7 +14,7 @@ from urllib.parse import SplitResult, urlsplit
 from . import fields as f
 from .conditions import ConditionError, parse_condition
 from .errors import ConfigError
-from .model import BODY_FORMATS, PROBE_TYPES, Condition, Defaults, ServiceConfig, TLSConfig
+from .model import BODY_FORMATS, DURING, PROBE_TYPES, Condition, Defaults, ServiceConfig, TLSConfig
 from .redact import redact_url
 from .yamlsafe import Node
 
@@ -34,6 +34,7 @@ _STATUS_CLASS = re.compile(r"[1-5]xx", re.IGNORECASE)
 _TYPE = re.compile("|".join(PROBE_TYPES))
 _METHOD = re.compile("GET|HEAD")
 _BODY_FORMAT = re.compile("|".join(BODY_FORMATS))
+_DURING = re.compile("|".join(DURING))
 _SCHEMES = {
     "http": ("http", "https"),
     "redis": ("redis", "rediss"),
@@ -42,7 +43,7 @@ _SCHEMES = {
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 COMMON = ("name", "type", "interval", "timeout", "degraded_latency", "failure_threshold",
-          "success_threshold", "critical", "labels", "conditions")
+          "success_threshold", "critical", "labels", "conditions", "during")
 BY_TYPE: dict[str, tuple[str, ...]] = {
     "http": ("url", "method", "headers", "expect_status", "body_format", "max_body",
              "follow_redirects", "tls"),
@@ -173,6 +174,8 @@ def _labels(ctx: f.Ctx, node: Node) -> tuple[tuple[str, str], ...]:
             raise inner.error(value_node, name, "invalid label name: [a-zA-Z_][a-zA-Z0-9_]*, not starting with __")
         if name in RESERVED_LABELS:
             raise inner.error(value_node, name, f"label name is reserved ({', '.join(RESERVED_LABELS)})")
+        if name == "during":
+            raise inner.error(value_node, name, "label name is reserved: set the service's during: field instead")
         value = f.string(inner, value_node, name)
         if not 0 < len(value) <= 256:
             raise inner.error(value_node, name, "label value must be 1 to 256 characters")
@@ -260,6 +263,8 @@ def build_service(ctx: f.Ctx, node: Node, index: int, defaults: Defaults,
             kw[field.name] = getattr(defaults, field.name)
     if "labels" in m:
         kw["labels"] = _labels(ctx, m["labels"])
+    if "during" in m:
+        kw["during"] = f.string(ctx, m["during"], "during", _DURING, f"expected one of {', '.join(DURING)}")
     kw.update(_targets(ctx, node, m, kind, check_fn))
     if kind == "http":
         kw.update(_http_options(ctx, m))

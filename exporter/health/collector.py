@@ -57,12 +57,15 @@ FAMILIES = (
      "Expiry of the leaf certificate the service presented."),
     ("usdcop_probe_skipped", "counter", "Ticks skipped because the last probe still ran."),
     *((name, "gauge", doc) for _key, name, doc, _scale in _REPORTED),
+    ("usdcop_service_clock_skew_seconds", "gauge",
+     "The service's clock minus the sidecar's, from the last HTTP answer (Date, body time)."),
     ("usdcop_overall_status", "gauge", "Overall status of this sidecar's services (one-hot)."),
 )
 _PER_SERVICE = len(FAMILIES) - 1  # every family but the overall status has a part per service
 (_INFO, _STATUS, _UP, _DURATION, _PHASES, _PROBES, _FAILURES, _LAST_CHECK, _INTERVAL,
  _TIMEOUT, _HTTP_STATUS, _CERT, _SKIPPED) = range(13)
 _REPORTED_AT = 13
+_SKEW = _REPORTED_AT + len(_REPORTED)
 
 
 def _num(value: float) -> str:
@@ -93,13 +96,14 @@ class _Block:
 
     __slots__ = ("state", "config", "label_names", "version", "skipped", "parts", "_svc",
                  "_status", "_up", "_buckets", "_count", "_sum", "_phases", "_probes",
-                 "_failures", "_no_failures", "_last_check", "_http_status", "_cert", "_reported")
+                 "_failures", "_no_failures", "_last_check", "_http_status", "_cert", "_reported",
+                 "_skew")
 
     def __init__(self, state: ServiceState, label_names: tuple[str, ...]) -> None:
         cfg = state.config
         self.state, self.config, self.label_names = state, cfg, label_names
         svc = self._svc = f'service="{_esc(cfg.name)}"'
-        labels = dict(cfg.labels)
+        labels = {**dict(cfg.labels), "during": cfg.during}  # `during` only when in label_names
         pairs = sorted([("service", cfg.name), ("type", cfg.type),
                         *((k, labels.get(k, "")) for k in label_names)])
         info = ",".join(f'{k}="{_esc(v)}"' for k, v in pairs)
@@ -125,6 +129,7 @@ class _Block:
         self._http_status = f"usdcop_service_http_status_code{{{svc}}} "
         self._cert = f"usdcop_service_tls_cert_expiry_timestamp_seconds{{{svc}}} "
         self._reported = tuple((key, f"{name}{{{svc}}} ", scale) for key, name, _doc, scale in _REPORTED)
+        self._skew = f"usdcop_service_clock_skew_seconds{{{svc}}} "
         self.parts = [""] * _PER_SERVICE
         self.parts[_INFO] = f"usdcop_service_info{{{info}}} 1.0\n"
         self.parts[_INTERVAL] = f"usdcop_service_probe_interval_seconds{{{svc}}} {_num(cfg.interval)}\n"
@@ -177,6 +182,8 @@ class _Block:
         for index, (key, prefix, scale) in enumerate(self._reported, _REPORTED_AT):
             value = details.get(key)
             parts[index] = f"{prefix}{_num(value * scale)}\n" if value is not None else ""
+        skew = result.clock_skew_s
+        parts[_SKEW] = f"{self._skew}{_num(skew)}\n" if skew is not None else ""
 
 
 class _Scrape:
@@ -246,7 +253,10 @@ class ServiceCollector(Collector):
     # -- the fast path -------------------------------------------------------------
 
     def _label_names(self, states: list[ServiceState]) -> tuple[str, ...]:
-        return tuple(sorted({k for s in states for k, _ in s.config.labels}))
+        names = {k for s in states for k, _ in s.config.labels}
+        if any(s.config.during != "always" for s in states):
+            names.add("during")  # once any service sets it, so configs without a desk keep their series
+        return tuple(sorted(names))
 
     def _block(self, state: ServiceState, label_names: tuple[str, ...]) -> _Block:
         block = self._blocks.get(state.config.name)
@@ -311,11 +321,11 @@ class ServiceCollector(Collector):
             families.append(cls(name, doc, labels=labels))
         (info, status, up, duration, phases, probes, failures, last_check, interval, timeout,
          http_status, cert, skipped) = families[:13]
-        reported = families[_REPORTED_AT:_PER_SERVICE]
+        reported = families[_REPORTED_AT:_SKEW]
         for state in states:
             cfg = state.config
             name = cfg.name
-            labels = dict(cfg.labels)
+            labels = {**dict(cfg.labels), "during": cfg.during}
             info.add_metric([name, cfg.type, *(labels.get(k, "") for k in label_names)], 1)
             for st in STATUSES:
                 status.add_metric([name, st], 1 if state.status == st else 0)
@@ -348,6 +358,8 @@ class ServiceCollector(Collector):
                 value = result.details.get(key)
                 if value is not None:
                     family.add_metric([name], value * scale)
+            if result.clock_skew_s is not None:
+                families[_SKEW].add_metric([name], result.clock_skew_s)
         current = overall_status(states)
         for st in ("healthy", "degraded", "unhealthy"):
             families[-1].add_metric([st], 1 if current == st else 0)

@@ -60,6 +60,7 @@ class ProbeResult:
     conditions: list[ConditionOutcome] = field(default_factory=list)
     body_format: str | None = None  # the format detected or configured
     extra: dict[str, Any] = field(default_factory=dict)  # prober-specific facts for metadata.probe
+    clock_skew_s: float | None = None  # the service's clock minus ours (http: Date header, body time)
 
     @classmethod
     def failure(cls, reason: str, duration_s: float, message: str | None = None, **kw: Any) -> ProbeResult:

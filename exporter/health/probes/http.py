@@ -13,6 +13,7 @@ import aiohttp
 from aiohttp import client_exceptions as cx
 
 from ...config.model import ServiceConfig
+from ...desk.clock_skew import body_time, estimate_skew
 from ..bodies import Body, interpret
 from ..conditions import evaluate
 from ..result import ProbeResult
@@ -103,12 +104,14 @@ def _headers(service: ServiceConfig) -> list[tuple[str, str]]:
 
 async def _exchange(
     service: ServiceConfig, ctx: ProbeContext, session: aiohttp.ClientSession, timeline: Timeline
-) -> tuple[int, bytes | None, str | None]:
-    """Send the request and read the body: (status, body or None when too large, content type)."""
+) -> tuple[int, bytes | None, str | None, tuple[str | None, float, float]]:
+    """Send the request and read the body: (status, body or None when too large, content type,
+    (Date header, wall time sent, wall time answered))."""
     try:
         sslctx = client_context(service.tls)
     except OSError as exc:
         raise _Failed("tls", f"cannot read ca_file: {exc.strerror or exc}") from None
+    sent = time.time()
     resp = await session.request(
         service.method,
         service.url,
@@ -122,13 +125,14 @@ async def _exchange(
     )
     try:
         timeline.status = resp.status
+        clock = (resp.headers.get("Date"), sent, time.time())
         content_type = resp.headers.get("Content-Type")
         if service.body_format == "none" or service.method == "HEAD":
             body: bytes | None = b""
         else:
             body = await _read_capped(resp, service.max_body)
         timeline.body_done = perf_counter()
-        return resp.status, body, content_type
+        return resp.status, body, content_type, clock
     finally:
         # Closing (not releasing) drops the connection: nothing more is read from it.
         resp.close()
@@ -153,7 +157,7 @@ async def probe_http(service: ServiceConfig, ctx: ProbeContext) -> ProbeResult:
     # answer (aiohttp lets go of the connection before the prober looks).
     session = ctx.http if shared else create_session()
     try:
-        status, raw, content_type = await _exchange(service, ctx, session, timeline)
+        status, raw, content_type, clock = await _exchange(service, ctx, session, timeline)
     except _Failed as failed:
         return _failure(failed, timeline)
     except Exception as exc:  # CancelledError is a BaseException and passes through
@@ -199,7 +203,21 @@ async def probe_http(service: ServiceConfig, ctx: ProbeContext) -> ProbeResult:
         conditions=outcomes,
         body_format=body.format if body is not None else service.body_format,
         extra={"redirects": len(timeline.hops) - 1} if len(timeline.hops) > 1 else {},
+        clock_skew_s=_skew(timeline, clock, body),
     )
+
+
+def _skew(timeline: Timeline, clock: tuple[str | None, float, float], body: Body | None
+          ) -> float | None:
+    """The service's clock against ours, from the final answer's Date header and body time."""
+    date_header, sent, received = clock
+    hop = timeline.hops[-1] if timeline.hops else None
+    if hop is not None and hop.conn_end is not None and hop.headers is not None:
+        # Narrow the wait to request-sent .. headers-received on the connection used.
+        offset = time.time() - perf_counter()
+        sent, received = hop.conn_end + offset, hop.headers + offset
+    stamp = body_time(body.value) if body is not None and body.error is None else None
+    return estimate_skew(date_header, stamp, sent, received)
 
 
 def _failure(failed: _Failed, timeline: Timeline) -> ProbeResult:

@@ -1,0 +1,214 @@
+"""The desk feature: trading halt (GET/POST/DELETE /api/trading/halt), reconciliation report
+(GET /api/desk/reconciliation), and the desk's metrics and background loops."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from aiohttp import web
+
+from ..audit.errors import AuditError
+from ..cache.errors import CacheTypeError, CacheUnavailable
+from ..config.model import DeskConfig
+from ..desk.collector import DeskCollector
+from ..desk.halt import HALT_REASONS, MAX_ACTOR, MAX_NOTE, Halt, HaltConflict, HaltView
+from ..desk.metrics import DeskMetrics
+from ..desk.service import Desk
+from .audit import AUDIT
+from .cache import CACHE
+from .errors import ApiError, invalid, unavailable
+from .health import CHECKER
+from .keys import READY, REGISTRY, SETTINGS
+from .routes import Route
+from .validation import check_query, closed_object, get_str, read_json
+
+DESK = web.AppKey("desk", Desk)
+HALT_PATH = "/api/trading/halt"
+RECONCILIATION_PATH = "/api/desk/reconciliation"
+RETRY_AFTER = 5
+_TEXT = re.compile(r"[^\x00-\x1f\x7f]+")  # actor and note: printable, no line breaks
+_DEFAULT_DESK = DeskConfig()
+
+
+def setup(app: web.Application) -> list[Route]:
+    """Build the desk on the cache (and audit) components; return the desk routes."""
+    settings, registry = app[SETTINGS], app[REGISTRY]
+    cache = app.get(CACHE)
+    if cache is None:
+        raise RuntimeError("the desk feature needs the cache feature set up before it")
+    checker = app.get(CHECKER)
+
+    def config() -> DeskConfig:
+        loaded = checker.registry.config if checker is not None else None
+        return loaded.desk if loaded is not None else _DEFAULT_DESK
+
+    audit = app.get(AUDIT)
+    spool = audit.state.spool if audit is not None else None
+    desk = Desk(
+        cache.client, cache.mirror, config, metrics=DeskMetrics(registry),
+        audit=audit.logger if audit is not None else None,
+        audit_store=audit.store if audit is not None else None,
+        audit_pending=(lambda: spool.pending) if spool is not None else (lambda: 0),
+        writer=getattr(settings, "shard_index", 0) == 0,
+        max_future_skew=getattr(settings, "audit_max_future_skew", None),
+        interval=getattr(settings, "mirror_interval", 5.0),
+    )
+    registry.register(DeskCollector(desk))
+    app[DESK] = desk
+    app[READY]["desk"] = False
+    app.cleanup_ctx.append(_desk_ctx)
+    return [
+        Route("GET", HALT_PATH, get_halt, "read",
+              "Whether trading is halted: reason, actor, note and since when"),
+        Route("POST", HALT_PATH, post_halt, "write",
+              "Halt trading (sets usdcop:trading:halted) and record TRADING_HALTED",
+              spec={"requestBody": _HALT_SCHEMA}),
+        Route("DELETE", HALT_PATH, delete_halt, "write",
+              "Resume trading: record TRADING_RESUMED, then remove usdcop:trading:halted",
+              spec={"requestBody": _RESUME_SCHEMA}),
+        Route("GET", RECONCILIATION_PATH, get_reconciliation, "read",
+              "The last reconciliation of audit-trail positions with Redis: mismatches, "
+              "orphan trades, stale positions"),
+    ]
+
+
+async def _desk_ctx(app: web.Application):
+    desk = app[DESK]
+    await desk.start()
+    app[READY]["desk"] = True
+    try:
+        yield
+    finally:
+        app[READY]["desk"] = False
+        await desk.close()
+
+
+@contextmanager
+def _answering() -> Iterator[None]:
+    """Redis trouble as API errors; nothing was changed when one is raised."""
+    try:
+        yield
+    except CacheUnavailable as exc:
+        raise unavailable(f"{exc}; the halt key was not changed, retry", RETRY_AFTER) from None
+    except CacheTypeError as exc:
+        raise ApiError(409, "conflict", f"{exc}; nothing was changed") from None
+
+
+def _text(body: dict, key: str, max_len: int, required: bool) -> str | None:
+    value = get_str(body, key, "", max_len=max_len, required=required)
+    if value is not None and not _TEXT.fullmatch(value):
+        raise invalid(f"{key} must be non-empty printable text without line breaks", key)
+    return value
+
+
+def _event_ref(event: dict[str, Any] | None) -> dict[str, Any] | None:
+    if event is None:
+        return None
+    return {"event_id": event.get("event_id"), "event_type": event.get("event_type"),
+            "sequence": event.get("sequence")}
+
+
+def _view(view: HaltView) -> dict[str, Any]:
+    if view.halt is not None:
+        return {"halted": True, **view.halt.as_dict()}
+    if view.unreadable is not None:
+        return {"halted": True, "reason": "unknown", "actor": None, "note": None, "when": None,
+                "problem": view.unreadable}
+    return {"halted": False, "reason": None, "actor": None, "note": None, "when": None}
+
+
+async def get_halt(request: web.Request) -> web.Response:
+    """GET /api/trading/halt: the halt in force, read from Redis now."""
+    check_query(request, ())
+    with _answering():
+        view = await request.app[DESK].halt.refresh()
+    return web.json_response(_view(view))
+
+
+async def post_halt(request: web.Request) -> web.Response:
+    """POST {actor, reason?, note?}: 201 halted now, 200 already halted for that reason."""
+    check_query(request, ())
+    body = closed_object(await read_json(request), "", required=("actor",),
+                         optional=("reason", "note"))
+    actor = _text(body, "actor", MAX_ACTOR, required=True)
+    reason = get_str(body, "reason", "", max_len=64) or "manual"
+    if reason not in HALT_REASONS:
+        raise invalid(f"reason must be one of {', '.join(HALT_REASONS)}, got {reason[:40]!r}", "reason")
+    note = _text(body, "note", MAX_NOTE, required=False)
+    desk = request.app[DESK]
+    try:
+        with _answering():
+            halt, created, event = await desk.halt.halt(reason, actor, note)
+    except HaltConflict as exc:
+        raise ApiError(409, "conflict", str(exc), "reason") from None
+    recorded = event is not None or not created or desk.halt.audit is None
+    if not recorded:
+        desk.metrics.audit_failures.labels("TRADING_HALTED").inc()
+    answer = {"halted": True, **halt.as_dict(), "audit_event": _event_ref(event),
+              "audit_recorded": recorded}
+    return web.json_response(answer, status=201 if created else 200)
+
+
+async def delete_halt(request: web.Request) -> web.Response:
+    """DELETE {actor, note?}: 200 with the halt lifted (null when trading was not halted)."""
+    check_query(request, ())
+    body = closed_object(await read_json(request), "", required=("actor",), optional=("note",))
+    actor = _text(body, "actor", MAX_ACTOR, required=True)
+    note = _text(body, "note", MAX_NOTE, required=False)
+    desk = request.app[DESK]
+    try:
+        with _answering():
+            previous, event = await desk.halt.resume(actor, note)
+    except AuditError as exc:
+        desk.metrics.audit_failures.labels("TRADING_RESUMED").inc()
+        raise unavailable(f"TRADING_RESUMED could not be recorded ({exc}); trading stays halted",
+                          RETRY_AFTER) from None
+    resumed: Halt | None = previous
+    return web.json_response({
+        "halted": False,
+        "resumed": resumed.as_dict() if resumed is not None else None,
+        "audit_event": _event_ref(event),
+    })
+
+
+async def get_reconciliation(request: web.Request) -> web.Response:
+    """GET /api/desk/reconciliation: the last completed reconciliation report."""
+    check_query(request, ())
+    reconciler = request.app[DESK].reconciler
+    if reconciler is None:
+        settings = request.app[SETTINGS]
+        why = ("shard 0 runs it" if getattr(settings, "shard_index", 0) != 0
+               else "no audit trail is configured")
+        raise ApiError(404, "not_running", f"reconciliation does not run on this sidecar: {why}")
+    report = reconciler.report
+    if report is None:
+        detail = reconciler.last_problem or "the first run has not completed yet"
+        raise unavailable(f"no reconciliation report yet: {detail}", RETRY_AFTER)
+    answer = {k: v for k, v in report.items() if k != "checked_at_ts"}
+    answer["fresh"] = reconciler.last_problem is None
+    answer["last_problem"] = reconciler.last_problem
+    return web.json_response(answer)
+
+
+_HALT_SCHEMA = {
+    "type": "object",
+    "required": ["actor"],
+    "additionalProperties": False,
+    "properties": {
+        "actor": {"type": "string", "maxLength": MAX_ACTOR, "description": "who halts trading"},
+        "reason": {"type": "string", "enum": list(HALT_REASONS), "default": "manual"},
+        "note": {"type": "string", "maxLength": MAX_NOTE},
+    },
+}
+_RESUME_SCHEMA = {
+    "type": "object",
+    "required": ["actor"],
+    "additionalProperties": False,
+    "properties": {
+        "actor": {"type": "string", "maxLength": MAX_ACTOR, "description": "who resumes trading"},
+        "note": {"type": "string", "maxLength": MAX_NOTE},
+    },
+}

@@ -1,0 +1,1 @@
+"""Desk-aware monitoring: trading calendar, freshness, halt switch, risk limits, reconciliation."""
