@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import heapq
+import itertools
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -14,6 +16,10 @@ if TYPE_CHECKING:
     from .checker import HealthChecker
 
 FIRST_PROBE_WITHIN = 10.0  # seconds: a service's first probe starts within min(interval, this)
+# Starts due within this much are taken together. uvloop's timers and clock have millisecond
+# resolution: a timer can fire when its loop.time() is still a fraction of a millisecond
+# short, and without slack it would be re-armed for the same instant again and again.
+TIMER_SLACK = 0.001
 
 
 def spread(name: str) -> float:
@@ -33,44 +39,49 @@ def next_start(planned: float, interval: float, now: float) -> float:
 
 
 class Scheduler:
-    """One loop timer per service (no task per service); a tick that finds the last
-    probe still running is skipped and counted."""
+    """One heap of planned starts and one loop timer for the earliest (no task or timer per
+    service: a tick costs a heap pop and push); a tick that finds the last probe still
+    running is skipped and counted."""
 
     def __init__(self, checker: HealthChecker, lag_observer: Callable[[float], None] | None = None):
         self.checker = checker
         self.lag_observer = lag_observer
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._heap: list[tuple[float, int, str]] = []  # (planned, token, name)
+        self._live: dict[str, tuple[float, int]] = {}  # name → (planned, token) of its entry
+        self._tokens = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running = False
 
     async def start(self) -> None:
-        """Arm a timer for every service of the checker."""
+        """Plan the first start of every service of the checker."""
         if self._running:
             return
         self._loop = asyncio.get_running_loop()
         self._running = True
         for name in self.checker.states:
-            self._arm_first(name)
-        logger.info("scheduler started with {} services", len(self._timers))
+            self._plan_first(name)
+        logger.info("scheduler started with {} services", len(self._live))
 
     async def stop(self) -> None:
-        """Cancel every timer; probes in flight belong to the checker, which cancels them."""
+        """Forget every plan; probes in flight belong to the checker, which cancels them."""
         self._running = False
-        for handle in self._timers.values():
-            handle.cancel()
-        self._timers.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._timer_at = None, math.inf
+        self._heap.clear()
+        self._live.clear()
 
     def reschedule(self, added: list[str], removed: list[str], changed: list[str]) -> None:  # noqa: ARG002
         """Follow a registry change; unchanged services keep their schedule."""
         if not self._running:
             return
         for name in removed:
-            handle = self._timers.pop(name, None)
-            if handle is not None:
-                handle.cancel()
-        # A changed service keeps its timer: the next tick reads the new interval.
+            self._live.pop(name, None)  # its heap entry is dropped when it comes up
+        # A changed service keeps its plan: the next tick reads the new interval.
         for name in added:
-            self._arm_first(name)
+            self._plan_first(name)
 
     def observe_lag(self, planned: float) -> None:
         """Record actual start minus planned start (loop clock) of a scheduled probe."""
@@ -80,37 +91,66 @@ class Scheduler:
 
     @property
     def services(self) -> int:
-        """How many services have a timer armed."""
-        return len(self._timers)
+        """How many services have a start planned."""
+        return len(self._live)
 
     def planned(self, name: str) -> float | None:
         """Loop time of the next planned start of `name` (None: not scheduled)."""
-        handle = self._timers.get(name)
-        return handle.when() if handle is not None else None
+        live = self._live.get(name)
+        return live[0] if live is not None else None
 
-    def _arm_first(self, name: str) -> None:
+    def _plan_first(self, name: str) -> None:
         state = self.checker.states.get(name)
         if state is None or self._loop is None:
             return
-        old = self._timers.get(name)
-        if old is not None:  # never two timers for one service
-            old.cancel()
         delay = min(state.config.interval, FIRST_PROBE_WITHIN) * spread(name)
-        self._arm(name, self._loop.time() + delay)
+        self._plan(name, self._loop.time() + delay)
+        self._arm()
 
-    def _arm(self, name: str, planned: float) -> None:
-        assert self._loop is not None
-        self._timers[name] = self._loop.call_at(planned, self._tick, name, planned)
+    def _plan(self, name: str, planned: float) -> None:
+        token = next(self._tokens)
+        self._live[name] = (planned, token)  # replaces any older entry of the same service
+        heapq.heappush(self._heap, (planned, token, name))
 
-    def _tick(self, name: str, planned: float) -> None:
-        checker = self.checker
-        state = checker.states.get(name)
-        if state is None or not self._running:  # removed by a reload: its timer ends here
-            self._timers.pop(name, None)
+    def _arm(self) -> None:
+        """Keep one timer, at the earliest planned start."""
+        if not self._heap or self._loop is None:
+            return
+        earliest = self._heap[0][0]
+        if earliest >= self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_at(earliest, self._run_due)
+        self._timer_at = earliest
+
+    def _run_due(self) -> None:
+        self._timer, self._timer_at = None, math.inf
+        if not self._running:
             return
         assert self._loop is not None
-        # Re-arm first: a failure to start this probe must not end the service's schedule.
-        self._arm(name, next_start(planned, state.config.interval, self._loop.time()))
+        now = self._loop.time()
+        heap, live = self._heap, self._live
+        due = []
+        horizon = now + TIMER_SLACK
+        while heap and heap[0][0] <= horizon:
+            due.append(heapq.heappop(heap))
+        try:
+            for planned, token, name in due:
+                if live.get(name, (0.0, -1))[1] != token:
+                    continue  # removed by a reload, or planned again since
+                self._tick(name, planned, now)
+        finally:
+            self._arm()
+
+    def _tick(self, name: str, planned: float, now: float) -> None:
+        checker = self.checker
+        state = checker.states.get(name)
+        if state is None:  # gone without a reschedule: its plan ends here
+            self._live.pop(name, None)
+            return
+        # Plan the next start first: a failure to start this probe must not end the schedule.
+        self._plan(name, next_start(planned, state.config.interval, now))
         try:
             if checker.is_running(name):
                 state.skipped += 1

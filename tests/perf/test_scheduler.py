@@ -58,6 +58,14 @@ async def test_one_timer_per_service_first_start_within_bound_and_reload():
         checker.sync()
         assert scheduler.services == 2
         assert scheduler.planned("s0") is None and scheduler.planned("fresh") is not None
+        # removed and added back: one plan again, never two
+        checker.registry.replace(Config(services=(py("s1", interval=600.0), py("fresh", interval=600.0),
+                                                  py("s0", interval=0.05))))
+        checker.sync()
+        assert scheduler.services == 3
+        live = [t for _p, t, n in scheduler._heap if n == "s0" and scheduler._live[n][1] == t]
+        assert len(live) == 1  # the old entry is still in the heap, but dead
+        await wait_for(lambda: checker.states["s0"].probes["success"] >= 3)
     finally:
         await checker.stop_monitoring()
     assert checker.scheduler is None
