@@ -155,7 +155,9 @@ async def post_events(request: web.Request) -> web.Response:
                                    f"at most {MAX_BATCH} events per batch, got {len(items)}",
                                    "events")
                 raise invalid("events must not be empty", "events")
-            events = [service.logger.validate(item, f"events[{i}]") for i, item in enumerate(items)]
+            now = service.logger.clock()  # one receipt time for the whole batch
+            events = [service.logger.validate(item, f"events[{i}]", now)
+                      for i, item in enumerate(items)]
         else:
             events = [service.logger.validate(body)]
         results = await service.logger.submit(events, batch=batch)

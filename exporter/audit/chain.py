@@ -17,6 +17,7 @@ GENESIS = bytes(32)
 CHAIN_FIELDS = ("sequence", "event_id", "event_type", "timestamp", "received_at", "symbol",
                 "actor", "data")
 MAX_SAFE_INTEGER = 2**53 - 1
+MAX_DEPTH = 16
 
 
 
@@ -60,7 +61,11 @@ def _utf16_key(key: str) -> bytes:
     return key.encode("utf-16-be")
 
 
-def _encode(value: Any, out: list[str]) -> None:
+class NotCanonical(ValueError):
+    """Input the strict encoder refuses (strict mode only: checked again slowly for details)."""
+
+
+def _encode(value: Any, out: list[str], depth: int = 0, strict: bool = False) -> None:
     if value is None:
         out.append("null")
     elif value is True:
@@ -68,15 +73,25 @@ def _encode(value: Any, out: list[str]) -> None:
     elif value is False:
         out.append("false")
     elif isinstance(value, str):
+        if strict and "\x00" in value:
+            raise NotCanonical("NUL")
         out.append(_string(value))
-    elif isinstance(value, int | float):
+    elif isinstance(value, int):
+        if strict and not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            raise NotCanonical("integer beyond 2^53")
+        out.append(format_number(value))
+    elif isinstance(value, float):
         out.append(format_number(value))
     elif isinstance(value, dict):
+        if strict and depth >= MAX_DEPTH:
+            raise NotCanonical("too deep")
         out.append("{")
         first = True
         for key in value:
             if not isinstance(key, str):
                 raise TypeError(f"object key {key!r} is not a string")
+            if strict and "\x00" in key:
+                raise NotCanonical("NUL")
         # Code point order equals UTF-16 order unless a key leaves the BMP.
         plain = all(key.isascii() for key in value)
         for key in sorted(value) if plain else sorted(value, key=_utf16_key):
@@ -85,17 +100,27 @@ def _encode(value: Any, out: list[str]) -> None:
             first = False
             out.append(_string(key))
             out.append(":")
-            _encode(value[key], out)
+            _encode(value[key], out, depth + 1, strict)
         out.append("}")
     elif isinstance(value, list | tuple):
+        if strict and depth >= MAX_DEPTH:
+            raise NotCanonical("too deep")
         out.append("[")
         for i, item in enumerate(value):
             if i:
                 out.append(",")
-            _encode(item, out)
+            _encode(item, out, depth + 1, strict)
         out.append("]")
     else:
         raise TypeError(f"{type(value).__name__} has no canonical JSON form")
+
+
+def canonical_checked(value: Any) -> bytes:
+    """canonical() for input: also refuses NUL, integers beyond ±2^53 and nesting beyond 16
+    (NotCanonical, TypeError, ValueError or UnicodeEncodeError: the caller explains)."""
+    out: list[str] = []
+    _encode(value, out, 0, True)
+    return "".join(out).encode("utf-8")
 
 
 def canonical(value: Any) -> bytes:

@@ -9,7 +9,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .chain import MAX_SAFE_INTEGER, canonical, client_digest, format_time
+from .chain import (
+    MAX_SAFE_INTEGER,
+    NotCanonical,
+    canonical,
+    canonical_checked,
+    client_digest,
+    format_time,
+)
 from .errors import AuditValidationError
 
 KNOWN_TYPES = (
@@ -101,15 +108,29 @@ def parse_time(text: Any, field: str) -> datetime:
 def check_data(value: Any, field: str) -> bytes:
     """Free-form `data`: an object of JSON values, 64 KiB, depth 16, exact numbers only.
 
-    Returns its canonical JSON (b"null" when absent)."""
+    Returns its canonical JSON (b"null" when absent). Valid data costs one pass (the
+    canonical encoding checks as it goes); only invalid data is walked again to name the
+    offending field."""
     if value is None:
         return b"null"
     if not isinstance(value, dict):
         raise AuditValidationError(f"{field} must be a JSON object", field)
+    try:
+        text = canonical_checked(value)
+    except (NotCanonical, TypeError, ValueError, UnicodeEncodeError):
+        _explain(value, field)
+        raise AuditValidationError(f"{field} is not valid JSON", field) from None
+    if len(text) > MAX_DATA_BYTES:
+        raise AuditValidationError(f"{field} is larger than 64 KiB", field, too_large=True)
+    return text
+
+
+def _explain(value: Any, field: str) -> None:
+    """Raise the error naming the first offending field of `value`."""
     stack: list[tuple[Any, str, int]] = [(value, field, 1)]
     while stack:
         item, path, depth = stack.pop()
-        if depth > MAX_DEPTH:
+        if depth > MAX_DEPTH and isinstance(item, dict | list):  # containers, data included
             raise AuditValidationError(f"{field} is nested deeper than {MAX_DEPTH} levels", path)
         if isinstance(item, dict):
             for key, sub in item.items():
@@ -133,10 +154,6 @@ def check_data(value: Any, field: str) -> bytes:
                 raise AuditValidationError(f"{path} must be a finite number", path)
         else:
             raise AuditValidationError(f"{path} is not a JSON value", path)
-    text = canonical(value)
-    if len(text) > MAX_DATA_BYTES:
-        raise AuditValidationError(f"{field} is larger than 64 KiB", field, too_large=True)
-    return text
 
 
 def _check_text(text: str, path: str) -> None:
@@ -199,6 +216,7 @@ def parse_event(
         except ValueError:
             raise AuditValidationError(f"{path} must be a UUID, got {raw_id[:40]!r}", path) from None
     accepted = now.astimezone(UTC)
+    accepted_text = format_time(accepted)
     raw_time = obj.get("timestamp")
     if raw_time is None:
         when, given = accepted, False
@@ -215,12 +233,12 @@ def parse_event(
     actor = _opt_str(obj, "actor", where, MAX_ACTOR)
     data = obj.get("data")
     data_json = check_data(data, _join(where, "data"))
-    timestamp = format_time(when)
+    timestamp = format_time(when) if given else accepted_text
     # The id is the key, not content: re-sending a generated id with the same fields is a
     # duplicate too.
     digest = client_digest(event_type, timestamp if given else None, symbol, actor, data_json)
     return PendingEvent(
         event_id=event_id, event_type=event_type, timestamp=timestamp, symbol=symbol,
-        actor=actor, data=data, accepted_at=format_time(accepted), timestamp_given=given,
+        actor=actor, data=data, accepted_at=accepted_text, timestamp_given=given,
         digest=digest, data_json=data_json,
     )

@@ -111,10 +111,10 @@ class AuditLogger:
 
     # -- writing ------------------------------------------------------------------------
 
-    def validate(self, obj: Any, where: str = "") -> PendingEvent:
+    def validate(self, obj: Any, where: str = "", now: datetime | None = None) -> PendingEvent:
         """Validate one event object (AuditValidationError names the field)."""
-        return parse_event(obj, where, now=self.clock(), max_future_skew=self.max_future_skew,
-                           retention=self.retention)
+        return parse_event(obj, where, now=now or self.clock(),
+                           max_future_skew=self.max_future_skew, retention=self.retention)
 
     async def submit(self, events: list[PendingEvent], batch: bool = False
                      ) -> list[tuple[str, dict]]:

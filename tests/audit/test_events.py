@@ -97,3 +97,24 @@ def test_spool_form_round_trips():
     from exporter.audit.events import PendingEvent
     ev = parse({"event_type": "X_Y", "symbol": "USDCOP", "actor": "a", "data": {"k": [1, 2.5]}})
     assert PendingEvent.from_json(ev.to_json()) == ev
+
+
+def test_sixteen_levels_are_allowed_seventeen_are_not():
+    def nest(levels):
+        value: dict = {"leaf": 1}
+        for _ in range(levels - 1):
+            value = {"a": value}
+        return value
+    parse({"event_type": "X_Y", "data": nest(16)})
+    with pytest.raises(AuditValidationError, match="deeper than 16") as info:
+        parse({"event_type": "X_Y", "data": nest(17)})
+    assert info.value.field.count(".a") == 16
+
+
+@pytest.mark.parametrize("bad", [{"k": [1, "\x00"]}, {"\x00": 1}, {"n": -(2**53)},
+                                 {"f": float("inf")}, {"s": {"\udc80": 1}}, {"o": object()}])
+def test_invalid_data_is_always_explained(bad):
+    with pytest.raises(AuditValidationError) as info:
+        parse({"event_type": "X_Y", "data": bad})
+    assert info.value.field.startswith("data")
+    assert info.value.detail != "data is not valid JSON"
