@@ -147,8 +147,9 @@ async def post_halt(request: web.Request) -> web.Response:
     recorded = event is not None or not created or desk.halt.audit is None
     if not recorded:
         desk.metrics.audit_failures.labels("TRADING_HALTED").inc()
+    # Without Redis the key lives in this sidecar's memory, where no trading engine sees it.
     answer = {"halted": True, **halt.as_dict(), "audit_event": _event_ref(event),
-              "audit_recorded": recorded}
+              "audit_recorded": recorded, "store": "redis" if desk.client.is_redis else "memory"}
     return web.json_response(answer, status=201 if created else 200)
 
 

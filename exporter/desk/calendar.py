@@ -77,12 +77,15 @@ class TradingCalendar:
 
     def last_open(self, now: float) -> float | None:
         """The open of the running session, or of the most recent one while closed."""
-        since = now - HORIZON_DAYS * 86400
-        latest = None
-        for start, _ in self._windows(since, now):
-            if start <= now:
-                latest = start
-        return latest if latest is not None and latest >= since else None
+        for days in (8, HORIZON_DAYS):  # a week back finds it almost always; then the horizon
+            since = now - days * 86400
+            latest = None
+            for start, _ in self._windows(since, now):
+                if start <= now:
+                    latest = start
+            if latest is not None and latest >= since:
+                return latest
+        return None
 
     # -- machinery -----------------------------------------------------------------------
 

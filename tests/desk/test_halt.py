@@ -107,6 +107,7 @@ async def test_halt_routes_need_the_write_token_and_record_the_actor(sidecar, re
     assert answer.status == 201
     halted = await answer.json()
     assert halted["halted"] and halted["actor"] == "ana" and halted["audit_recorded"] is True
+    assert halted["store"] == "redis"
     assert halted["audit_event"]["event_type"] == "TRADING_HALTED"
     assert (await client.post(PATH, json=body)).status == 200  # a retry: the same halt
     conflict = await client.post(PATH, json={"actor": "bob", "reason": "manual"})
