@@ -10,6 +10,7 @@ run is skipped (the last report stays, marked with the reason).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -86,8 +87,10 @@ class Reconciler:
             return report
 
     async def _compare(self) -> dict[str, Any]:
-        async for event in self.store.iter_events(after=self.ledger.through):
-            self.ledger.apply(event)
+        # aclosing: a cancelled run hands the store's cursor and connection back at once.
+        async with contextlib.aclosing(self.store.iter_events(after=self.ledger.through)) as events:
+            async for event in events:
+                self.ledger.apply(event)
         now = self.clock()
         settings = self.desk().reconciliation
         self.ledger.prune(now, settings.orphan_window)
