@@ -53,6 +53,25 @@ GAUGES: dict[str, frozenset[str]] = {
     "usdcop_postgres_up": frozenset(),
     "usdcop_config_last_reload_successful": frozenset(),
     "usdcop_config_last_reload_success_timestamp_seconds": frozenset(),
+    # Desk-aware monitoring (issue 9; README "Desk" section extends SPEC section 6).
+    "usdcop_market_open": frozenset(),
+    "usdcop_market_next_open_timestamp_seconds": frozenset(),
+    "usdcop_market_next_close_timestamp_seconds": frozenset(),
+    "usdcop_signal_age_seconds": frozenset({"symbol"}),
+    "usdcop_signal_overdue": frozenset({"symbol"}),
+    "usdcop_financial_metrics_overdue": frozenset(),
+    "usdcop_trading_halted": frozenset({"reason"}),
+    "usdcop_trading_halted_timestamp_seconds": frozenset(),
+    "usdcop_risk_limit_utilization": frozenset({"limit"}),
+    "usdcop_risk_limit_threshold": frozenset({"limit"}),
+    "usdcop_session_pnl": frozenset(),
+    "usdcop_position_mismatch": frozenset({"symbol"}),
+    "usdcop_orphan_trades": frozenset(),
+    "usdcop_stale_positions": frozenset(),
+    "usdcop_reconciliation_last_success_timestamp_seconds": frozenset(),
+    "usdcop_service_clock_skew_seconds": frozenset({"service"}),
+    "usdcop_clock_tolerance_seconds": frozenset(),
+    "usdcop_audit_max_future_skew_seconds": frozenset(),
 }
 
 COUNTERS: dict[str, frozenset[str]] = {
@@ -73,6 +92,9 @@ COUNTERS: dict[str, frozenset[str]] = {
     "usdcop_audit_spool_quarantined_segments_total": frozenset(),
     "usdcop_http_requests_total": frozenset({"route", "method", "code"}),
     "usdcop_limit_rejections_total": frozenset({"limit"}),
+    "usdcop_risk_limit_breaches_total": frozenset({"limit"}),
+    "usdcop_reconciliation_runs_total": frozenset({"result"}),
+    "usdcop_desk_audit_failures_total": frozenset({"event_type"}),
 }
 
 HISTOGRAMS: dict[str, frozenset[str]] = {

@@ -28,6 +28,7 @@ EXPECTED_UIDS = {
     "usdcop-trading",
     "usdcop-audit",
     "usdcop-exporter",
+    "usdcop-desk",
 }
 PG_TYPE = "grafana-postgresql-datasource"
 DASHBOARDS = a.dashboards()
@@ -57,7 +58,7 @@ def _variables(d: dict) -> dict[str, dict]:
 # ------------------------------------------------------------------------------- lint
 
 
-def test_six_dashboards_with_stable_unique_uids():
+def test_seven_dashboards_with_stable_unique_uids():
     uids = [d["uid"] for d in DASHBOARDS.values()]
     assert sorted(uids) == sorted(EXPECTED_UIDS)
     for path, d in DASHBOARDS.items():
