@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -27,6 +28,14 @@ COLUMNS = ("sequence, event_id, event_type, \"timestamp\", received_at, accepted
            " actor, data, prev_hash, hash")
 
 
+_LOCK = f"BEGIN; SELECT pg_advisory_xact_lock({pg_schema.CHAIN_LOCK})"
+# The head (event_id null) and the stored digests of the batch's ids, in one round trip.
+_READ = """
+SELECT NULL::text, sequence, hash, clock_timestamp() FROM usdcop_audit.chain_head
+UNION ALL
+SELECT event_id::text, sequence, digest, NULL FROM usdcop_audit.event_ids
+ WHERE event_id = ANY(%s::uuid[])
+"""
 # One statement writes the events, their ids and the new head; binary parameters (%b) are
 # several times cheaper to build than text arrays.
 _INSERT = f"""
@@ -100,10 +109,6 @@ class PgStore:
             await AsyncConnectionPool.check_connection(conn)
 
     async def _returned(self, conn: psycopg.AsyncConnection) -> None:
-        if conn.pgconn.pipeline_status:
-            # A write cancelled mid-pipeline (abandoned on a frozen server) leaves the
-            # connection in pipeline mode: raising makes the pool discard it.
-            raise psycopg.InterfaceError("connection returned in pipeline mode")
         self._last_used[id(conn)] = time.monotonic()
         if len(self._last_used) > 64:  # connections come and go; forget the oldest
             for key in sorted(self._last_used, key=self._last_used.get)[:32]:
@@ -193,24 +198,29 @@ class PgStore:
     async def _append(self, units: list[list[PendingEvent]]):
         ids = list({event.event_id for unit in units for event in unit})
         async with self._errors("append"), self._pool.connection() as conn:
-            # Two round trips: the reads under the lock, then the writes with COMMIT.
-            async with conn.pipeline() as pipeline, conn.transaction():
-                lock = await conn.execute("SELECT pg_advisory_xact_lock(%s)",
-                                          (pg_schema.CHAIN_LOCK,))
-                head_cur = await conn.execute(
-                    "SELECT sequence, hash, clock_timestamp() FROM usdcop_audit.chain_head")
-                known_cur = await conn.execute(
-                    "SELECT event_id::text, sequence, digest FROM usdcop_audit.event_ids"
-                    " WHERE event_id = ANY(%s::uuid[])", (ids,))
-                await pipeline.sync()
-                await lock.fetchall()
-                head_seq, head_hash, now = await head_cur.fetchone()
-                existing = {r[0]: (r[1], bytes(r[2])) for r in await known_cur.fetchall()}
-                received = format_time(self._fixed() or now)
-                plan = plan_append(units, existing, (head_seq, bytes(head_hash)), received)
+            # Plain statements: on loopback, psycopg's pipeline mode costs more CPU than the
+            # round trips it saves. The lock is its own statement, so the reads that follow
+            # see every chain write committed before it was granted.
+            await conn.execute(_LOCK)
+            try:
+                cur = await conn.execute(_READ, (ids,))
+                existing, head = {}, None
+                for event_id, sequence, digest, now in await cur.fetchall():
+                    if event_id is None:
+                        head = (sequence, bytes(digest), now)
+                    else:
+                        existing[event_id] = (sequence, bytes(digest))
+                received = format_time(self._fixed() or head[2])
+                plan = plan_append(units, existing, head[:2], received)
                 if plan.rows:
                     await self._insert(conn, plan)
                 stored = await self._fetch(conn, plan.duplicate_sequences())
+                await conn.execute("COMMIT")
+            except BaseException:
+                if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+                    with contextlib.suppress(psycopg.Error):
+                        await conn.execute("ROLLBACK")
+                raise
         return resolve(plan, stored)
 
     async def _insert(self, conn: psycopg.AsyncConnection, plan) -> None:
