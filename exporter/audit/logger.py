@@ -11,7 +11,7 @@ from typing import Any
 
 from loguru import logger
 
-from .errors import AuditConflict, AuditValidationError
+from .errors import AuditConflict, AuditUnavailable, AuditValidationError
 from .events import PendingEvent, parse_event, parse_time
 from .metrics import AuditMetrics, AuditState
 from .query import MAX_LIMIT, Query, decode_cursor, page
@@ -55,6 +55,7 @@ class AuditLogger:
         self.retention = retention
         self.clock = clock or (lambda: datetime.now(UTC))
         self._started = False
+        self._closed = False
         self._start_lock: asyncio.Lock | None = None
         self._hooks: asyncio.Queue | None = None
         self._queue_max = queue_max
@@ -81,6 +82,8 @@ class AuditLogger:
         async with self._start_lock:
             if self._started:
                 return
+            if self._closed:
+                raise AuditUnavailable("this AuditLogger was closed")
             await self.writer.start()
             self._hooks = asyncio.Queue(self._queue_max)
             for item in self._early:
@@ -101,6 +104,7 @@ class AuditLogger:
                 await self._hook_task
         await self.writer.close()
         self._started = False
+        self._closed = True
 
     async def __aenter__(self) -> AuditLogger:
         await self.start()
