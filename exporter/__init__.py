@@ -12,12 +12,16 @@ from .defaults import (  # noqa: E402
     get_service_registry,
     get_signal_cache,
 )
+from .desk.calendar import TradingCalendar  # noqa: E402
+from .desk.halt import HALT_REASONS  # noqa: E402
 from .health.checker import HealthChecker  # noqa: E402
 from .health.registry import ServiceRegistry  # noqa: E402
 from .latency import LatencyMonitor, PerformanceLogger  # noqa: E402
 from .log import StructuredLogger  # noqa: E402
 
 __all__ = [
+    "HALT_REASONS",
+    "TradingCalendar",
     "HealthChecker",
     "LatencyMonitor",
     "PerformanceLogger",
