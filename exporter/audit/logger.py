@@ -98,11 +98,11 @@ class AuditLogger:
             return
         if self._hooks is not None and self._hook_task is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._hooks.join(), 5.0)
+                await asyncio.wait_for(self._hooks.join(), 2.0)
             self._hook_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._hook_task
-        await self.writer.close()
+        await self.writer.close(flush_timeout=3.0)
         self._started = False
         self._closed = True
 

@@ -65,7 +65,8 @@ class AuditService:
                     await task
         self._tasks = []
         if self.writer.store_up:
-            await self.checkpointer.final()
+            with contextlib.suppress(TimeoutError):  # a frozen store must not hold up the stop
+                await asyncio.wait_for(self.checkpointer.final(), 2.0)
         await self.logger.close()
 
     def dependency(self) -> dict[str, Any]:

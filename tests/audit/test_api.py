@@ -262,3 +262,43 @@ async def test_library_and_api_share_the_contract(sidecar):
     assert trail["events"][0]["data"]["signal_id"] == "sig_9"
     via_api = await (await sidecar.get(PATH)).json()
     assert via_api["events"] == json.loads(json.dumps(trail["events"]))
+
+
+async def test_outage_through_the_api(aiohttp_client, tmp_path, registry, private_pg):
+    if not private_pg.running():
+        private_pg.start()
+    dsn = private_pg.create_database("api_" + uuid.uuid4().hex[:8])
+    services = tmp_path / "services.yaml"
+    services.write_text("services: []\n")
+    env = {"EXPORTER_CONFIG": str(services), "EXPORTER_SCHEDULER": "off", "POSTGRES_URL": dsn,
+           "AUDIT_SPOOL_DIR": str(tmp_path / "spool"),
+           "AUDIT_CHECKPOINT_DIR": str(tmp_path / "checkpoints")}
+    client = await aiohttp_client(create_app(load_settings(env), registry))
+    assert (await client.post(PATH, json=signal_event())).status == 201
+    private_pg.stop()
+    try:
+        resp = await client.post(PATH, json=signal_event(data={"signal_id": "during"}))
+        assert resp.status == 202
+        spooled = await resp.json()
+        assert spooled["sequence"] is None and spooled["hash"] is None
+        assert spooled["accepted_at"] and spooled["received_at"] is None
+        for route in (PATH, "/api/audit/verify"):
+            resp = await client.get(route)
+            assert resp.status == 503 and resp.headers["Retry-After"]
+        ready = await client.get("/readyz")
+        assert ready.status == 200  # an outage shows in the body, never fails readiness
+        body = await ready.json()
+        assert body["dependencies"]["postgres"] == {"up": False, "spool_events": 1}
+    finally:
+        private_pg.start()
+
+    async def drained():
+        resp = await client.get(PATH)
+        if resp.status != 200:
+            return None
+        events = (await resp.json())["events"]
+        return events if len(events) == 2 else None
+
+    events = await until(drained, timeout=30, what="the spool to drain")
+    assert events[0]["event_id"] == spooled["event_id"] and events[0]["sequence"] == 2
+    assert (await (await client.get("/api/audit/verify")).json())["ok"]
