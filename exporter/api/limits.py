@@ -4,7 +4,8 @@ One middleware, placed after the error middleware and before auth, answers in th
 a connection over the cap (503), a web configuration that cannot be used (503, failing
 closed), a client certificate outside `client_allowed_sans` (403), headers over their
 total size (431), the rate limit (429; public routes exempt so liveness checks never
-fail because someone floods /metrics). It also counts the limits handlers enforce
+fail because someone floods /metrics), a query parameter the route table does not declare
+for the route (400 naming it). It also counts the limits handlers enforce
 themselves (body, depth, string, batch) as they pass by. Each hit increments
 `usdcop_limit_rejections_total{limit}`.
 
@@ -24,7 +25,7 @@ from ..security.web import WebSecurity
 from .auth import BASIC_AUTH, route_level
 from .errors import ApiError, error_response
 from .httpmetrics import METRICS
-from .keys import SETTINGS
+from .keys import ROUTE_INDEX, SETTINGS
 
 WEB_SECURITY: web.AppKey[WebSecurity] = web.AppKey("web_security", WebSecurity)
 
@@ -61,8 +62,19 @@ def limit_of(exc: ApiError) -> str | None:
     return None
 
 
-def _refuse(status: int, code: str, detail: str, headers: dict | None = None) -> web.Response:
-    return error_response(status, code, detail, None, headers)
+def _refuse(status: int, code: str, detail: str, field: str | None = None,
+            headers: dict | None = None) -> web.Response:
+    return error_response(status, code, detail, field, headers)
+
+
+def _route(request: web.Request):
+    """The route-table entry of the matched route (GET's for HEAD), or None."""
+    info = request.match_info
+    if info.http_exception is not None or info.route.resource is None:
+        return None
+    index = request.app.get(ROUTE_INDEX) or {}
+    path = info.route.resource.canonical
+    return index.get((request.method, path)) or (index.get(("GET", path)) if request.method == "HEAD" else None)
 
 
 @web.middleware
@@ -72,7 +84,7 @@ async def limits_middleware(request: web.Request, handler) -> web.StreamResponse
     if getattr(request.protocol, "over_capacity", False):
         count_limit(app, "connections")
         resp = _refuse(503, "too_many_connections", "too many open connections; retry shortly",
-                       {"Retry-After": "1"})
+                       headers={"Retry-After": "1"})
         resp.force_close()
         return resp
     security = app.get(WEB_SECURITY)
@@ -80,7 +92,7 @@ async def limits_middleware(request: web.Request, handler) -> web.StreamResponse
         if security.failure is not None:
             return _refuse(503, "web_config_unavailable",
                            "the web configuration cannot be used; the sidecar's log says why",
-                           {"Retry-After": "5"})
+                           headers={"Retry-After": "5"})
         tls = security.config.tls
         if tls is not None and tls.client_allowed_sans:
             ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
@@ -94,7 +106,13 @@ async def limits_middleware(request: web.Request, handler) -> web.StreamResponse
     if rate is not None and route_level(request) not in ("public", None) and not rate.allow():
         count_limit(app, "rate")
         return _refuse(429, "too_many_requests", "rate limit exceeded",
-                       {"Retry-After": str(rate.retry_after())})
+                       headers={"Retry-After": str(rate.retry_after())})
+    route = _route(request)
+    if route is not None:
+        declared = {p.get("name") for p in (route.spec or {}).get("parameters", ()) if p.get("in") == "query"}
+        for key in request.query:
+            if key not in declared:  # the route table says what each route takes; nothing else
+                return _refuse(400, "bad_request", f"unknown query parameter {key[:64]!r}", key[:64])
     try:
         return await handler(request)
     except ApiError as exc:
