@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import signal
 import sys
@@ -22,6 +23,7 @@ from .settings import SettingsError, load_settings
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 STOP_GRACE = 10.0  # seconds to stop cleanly after SIGTERM/SIGINT
+GC_YOUNG = 10_000  # container allocations between young collections (Python's default: 700)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -140,12 +142,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         logger.error("configuration error: {}", exc)
         return _fail(EXIT_USAGE, str(exc))
+    app.on_startup.append(_settle_gc)  # runs after every cleanup_ctx start-up
     # uvloop when installed (the `fast` extra): about a quarter less CPU per probe. A loop
     # factory, not a policy, so that nothing outside this call changes.
     factory = _uvloop_factory()
     logger.info("event loop: {}", "uvloop" if factory else "asyncio")
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(_serve(app, settings))
+
+
+async def _settle_gc(_app: web.Application) -> None:
+    """Keep the cyclic garbage collector from stalling the loop once started.
+
+    A full collection walks every object alive; with a thousand services that took
+    ~100 ms, and every probe in flight read that much longer. Everything built during
+    start-up (modules, configuration, states) is moved out of its sight (gc.freeze), and
+    young collections run every GC_YOUNG allocations instead of 700: each stays a few
+    milliseconds, and fewer short-lived objects survive into the old generations.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG, 10, 10)
 
 
 def _uvloop_factory():
