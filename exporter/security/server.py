@@ -63,6 +63,7 @@ class GuardedHandler(RequestHandler):
         self.over_capacity = False  # read by the limits middleware
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Count the connection, mark it when over the cap, start the header deadline."""
         guard = self._guard
         guard.open += 1
         self._counted = True
@@ -71,6 +72,7 @@ class GuardedHandler(RequestHandler):
         self._arm()
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        """Uncount the connection and drop its deadline."""
         if self._counted:
             self._guard.open -= 1
             self._counted = False
@@ -78,6 +80,7 @@ class GuardedHandler(RequestHandler):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        """Parse as aiohttp does; a complete head ends the deadline, a new one starts it."""
         busy = self._busy()
         super().data_received(data)
         if busy or self._busy():
@@ -147,6 +150,7 @@ class GuardedSite(web.TCPSite):
         options = dict(server._kwargs)  # the application's handler_args
 
         def factory() -> GuardedHandler:
+            """One handler per accepted connection."""
             return GuardedHandler(server, loop=loop, guard=self.guard, **options)
 
         self._server = await loop.create_server(
