@@ -76,7 +76,12 @@ class TradingCalendar:
         return None
 
     def last_open(self, now: float) -> float | None:
-        """The open of the running session, or of the most recent one while closed."""
+        """The open of the running session, or of the most recent one while closed.
+
+        A session that has run without a break for longer than the look-back (a desk
+        open around the clock) counts as opening at each local midnight, so "since the
+        session's open" still means "today".
+        """
         for days in (8, HORIZON_DAYS):  # a week back finds it almost always; then the horizon
             since = now - days * 86400
             latest = None
@@ -85,6 +90,8 @@ class TradingCalendar:
                     latest = start
             if latest is not None and latest >= since:
                 return latest
+        if self.is_open(now):
+            return wall_instant(self.tz, self._local_date(now), 0)
         return None
 
     # -- machinery -----------------------------------------------------------------------

@@ -111,6 +111,12 @@ def test_a_market_that_never_closes_has_no_next_close_and_one_without_sessions_n
     assert not never.is_open(now) and never.next_open(now) is None and never.last_open(now) is None
 
 
+def test_a_desk_open_around_the_clock_opens_at_each_local_midnight():
+    always = TradingCalendar("America/Bogota", [((0, 1440),)] * 7)
+    assert iso(always.last_open(at("2025-03-03T12:00:00-05:00"))) == "2025-03-03T05:00:00Z"
+    assert iso(always.last_open(at("2025-03-04T00:30:00-05:00"))) == "2025-03-04T05:00:00Z"
+
+
 ZONES = ["America/Bogota", "America/New_York", "Europe/London", "Australia/Sydney", "Asia/Kolkata"]
 
 
