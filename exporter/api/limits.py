@@ -1,7 +1,7 @@
 """Request limits and the web configuration, applied to every request.
 
 One middleware, placed after the error middleware and before auth, answers in this order:
-a connection over the cap (503), a web configuration that cannot be used (503, failing
+a connection over the cap (429), a web configuration that cannot be used (503, failing
 closed), a client certificate outside `client_allowed_sans` (403), headers over their
 total size (431), the rate limit (429; public routes exempt so liveness checks never
 fail because someone floods /metrics), a query parameter the route table does not declare
@@ -51,6 +51,8 @@ def count_limit(app: web.Application, limit: str) -> None:
 def limit_of(exc: ApiError) -> str | None:
     """Which limit a handler's error stands for (None: not a limit)."""
     detail = exc.detail
+    if exc.status == 408:
+        return "body"  # the body-read deadline against dripping clients
     if exc.status == 413:
         if exc.field in ("events", "records") or "per batch" in detail or "per request" in detail:
             return "batch"
@@ -83,7 +85,7 @@ async def limits_middleware(request: web.Request, handler) -> web.StreamResponse
     app = request.app
     if getattr(request.protocol, "over_capacity", False):
         count_limit(app, "connections")
-        resp = _refuse(503, "too_many_connections", "too many open connections; retry shortly",
+        resp = _refuse(429, "too_many_connections", "too many open connections; retry shortly",
                        headers={"Retry-After": "1"})
         resp.force_close()
         return resp

@@ -6,6 +6,7 @@ that fails validation changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections.abc import Iterable, Mapping
@@ -21,6 +22,7 @@ FREE_FORM_LIMIT = 64 * 1024  # features, metadata, audit data
 MAX_DEPTH = 16
 MAX_STRING = 4096  # ordinary string fields
 MAX_INT_DIGITS = 40  # refuse absurd integers before Python parses them
+BODY_READ_TIMEOUT = 30.0  # seconds for a whole request body: a dripping client gets 408
 
 
 class _DuplicateKey(ValueError):
@@ -115,10 +117,15 @@ async def read_json(request: web.Request, limit: int = BODY_LIMIT) -> Any:
     if length is not None and length > limit:
         raise ApiError(413, "payload_too_large", f"request body over {limit} bytes")
     raw = bytearray()
-    async for chunk in request.content.iter_chunked(65536):
-        raw += chunk
-        if len(raw) > limit:
-            raise ApiError(413, "payload_too_large", f"request body over {limit} bytes")
+    try:
+        async with asyncio.timeout(BODY_READ_TIMEOUT):
+            async for chunk in request.content.iter_chunked(65536):
+                raw += chunk
+                if len(raw) > limit:
+                    raise ApiError(413, "payload_too_large", f"request body over {limit} bytes")
+    except TimeoutError:
+        raise ApiError(408, "request_timeout",
+                       f"request body not received within {BODY_READ_TIMEOUT:g} s") from None
     if request.content_type != "application/json":
         raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json")
     if not raw:

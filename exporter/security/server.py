@@ -5,7 +5,7 @@ aiohttp waits for request headers as long as a client cares to drip them, which 
 few slow clients hold every connection. `GuardedHandler` starts a deadline when a
 connection opens (or when the first byte of a later request arrives on it) and answers
 408 when the head of the request is not complete by then. Connections beyond the cap get
-their request answered 503 and are closed. `GuardedSite` is a TCPSite that listens with
+their request answered 429 and are closed. `GuardedSite` is a TCPSite that listens with
 this handler.
 """
 
@@ -21,7 +21,7 @@ from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
 HEADER_TIMEOUT = 10.0  # seconds for the request line and headers to arrive
-MAX_CONNECTIONS = 512  # open HTTP connections; more are answered 503 and closed
+MAX_CONNECTIONS = 512  # open HTTP connections; more are answered 429 and closed
 SSL_HANDSHAKE_TIMEOUT = 10.0
 
 

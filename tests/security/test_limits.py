@@ -1,5 +1,5 @@
 """Limits everywhere: header count and size, a header-read deadline against slow clients,
-a connection cap, body, depth, string and batch sizes. Each hit is a clear 4xx (503 for
+a connection cap, body, depth, string and batch sizes. Each hit is a clear 4xx (429 for
 the connection cap) and one more usdcop_limit_rejections_total{limit}."""
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ async def test_kept_alive_connections_are_served_again_after_the_deadline(app, r
     assert limit_count(registry, "header") == 0
 
 
-async def test_connections_over_the_cap_get_503_and_the_cap_frees_up(app, registry):
+async def test_connections_over_the_cap_get_429_and_the_cap_frees_up(app, registry):
     guard = ConnectionGuard(max_connections=2)
     request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
     async with running(app, guard) as base:
@@ -149,7 +149,7 @@ async def test_connections_over_the_cap_get_503_and_the_cap_frees_up(app, regist
             assert (await read_response(reader))[0] == 200
             held.append((reader, writer))
         status, headers, body = await raw_exchange(base, request)
-        assert status == 503 and headers["retry-after"] == "1" and headers["connection"] == "close"
+        assert status == 429 and headers["retry-after"] == "1" and headers["connection"] == "close"
         assert json.loads(body)["error"] == "too_many_connections"
         reader, writer = held.pop()
         writer.close()
