@@ -42,4 +42,10 @@ def create_app(settings, registry: CollectorRegistry | None = None) -> web.Appli
         routes.extend(feature.setup(app))
     app[ROUTES] = routes
     app[ROUTE_INDEX] = add_routes(app, routes)
+    app.on_response_prepare.append(_server_header)
     return app
+
+
+async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
+    """Name the product, not the aiohttp and Python versions an attacker would look up."""
+    response.headers["Server"] = "usdcop-exporter"

@@ -172,3 +172,8 @@ async def test_openapi_lists_every_route(sidecar):
     app = sidecar.server.app
     for method, path in app[ROUTE_INDEX]:
         assert method.lower() in doc["paths"][path]
+
+
+async def test_server_header_hides_versions(sidecar):
+    for path in ("/healthz", "/nope", "/metrics"):
+        assert (await sidecar.get(path)).headers["Server"] == "usdcop-exporter"
