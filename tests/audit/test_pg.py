@@ -142,3 +142,31 @@ async def test_a_newer_schema_is_refused(pg_dsn):
     async with await psycopg.AsyncConnection.connect(pg_dsn, autocommit=True) as conn:
         with pytest.raises(RuntimeError, match="version 99, newer than this program"):
             await pg_schema.migrate(conn)
+
+
+async def test_both_plans_for_time_windows_give_the_same_answers(pg_dsn, monkeypatch):
+    from exporter.audit import store_pg
+    from exporter.audit.query import Query
+
+    store = PgStore(pg_dsn)
+    await store.open()
+    await store.ensure_ready()
+    try:
+        base = datetime(2026, 1, 1, tzinfo=UTC)
+        now = datetime.now(UTC)
+        units = [[parse_event({"event_type": "TRADE_EXECUTED" if i % 3 else "TRADING_HALTED",
+                               "symbol": "USDCOP" if i % 2 else "EURUSD",
+                               "timestamp": (base + timedelta(minutes=(i * 7) % 60)).isoformat()},
+                              now=now)] for i in range(60)]
+        await store.append(units)
+        queries = [Query(start=base + timedelta(minutes=10), end=base + timedelta(minutes=30),
+                         limit=7),
+                   Query(start=base + timedelta(minutes=20), event_type="TRADING_HALTED", limit=50),
+                   Query(end=base + timedelta(minutes=5), symbol="EURUSD", before=40, limit=3)]
+        sorted_plan = [await store.query(q) for q in queries]
+        monkeypatch.setattr(store_pg, "WINDOW_SORT_MAX", -1)
+        natural_plan = [await store.query(q) for q in queries]
+        assert sorted_plan == natural_plan
+        assert all(rows for rows in sorted_plan)
+    finally:
+        await store.close()
