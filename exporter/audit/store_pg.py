@@ -30,14 +30,10 @@ COLUMNS = ("sequence, event_id, event_type, \"timestamp\", received_at, accepted
            " actor, data, prev_hash, hash")
 
 
-_LOCK = f"BEGIN; SELECT pg_advisory_xact_lock({pg_schema.CHAIN_LOCK})"
-# The head (event_id null) and the stored digests of the batch's ids, in one round trip.
-_READ = """
-SELECT NULL::text, sequence, hash, clock_timestamp() FROM usdcop_audit.chain_head
-UNION ALL
-SELECT event_id::text, sequence, digest, NULL FROM usdcop_audit.event_ids
- WHERE event_id = ANY(%s::uuid[])
-"""
+_READ = (f"BEGIN; SELECT pg_advisory_xact_lock({pg_schema.CHAIN_LOCK});"
+         " SELECT NULL::text, sequence, hash, clock_timestamp() FROM usdcop_audit.chain_head"
+         " UNION ALL SELECT event_id::text, sequence, digest, NULL FROM usdcop_audit.event_ids"
+         " WHERE event_id = ANY('{{{ids}}}'::uuid[])")
 # One statement writes the events, their ids and the new head; binary parameters (%b) are
 # several times cheaper to build than text arrays.
 _INSERT = f"""
@@ -111,6 +107,10 @@ class PgStore:
             await AsyncConnectionPool.check_connection(conn)
 
     async def _returned(self, conn: psycopg.AsyncConnection) -> None:
+        if conn.pgconn.pipeline_status:
+            # A write abandoned mid-pipeline (frozen server) can come back still in pipeline
+            # mode: raising makes the pool discard the connection.
+            raise psycopg.InterfaceError("connection returned in pipeline mode")
         self._last_used[id(conn)] = time.monotonic()
         if len(self._last_used) > 64:  # connections come and go; forget the oldest
             for key in sorted(self._last_used, key=self._last_used.get)[:32]:
@@ -200,12 +200,15 @@ class PgStore:
     async def _append(self, units: list[list[PendingEvent]]):
         ids = list({event.event_id for unit in units for event in unit})
         async with self._errors("append"), self._pool.connection() as conn:
-            # Plain statements: on loopback, psycopg's pipeline mode costs more CPU than the
-            # round trips it saves. The lock is its own statement, so the reads that follow
-            # see every chain write committed before it was granted.
-            await conn.execute(_LOCK)
+            # Two round trips. The first is one simple-query message: BEGIN, the lock, then
+            # the reads, each its own statement, so the reads see every chain write committed
+            # before the lock was granted (ids are canonical UUIDs, safe to inline). The
+            # second sends the write and COMMIT together.
+            cur = conn.cursor()
+            await cur.execute(_READ.format(ids=",".join(ids)).encode())
             try:
-                cur = await conn.execute(_READ, (ids,))
+                while cur.nextset():
+                    pass
                 existing, head = {}, None
                 for event_id, sequence, digest, now in await cur.fetchall():
                     if event_id is None:
@@ -214,10 +217,11 @@ class PgStore:
                         existing[event_id] = (sequence, bytes(digest))
                 received = format_time(self._fixed() or head[2])
                 plan = plan_append(units, existing, head[:2], received)
-                if plan.rows:
-                    await self._insert(conn, plan)
                 stored = await self._fetch(conn, plan.duplicate_sequences())
-                await conn.execute("COMMIT")
+                async with conn.pipeline():
+                    if plan.rows:
+                        await self._insert(conn, plan)
+                    await conn.execute("COMMIT")
             except BaseException:
                 if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
                     with contextlib.suppress(psycopg.Error):

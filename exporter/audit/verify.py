@@ -14,6 +14,7 @@ The first broken link is named by sequence and reason:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,20 +31,63 @@ class _Broken(Exception):
         self.link = {"sequence": sequence, "reason": reason, "detail": detail}
 
 
+class _Walk:
+    """The chain walk's state; `feed` checks a run of consecutive events."""
+
+    def __init__(self, checkpoints: list[dict[str, Any]]) -> None:
+        self.checked, self.head, self.prev = 0, 0, GENESIS
+        self.expected: int | None = None
+        self.by_seq: dict[int, list[dict]] = {}
+        for cp in checkpoints:
+            self.by_seq.setdefault(cp["sequence"], []).append(cp)
+
+    def feed(self, events: list[dict[str, Any]]) -> None:
+        prev, expected = self.prev, self.expected
+        for event in events:
+            seq = event["sequence"]
+            if seq < expected:
+                raise _Broken(seq, "sequence_order", f"sequence {seq} after {expected - 1}")
+            if seq > expected:
+                raise _Broken(expected, "sequence_gap", f"events {expected}..{seq - 1} are missing")
+            if event["prev_hash"] != prev:
+                raise _Broken(seq, "prev_hash_mismatch",
+                              f"prev_hash of {seq} is not the hash of {seq - 1}")
+            if event_hash(prev, event) != event["hash"]:
+                raise _Broken(seq, "hash_mismatch", f"event {seq} does not match its hash")
+            for cp in self.by_seq.get(seq, ()):
+                if cp["hash"] != event["hash"].hex():
+                    raise _Broken(seq, "checkpoint_mismatch",
+                                  f"checkpoint at {seq} ({_source(cp)}) records another hash")
+            prev, self.head, expected = event["hash"], seq, seq + 1
+            self.prev, self.expected = prev, expected
+            self.checked += 1
+
+
+async def _chunks(events: AsyncIterator[dict[str, Any]], size: int):
+    chunk: list[dict[str, Any]] = []
+    async for event in events:
+        chunk.append(event)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 async def verify_events(
     events: AsyncIterator[dict[str, Any]],
     anchor: Callable[[int], Awaitable[dict[str, Any] | None]],
     checkpoints: list[dict[str, Any]],
     key: bytes | None = None,
+    chunk: int = 2000,
 ) -> dict[str, Any]:
-    """Verify events (chain form, ascending) against checkpoints; `anchor(n)` finds the purge of 1..n."""
+    """Verify events (chain form, ascending) against checkpoints; `anchor(n)` finds the purge of 1..n.
+
+    The hashing runs on a worker thread, a chunk at a time, so a long verification inside
+    the sidecar leaves its event loop answering."""
     started = time.time()
     warnings: list[str] = []
-    checked, head, prev = 0, 0, GENESIS
-    expected: int | None = None
-    by_seq: dict[int, list[dict]] = {}
-    for cp in checkpoints:
-        by_seq.setdefault(cp["sequence"], []).append(cp)
+    walk = _Walk(checkpoints)
     newest = None
     try:
         for cp in checkpoints:
@@ -51,37 +95,22 @@ async def verify_events(
         if checkpoints and not key:
             warnings.append("checkpoints are unsigned or their signatures were not checked"
                             " (no AUDIT_CHECKPOINT_KEY)")
-        async for event in events:
-            seq = event["sequence"]
-            if expected is None:
-                if seq != 1:
-                    purge = await anchor(seq - 1)
+        async for run in _chunks(events, chunk):
+            if walk.expected is None:
+                first = run[0]["sequence"]
+                if first != 1:
+                    purge = await anchor(first - 1)
                     if purge is None:
-                        raise _Broken(seq, "sequence_gap",
-                                      f"events before {seq} are missing and no AUDIT_PURGED"
+                        raise _Broken(first, "sequence_gap",
+                                      f"events before {first} are missing and no AUDIT_PURGED"
                                       " record covers them")
-                    prev = bytes.fromhex(purge["data"]["through_hash"])
-                expected = seq
-            if seq < expected:
-                raise _Broken(seq, "sequence_order", f"sequence {seq} after {expected - 1}")
-            if seq > expected:
-                raise _Broken(expected, "sequence_gap",
-                              f"events {expected}..{seq - 1} are missing")
-            if event["prev_hash"] != prev:
-                raise _Broken(seq, "prev_hash_mismatch",
-                              f"prev_hash of {seq} is not the hash of {seq - 1}")
-            if event_hash(prev, event) != event["hash"]:
-                raise _Broken(seq, "hash_mismatch", f"event {seq} does not match its hash")
-            for cp in by_seq.get(seq, ()):
-                if cp["hash"] != event["hash"].hex():
-                    raise _Broken(seq, "checkpoint_mismatch",
-                                  f"checkpoint at {seq} ({_source(cp)}) records another hash")
-            prev, head, expected = event["hash"], seq, seq + 1
-            checked += 1
+                    walk.prev = bytes.fromhex(purge["data"]["through_hash"])
+                walk.expected = first
+            await asyncio.to_thread(walk.feed, run)
         for cp in checkpoints:
-            if cp["sequence"] > head:
-                raise _Broken(head + 1, "tail_cut",
-                              f"head is {head} but checkpoint {_source(cp)} covers"
+            if cp["sequence"] > walk.head:
+                raise _Broken(walk.head + 1, "tail_cut",
+                              f"head is {walk.head} but checkpoint {_source(cp)} covers"
                               f" {cp['sequence']}: events were cut off the end")
             if newest is None or cp["sequence"] >= newest["sequence"]:
                 newest = cp
@@ -92,7 +121,7 @@ async def verify_events(
         warnings.append("no checkpoints found: the chain alone was checked, a cut-off tail"
                         " cannot be detected")
     return {
-        "ok": broken is None, "checked": checked, "head_sequence": head or None,
+        "ok": broken is None, "checked": walk.checked, "head_sequence": walk.head or None,
         "first_broken": broken,
         "checkpoint": _public(newest, key) if newest else None,
         "warnings": warnings, "started_at": started, "duration_seconds": time.time() - started,
