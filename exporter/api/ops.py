@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..exposition import GZIP_MIN, accepts_gzip, gzip_sliced, render
+from ..exposition import GZIP_MIN, Pieces, accepts_gzip, gzip_pieces, render_pieces
 from .keys import DEPENDENCIES, READY, REGISTRY, ROUTES
 from .openapi import build_openapi
 from .probe import get_probe
@@ -28,12 +28,13 @@ def setup(app: web.Application) -> list[Route]:
 
 async def get_metrics(request: web.Request) -> web.Response:
     """GET /metrics: text format, or OpenMetrics when Accept asks for it; gzip when accepted."""
-    body, content_type = await render(request.app[REGISTRY], request.headers.get("Accept", ""))
+    pieces, content_type = await render_pieces(request.app[REGISTRY], request.headers.get("Accept", ""))
     headers = {"Content-Type": content_type, "Vary": "Accept-Encoding"}
-    if len(body) >= GZIP_MIN and accepts_gzip(request.headers.get("Accept-Encoding", "")):
-        body = await gzip_sliced(body)
+    size = sum(len(piece) for piece in pieces)
+    if size >= GZIP_MIN and accepts_gzip(request.headers.get("Accept-Encoding", "")):
+        pieces = await gzip_pieces(pieces)
         headers["Content-Encoding"] = "gzip"
-    return web.Response(body=body, headers=headers)
+    return web.Response(body=Pieces(pieces, content_type), headers=headers)
 
 
 async def get_healthz(request: web.Request) -> web.Response:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from itertools import accumulate
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import (
@@ -76,11 +77,19 @@ def _num(value: float) -> str:
     if kind is float:
         text = repr(value)
         dot = text.find(".")
-        # Go writes exponents from 1e21 down to 1e6 where Python does not; NaN, Inf and
-        # numbers Python already writes with an exponent take the library's path.
-        if dot != -1 and (dot <= 6 or value < 0) and "e" not in text:
-            return text
+        # NaN, Inf and numbers Python already writes with an exponent take the library's path.
+        if dot != -1 and "e" not in text:
+            if dot <= 6 or value < 0:
+                return text
+            # Go writes an exponent from 1e6 up where Python does not (timestamps, bytes).
+            mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1:]}".rstrip("0.")
+            return f"{mantissa}e+{dot - 1:02d}"
     return floatToGoString(value)
+
+
+def _pct(text: str) -> str:
+    """`text` safe inside a %-format template."""
+    return text.replace("%", "%%")
 
 
 def _esc(value: str) -> str:
@@ -97,7 +106,7 @@ class _Block:
     __slots__ = ("state", "config", "label_names", "version", "skipped", "parts", "_svc",
                  "_status", "_up", "_buckets", "_count", "_sum", "_phases", "_probes",
                  "_failures", "_no_failures", "_last_check", "_http_status", "_cert", "_reported",
-                 "_skew")
+                 "_skew", "_duration_tmpl", "_probes_tmpl", "_details")
 
     def __init__(self, state: ServiceState, label_names: tuple[str, ...]) -> None:
         cfg = state.config
@@ -130,6 +139,12 @@ class _Block:
         self._cert = f"usdcop_service_tls_cert_expiry_timestamp_seconds{{{svc}}} "
         self._reported = tuple((key, f"{name}{{{svc}}} ", scale) for key, name, _doc, scale in _REPORTED)
         self._skew = f"usdcop_service_clock_skew_seconds{{{svc}}} "
+        # Counts below a million print as "%d.0" (Go switches to exponents above): the
+        # histogram and the probe counters are then one %-format each.
+        self._duration_tmpl = "".join(
+            [f"{_pct(p)}%d.0\n" for p in (*self._buckets, self._count)]) + f"{_pct(self._sum)}%s\n"
+        self._probes_tmpl = "".join(f"{_pct(p)}%d.0\n" for p in self._probes.values())
+        self._details: dict | None = None
         self.parts = [""] * _PER_SERVICE
         self.parts[_INFO] = f"usdcop_service_info{{{info}}} 1.0\n"
         self.parts[_INTERVAL] = f"usdcop_service_probe_interval_seconds{{{svc}}} {_num(cfg.interval)}\n"
@@ -151,8 +166,13 @@ class _Block:
         state, parts = self.state, self.parts
         self.version = state.version
         parts[_STATUS] = self._status[state.status]
-        probes, prefixes = state.probes, self._probes
-        parts[_PROBES] = "".join([f"{prefixes[r]}{_num(n)}\n" for r, n in probes.items()])
+        probes = state.probes
+        counts = tuple(probes.values())
+        if max(counts) < 1_000_000:
+            parts[_PROBES] = self._probes_tmpl % counts
+        else:
+            prefixes = self._probes
+            parts[_PROBES] = "".join([f"{prefixes[r]}{_num(n)}\n" for r, n in probes.items()])
         if probes["failure"]:
             failures = state.failures
             parts[_FAILURES] = "".join([f"{p}{_num(failures[r])}\n" for r, p in self._failures])
@@ -160,18 +180,21 @@ class _Block:
             parts[_FAILURES] = self._no_failures
         result = state.last_result
         if result is None:
-            for index in (_UP, _DURATION, _PHASES, _LAST_CHECK, _HTTP_STATUS, _CERT):
+            for index in (_UP, _DURATION, _PHASES, _LAST_CHECK, _HTTP_STATUS, _CERT, _SKEW):
                 parts[index] = ""
-            for index in range(_REPORTED_AT, _PER_SERVICE):
+            for index in range(_REPORTED_AT, _SKEW):
                 parts[index] = ""
+            self._details = None
             return
         parts[_UP] = self._up[1 if result.success else 0]
-        cumulative, lines = 0, []
-        for prefix, count in zip(self._buckets, state.buckets, strict=True):
-            cumulative += count
-            lines.append(f"{prefix}{_num(cumulative)}\n")
-        lines.append(f"{self._count}{_num(cumulative)}\n{self._sum}{_num(state.duration_sum)}\n")
-        parts[_DURATION] = "".join(lines)
+        cumulative = list(accumulate(state.buckets))
+        total = cumulative[-1]
+        if total < 1_000_000:
+            parts[_DURATION] = self._duration_tmpl % (*cumulative, total, _num(state.duration_sum))
+        else:
+            lines = [f"{prefix}{_num(n)}\n" for prefix, n in zip(self._buckets, cumulative, strict=True)]
+            lines.append(f"{self._count}{_num(total)}\n{self._sum}{_num(state.duration_sum)}\n")
+            parts[_DURATION] = "".join(lines)
         phases, prefixes = result.phases, self._phases
         parts[_PHASES] = "".join([f"{prefixes[p]}{_num(phases[p])}\n" for p in PHASES if p in phases])
         last_check, status, expiry = state.last_check, result.http_status, result.tls_expiry
@@ -179,32 +202,35 @@ class _Block:
         parts[_HTTP_STATUS] = f"{self._http_status}{_num(status)}\n" if status is not None else ""
         parts[_CERT] = f"{self._cert}{_num(expiry)}\n" if expiry is not None else ""
         details = result.details
-        for index, (key, prefix, scale) in enumerate(self._reported, _REPORTED_AT):
-            value = details.get(key)
-            parts[index] = f"{prefix}{_num(value * scale)}\n" if value is not None else ""
+        if details != self._details:  # services tend to report the same figures again
+            self._details = details
+            for index, (key, prefix, scale) in enumerate(self._reported, _REPORTED_AT):
+                value = details.get(key)
+                parts[index] = f"{prefix}{_num(value * scale)}\n" if value is not None else ""
         skew = result.clock_skew_s
         parts[_SKEW] = f"{self._skew}{_num(skew)}\n" if skew is not None else ""
 
 
 class _Scrape:
-    """One collect(): its families share one build of the samples, or one join of the text."""
+    """One collect(): its families share one build of the samples, or one snapshot of the
+    lines (families joined one at a time, so a scrape can yield between them)."""
 
-    __slots__ = ("collector", "_families", "_texts")
+    __slots__ = ("collector", "_families", "_columns")
 
     def __init__(self, collector: ServiceCollector) -> None:
         self.collector = collector
         self._families: list[Metric] | None = None
-        self._texts: list[str] | None = None
+        self._columns: list[tuple[str, ...]] | None = None
 
     def families(self) -> list[Metric]:
         if self._families is None:
             self._families = self.collector.build_families()
         return self._families
 
-    def texts(self) -> list[str]:
-        if self._texts is None:
-            self._texts = self.collector.render_texts()
-        return self._texts
+    def text(self, index: int) -> str:
+        if self._columns is None:
+            self._columns = self.collector.snapshot()
+        return "".join(self._columns[index])
 
 
 class ServiceFamily(Metric):
@@ -233,7 +259,7 @@ class ServiceFamily(Metric):
 
     def exposition_text(self) -> str:
         """This family's sample lines, pre-rendered."""
-        return self._scrape.texts()[self._index]
+        return self._scrape.text(self._index)
 
 
 class ServiceCollector(Collector):
@@ -269,31 +295,32 @@ class ServiceCollector(Collector):
             block.render_skipped()
         return block
 
-    async def refresh(self, slice_s: float = 0.004) -> None:
+    async def refresh(self, slice_s: float = 0.002) -> None:
         """Re-render the blocks of services that changed, yielding to the loop between slices."""
         states = list(self.checker.states.values())
         label_names = self._label_names(states)
         began = time.perf_counter()
         for count, state in enumerate(states, 1):
             self._block(state, label_names)
-            if count % 32 == 0 and time.perf_counter() - began > slice_s:
+            if count % 16 == 0 and time.perf_counter() - began > slice_s:
                 await asyncio.sleep(0)
                 began = time.perf_counter()
 
-    def render_texts(self) -> list[str]:
-        """Sample lines of every family, joined from the service blocks (stale ones re-rendered)."""
+    def snapshot(self) -> list[tuple[str, ...]]:
+        """Every family's lines, service by service, as they are now (stale blocks
+        re-rendered): one tuple per family, in FAMILIES order."""
         states = list(self.checker.states.values())
         label_names = self._label_names(states)
         blocks = [self._block(state, label_names).parts for state in states]
         if len(self._blocks) > len(states):  # services removed: forget their blocks
             self._blocks = {s.config.name: self._blocks[s.config.name] for s in states}
-        texts = ["".join(column) for column in zip(*blocks, strict=True)] if blocks else [""] * _PER_SERVICE
+        columns = list(zip(*blocks, strict=True)) if blocks else [()] * _PER_SERVICE
         current = overall_status(states)
-        texts.append("".join(
+        columns.append(tuple(
             f'usdcop_overall_status{{status="{st}"}} {"1.0" if st == current else "0.0"}\n'
             for st in ("healthy", "degraded", "unhealthy")
         ))
-        return texts
+        return columns
 
     # -- the generic path ----------------------------------------------------------
 

@@ -16,7 +16,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as om_gener
 from prometheus_client.utils import floatToGoString
 
 from exporter.config.model import Config, ServiceConfig
-from exporter.exposition import accepts_gzip, gzip_sliced, render, render_now
+from exporter.exposition import accepts_gzip, gzip_pieces, render, render_now
 from exporter.health.checker import HealthChecker
 from exporter.health.collector import ServiceCollector, _num
 from exporter.health.registry import ServiceRegistry
@@ -105,6 +105,25 @@ def test_fast_text_follows_every_change():
     assert 'usdcop_service_status{service="svc-new",status="unknown"} 1.0' in text
 
 
+def test_counts_past_a_million_switch_to_go_exponents_as_the_library_does():
+    checker = checker_with([service("busy"), service("calm")])
+    registry = registry_for(checker)
+    render_now(registry)
+    busy = checker.states["busy"]
+    busy.buckets[0] += 2_345_678
+    busy.probes["success"] += 1_000_000
+    busy.failures["timeout"] = 1_500_000
+    busy.probes["failure"] += 1_500_000
+    busy.version += 1
+    body = render_now(registry)[0]
+    assert body == generate_latest(registry)
+    assert b'usdcop_service_probes_total{result="success",service="busy"} 1.000002e+06' in body
+    # the same figures reported again keep their lines; new ones replace them
+    checker.record("calm", result(2))
+    checker.record("calm", result(7))
+    assert render_now(registry)[0] == generate_latest(registry)
+
+
 def test_a_service_removed_and_added_again_starts_from_its_new_state():
     svc = service("again")
     checker = checker_with([svc])
@@ -175,7 +194,7 @@ def test_accept_encoding(header, ok):
 
 async def test_gzip_round_trip():
     body = b"usdcop_service_up{service=\"x\"} 1.0\n" * 40_000
-    packed = await gzip_sliced(body, chunk=64 * 1024)
+    packed = b"".join(await gzip_pieces([body[:1000], body[1000:]], chunk=64 * 1024))
     assert gzip.decompress(packed) == body and len(packed) < len(body) // 10
 
 
@@ -195,6 +214,7 @@ async def test_metrics_route_gzips_when_asked(aiohttp_client, tmp_path, registry
     packed = await client.get("/metrics", headers={"Accept-Encoding": "gzip"}, auto_decompress=False)
     assert plain.status == packed.status == 200
     assert "Content-Encoding" not in plain.headers and packed.headers["Content-Encoding"] == "gzip"
+    assert int(plain.headers["Content-Length"]) == len(await plain.read())
     text = gzip.decompress(await packed.read()).decode()
     assert 'usdcop_service_status{service="s29",status="unknown"} 1.0' in text
     assert text.splitlines()[:5] == (await plain.text()).splitlines()[:5]
