@@ -164,8 +164,21 @@ def start_sidecar(env_extra: dict, tmp: Path) -> tuple[subprocess.Popen, int]:
         match = _READY.search(line)
         if match:
             threading_drain(proc)
+            wait_idle(proc.pid)
             return proc, int(match.group(2))
     raise RuntimeError("the sidecar did not start")
+
+
+def wait_idle(pid: int, timeout: float = 120.0) -> None:
+    """Wait until the sidecar's start-up work is done (features that replay the trail at
+    start read every stored event): two quiet quarter-seconds in a row."""
+    deadline, quiet = time.monotonic() + timeout, 0
+    last = cpu_seconds(pid)
+    while quiet < 2 and time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = cpu_seconds(pid)
+        quiet = quiet + 1 if now - last < 0.03 else 0
+        last = now
 
 
 def threading_drain(proc: subprocess.Popen) -> None:
