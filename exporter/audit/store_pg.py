@@ -24,7 +24,7 @@ from .errors import AuditRejected, StoreUnavailable
 from .events import PendingEvent
 from .query import Query
 
-WINDOW_SORT_MAX = 20000  # estimated events in a time window read whole and sorted
+WINDOW_SORT_MAX = 20000  # estimated matches of a time-window query read whole and sorted
 CHECK_AFTER = 2.0  # seconds idle before a pooled connection is checked again
 COLUMNS = ("sequence, event_id, event_type, \"timestamp\", received_at, accepted_at, symbol,"
            " actor, data, prev_hash, hash")
@@ -285,7 +285,7 @@ class PgStore:
         async with self._errors("query"), self._pool.connection() as conn:
             text = (f"SELECT {COLUMNS} FROM usdcop_audit.events WHERE {conds}"
                     " ORDER BY sequence DESC LIMIT %s")
-            if times and await self._window_rows(conn, times, time_args) <= WINDOW_SORT_MAX:
+            if times and await self._window_rows(conn, conds, params) <= WINDOW_SORT_MAX:
                 # Event times follow sequence closely, so the planner, assuming them
                 # independent, walks the sequence index down from the head and filters its
                 # way to an old window (100 ms over a million rows). A small window is
@@ -296,11 +296,10 @@ class PgStore:
                 await cur.execute(text, [*params, q.limit + 1])
                 return [row_view(decode(r)) for r in await cur.fetchall()]
 
-    async def _window_rows(self, conn, times: list[str], args: list) -> float:
-        """The planner's estimate of the events in a time window (from the column's histogram)."""
+    async def _window_rows(self, conn, conds: str, args: list) -> float:
+        """The planner's estimate of the events a filtered time window holds."""
         cur = await conn.execute(
-            f"EXPLAIN (FORMAT JSON) SELECT 1 FROM usdcop_audit.events WHERE {' AND '.join(times)}",
-            args)
+            f"EXPLAIN (FORMAT JSON) SELECT 1 FROM usdcop_audit.events WHERE {conds}", args)
         (plan,) = await cur.fetchone()
         plan = json.loads(plan) if isinstance(plan, str) else plan
         return float(plan[0]["Plan"]["Plan Rows"])
