@@ -2,8 +2,10 @@
 
 Who passes: with no token configured, read and write are open and admin is refused (403).
 EXPORTER_API_TOKEN closes write to that token; EXPORTER_ADMIN_TOKEN opens admin to itself
-and also passes write. Read stays open unless the web configuration has basic-auth users,
-then it needs one of them or a valid bearer token. Tokens are compared in constant time.
+and also passes write (alone, it leaves write open). Read stays open unless the web
+configuration has basic-auth users, then it needs one of them or a valid bearer token.
+Where a level is open, a bearer nobody configured is ignored. Tokens are compared in
+constant time.
 """
 
 from __future__ import annotations
@@ -54,32 +56,34 @@ async def check_access(request: web.Request, level: str) -> web.Response | None:
     bearer = header[7:].strip() if header[:7].lower() == "bearer " else None
     is_admin = bearer is not None and _equal(bearer, admin_token)
     is_writer = is_admin or (bearer is not None and _equal(bearer, api_token))
-    if bearer is not None and not is_writer:
-        return _challenge("invalid bearer token", basic is not None)
-    if level == "read":
-        if basic is None or is_writer:
-            return None
-        if await basic.check(header):
-            return None
-        return _challenge("authentication required", True)
-    if level == "write":
-        if api_token is None and admin_token is None and basic is None:
-            return None
-        if is_writer:
-            return None
-        if api_token is None and admin_token is None and await basic.check(header):
+    if level == "admin":
+        if admin_token is None:
+            return error_response(403, "forbidden", "no admin token configured", None)
+        if is_admin:
             return None
         if bearer is None:
-            return _challenge("a bearer token is required for this route", False)
-        return error_response(403, "forbidden", "this token may not write", None)
-    # admin
-    if admin_token is None:
-        return error_response(403, "forbidden", "no admin token configured", None)
-    if is_admin:
+            return _challenge("the admin bearer token is required for this route", False)
+        if is_writer:
+            return error_response(403, "forbidden", "this route needs the admin token", None)
+        return _challenge("invalid bearer token", False)
+    if level == "read":
+        if basic is None or is_writer:
+            return None  # open to anyone: a bearer nobody configured is simply ignored
+        if await basic.check(header):
+            return None
+        detail = "invalid bearer token" if bearer is not None else "authentication required"
+        return _challenge(detail, True)
+    # write: open unless an API token or basic-auth users are configured (an admin token
+    # alone protects only the admin routes, as SPEC section 5's table says)
+    if api_token is None and basic is None:
         return None
+    if is_writer:
+        return None
+    if api_token is None and await basic.check(header):
+        return None  # basic-auth users and no API token: the users are the credential
     if bearer is None:
-        return _challenge("the admin bearer token is required for this route", False)
-    return error_response(403, "forbidden", "this route needs the admin token", None)
+        return _challenge("a bearer token is required for this route", False)
+    return _challenge("invalid bearer token", False)
 
 
 @web.middleware

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+
 from exporter.api.keys import ROUTE_INDEX
 from exporter.api.routes import LEVELS
 from tests.api.conftest import services_yaml
@@ -165,6 +167,41 @@ async def test_auth_levels_with_tokens(aiohttp_client, make_app, target):
 
 async def test_no_tokens_means_open_write(sidecar):
     assert (await sidecar.post("/-/reload")).status == 200
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        # columns: read none, read bogus, write none, write bogus, write admin, admin none,
+        # admin bogus, admin api, admin admin
+        ({}, [200, 200, 200, 200, 200, 403, 403, 403, 403]),
+        ({"EXPORTER_API_TOKEN": "w-token"}, [200, 200, 401, 401, 401, 403, 403, 403, 403]),
+        ({"EXPORTER_ADMIN_TOKEN": "a-token"}, [200, 200, 200, 200, 200, 401, 401, 401, 200]),
+        ({"EXPORTER_API_TOKEN": "w-token", "EXPORTER_ADMIN_TOKEN": "a-token"},
+         [200, 200, 401, 401, 200, 401, 401, 403, 200]),
+    ],
+)
+async def test_auth_matrix_follows_the_spec_table(aiohttp_client, make_app, target, env, expected):
+    app, _ = make_app(services_yaml(target), **env)
+    client = await aiohttp_client(app)
+
+    def bearer(token):
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    # admin: the audit purge; with an admin token a real purge of nothing older than 30 d
+    calls = [
+        ("GET", "/api/health/services", None), ("GET", "/api/health/services", "bogus"),
+        ("POST", "/-/reload", None), ("POST", "/-/reload", "bogus"), ("POST", "/-/reload", "a-token"),
+        ("DELETE", "/api/audit/signals", None), ("DELETE", "/api/audit/signals", "bogus"),
+        ("DELETE", "/api/audit/signals", "w-token"), ("DELETE", "/api/audit/signals", "a-token"),
+    ]
+    got = []
+    for method, path, token in calls:
+        resp = await client.request(method, path, headers=bearer(token))
+        got.append(resp.status)
+        if resp.status == 401:
+            assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    assert got == expected
 
 
 async def test_openapi_lists_every_route(sidecar):
