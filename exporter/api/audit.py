@@ -54,7 +54,7 @@ def setup(app: web.Application) -> list[Route]:
     return [
         Route("GET", PATH, get_events, "read",
               "The audit trail, newest first, with filters and a keyset cursor",
-              spec={"parameters": [_param(n) for n in _QUERY]}),
+              spec={"parameters": _GET_PARAMETERS}),
         Route("POST", PATH, post_events, "write",
               "Append one event, or {\"events\": [...]} (at most 1,000); 201 stored, 200 the"
               " same event again, 409 the same event_id with other fields, 202 spooled"),
@@ -65,8 +65,24 @@ def setup(app: web.Application) -> list[Route]:
     ]
 
 
-def _param(name: str) -> dict:
-    return {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+def _param(name: str, schema: dict, description: str) -> dict:
+    return {"name": name, "in": "query", "required": False, "schema": schema,
+            "description": description}
+
+
+_GET_PARAMETERS = [
+    _param("eventType", {"type": "string", "pattern": f"^{EVENT_TYPE_RE.pattern}$"},
+           "only events of this type"),
+    _param("symbol", {"type": "string", "pattern": f"^{SYMBOL_RE.pattern}$"},
+           "only events of this symbol"),
+    _param("startTime", {"type": "string", "format": "date-time"},
+           "event timestamp at or after (ISO-8601 with offset)"),
+    _param("endTime", {"type": "string", "format": "date-time"},
+           "event timestamp before (ISO-8601 with offset)"),
+    _param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100},
+           "events per page"),
+    _param("cursor", {"type": "string"}, "next_cursor of the previous page (opaque)"),
+]
 
 
 async def _audit_ctx(app: web.Application):
@@ -97,7 +113,7 @@ def _api_error(exc: AuditError) -> ApiError:
 
 def _query_str(query, name: str, pattern: re.Pattern) -> str | None:
     value = query.get(name)
-    if value is None or value == "":
+    if value is None:
         return None
     if not pattern.fullmatch(value):
         raise bad_request(f"{name} must match {pattern.pattern}", name)
@@ -106,7 +122,7 @@ def _query_str(query, name: str, pattern: re.Pattern) -> str | None:
 
 def _query_time(query, name: str):
     value = query.get(name)
-    if value is None or value == "":
+    if value is None:
         return None
     try:
         return parse_time(value, name)
@@ -117,13 +133,16 @@ def _query_time(query, name: str):
 async def get_events(request: web.Request) -> web.Response:
     """GET /api/audit/signals?eventType=&symbol=&startTime=&endTime=&limit=&cursor=."""
     query = check_query(request, _QUERY)
+    for name, value in query.items():
+        if value == "":  # an empty filter is a mistake, not "no filter"
+            raise bad_request(f"{name} must not be empty", name)
     q = Query(
         event_type=_query_str(query, "eventType", EVENT_TYPE_RE),
         symbol=_query_str(query, "symbol", SYMBOL_RE),
         start=_query_time(query, "startTime"), end=_query_time(query, "endTime"),
         limit=query_int(query, "limit", 100, 1, MAX_LIMIT),
     )
-    if query.get("cursor"):
+    if "cursor" in query:
         try:
             q = Query(**{**q.__dict__, "before": decode_cursor(query["cursor"])})
         except AuditValidationError as exc:

@@ -28,7 +28,7 @@ EVENT_FIELDS = ("event_type", "event_id", "timestamp", "symbol", "actor", "data"
 EVENT_TYPE_RE = re.compile(r"[A-Z][A-Z0-9_]{2,63}")
 SYMBOL_RE = re.compile(r"[A-Z0-9]{3,12}")
 TIME_RE = re.compile(
-    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|z|[+-]\d{2}:\d{2})"
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,32})?)?([Zz]|[+-]\d{2}:\d{2})"
 )
 MAX_ACTOR = 256
 MAX_DATA_BYTES = 64 * 1024
@@ -99,7 +99,7 @@ def parse_time(text: Any, field: str) -> datetime:
             field,
         )
     try:
-        value = datetime.fromisoformat(text.replace("z", "Z"))
+        value = datetime.fromisoformat(text.upper())
     except ValueError:
         raise AuditValidationError(f"{field} is not a valid time: {text[:40]!r}", field) from None
     return value.astimezone(UTC)

@@ -156,7 +156,8 @@ async def test_bad_bodies(sidecar):
     ({"bogus": "1"}, "bogus"), ({"limit": "0"}, "limit"), ({"limit": "1001"}, "limit"),
     ({"limit": "ten"}, "limit"), ({"cursor": "garbage"}, "cursor"),
     ({"startTime": "2025-01-01"}, "startTime"), ({"eventType": "lower"}, "eventType"),
-    ({"symbol": "usd"}, "symbol"),
+    ({"symbol": "usd"}, "symbol"), ({"symbol": ""}, "symbol"), ({"limit": ""}, "limit"),
+    ({"startTime": "2025-01-01T00:00:60Z"}, "startTime"),
 ])
 async def test_bad_queries_are_400_naming_the_parameter(sidecar, params, field):
     resp = await sidecar.get(PATH, params=params)
