@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from loguru import logger
 
 from . import __version__
 from .config.errors import ConfigError
-from .log import configure_logging
+from .log import LEVELS, configure_logging
 from .settings import SettingsError, load_settings
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -102,21 +103,29 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_probe(args: argparse.Namespace) -> int:
     """probe NAME."""
+    from dataclasses import replace
+
     from .config.loader import load_config
     from .health.checker import HealthChecker
     from .health.registry import ServiceRegistry
 
+    # Only the services file matters here: serve's other settings are not read, so a bad
+    # EXPORTER_LISTEN in the environment does not stop a one-off probe.
+    path = args.config or os.environ.get("EXPORTER_CONFIG") or "services.yaml"
+    level = os.environ.get("LOG_LEVEL", "info").lower()
+    configure_logging(level if level in LEVELS else "info", "text")
     try:
-        settings = load_settings(config=args.config)
-        configure_logging(settings.log_level, "text")
-        config = load_config(settings.config)
-    except (SettingsError, ConfigError) as exc:
+        config = load_config(path)
+    except ConfigError as exc:
         return _fail(EXIT_USAGE, str(exc))
-    if config.service(args.name) is None:
-        return _fail(EXIT_USAGE, f"no service named {args.name!r} in {settings.config}")
+    service = config.service(args.name)
+    if service is None:
+        return _fail(EXIT_USAGE, f"no service named {args.name!r} in {path}")
+    # One probe decides: flap-control thresholds need a history a one-off probe has not got.
+    single = replace(service, failure_threshold=1, success_threshold=1)
 
     async def run() -> dict:
-        checker = HealthChecker(ServiceRegistry(config))
+        checker = HealthChecker(ServiceRegistry(replace(config, services=(single,))))
         return await checker.check_service(args.name)
 
     health = asyncio.run(run())
@@ -140,8 +149,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         app = create_app(settings)
     except ConfigError as exc:
-        logger.error("configuration error: {}", exc)
-        return _fail(EXIT_USAGE, str(exc))
+        return _fail(EXIT_USAGE, f"configuration error: {exc}")
     app.on_startup.append(_settle_gc)  # runs after every cleanup_ctx start-up
     # uvloop when installed (the `fast` extra): about a quarter less CPU per probe. A loop
     # factory, not a policy, so that nothing outside this call changes.
@@ -191,13 +199,19 @@ async def _serve(app: web.Application, settings) -> int:
         await runner.cleanup()
         return EXIT_USAGE
 
+    reloads: set[asyncio.Task] = set()  # referenced until done, so none is collected early
+
     def on_hup() -> None:
         async def reload() -> None:
             try:
                 await reload_config(app)
             except ConfigError:
                 pass  # logged by reload_config; the running configuration stays
-        loop.create_task(reload())
+            except Exception:
+                logger.exception("reload failed; the running configuration stays")
+        task = loop.create_task(reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

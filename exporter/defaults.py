@@ -37,16 +37,26 @@ def get_health_checker() -> HealthChecker:
     return HealthChecker(get_service_registry())
 
 
+_CACHE_VARIABLES = ("REDIS_URL", "REDIS_URL_FILE", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD",
+                    "REDIS_PASSWORD_FILE", "REDIS_NAMESPACE", "SIGNAL_HISTORY_MAX")
+
+
+@cache
+def _cache_settings():
+    # Only the cache's own variables: an unrelated bad setting must not break an engine.
+    return load_settings({k: v for k, v in os.environ.items() if k in _CACHE_VARIABLES})
+
+
 @cache
 def _cache_client() -> RedisClient:
-    settings = load_settings()
+    settings = _cache_settings()
     return RedisClient(namespace=settings.redis_namespace, url=settings.redis_url)
 
 
 @cache
 def get_signal_cache() -> SignalCache:
     """The process-wide SignalCache: Redis when REDIS_URL/REDIS_HOST is set, else in memory."""
-    return SignalCache(_cache_client(), history_max=load_settings().signal_history_max)
+    return SignalCache(_cache_client(), history_max=_cache_settings().signal_history_max)
 
 
 @cache

@@ -86,7 +86,9 @@ async def test_cache_getters_run_the_seed_example_in_memory(monkeypatch):
 
     for name in ("REDIS_URL", "REDIS_HOST"):
         monkeypatch.delenv(name, raising=False)
-    for getter in (defaults._cache_client, defaults.get_signal_cache, defaults.get_metrics_cache):
+    monkeypatch.setenv("EXPORTER_LISTEN", "nonsense")  # not the cache's business
+    for getter in (defaults._cache_settings, defaults._cache_client, defaults.get_signal_cache,
+                   defaults.get_metrics_cache):
         getter.cache_clear()
     signals = exporter.get_signal_cache()
     assert signals is exporter.get_signal_cache()

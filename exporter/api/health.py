@@ -46,6 +46,9 @@ def setup(app: web.Application) -> list[Route]:
     app[REGISTRY].register(ServiceCollector(checker))
     app[READY]["health"] = False
     app.cleanup_ctx.append(_checker_ctx)
+    # Probing stops before any cleanup context closes, so no probe result reaches a
+    # listener (audit, Redis health writer) whose component is already closed.
+    app.on_shutdown.append(_stop_probing)
     return [
         Route("GET", "/api/health/services", get_services, "read",
               "Health of every service of this shard, from the last probes"),
@@ -72,6 +75,10 @@ async def _checker_ctx(app: web.Application):
         app[READY]["health"] = False
         await checker.stop_monitoring()
         await session.close()
+
+
+async def _stop_probing(app: web.Application) -> None:
+    await app[CHECKER].stop_monitoring()
 
 
 async def reload_config(app: web.Application) -> dict:
@@ -117,12 +124,17 @@ async def post_services(request: web.Request) -> web.Response:
     """POST /api/health/services {"service": NAME}."""
     body = closed_object(await read_json(request), "", required=("service",))
     name = get_str(body, "service", "", max_len=64, required=True)
+    checker = request.app[CHECKER]
     try:
-        health = await request.app[CHECKER].check_service(name)
+        checker.state_of(name)
     except NotInShard:
         raise not_found(f"service {name!r} belongs to another shard", "service", "not_in_shard") from None
     except KeyError:
         raise not_found(f"no service named {name!r} is registered", "service") from None
+    try:
+        health = await checker.check_service(name)
+    except KeyError:  # removed by a reload while its probe ran
+        raise not_found(f"service {name!r} was removed by a reload", "service") from None
     return web.json_response(health)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from aiohttp import web
@@ -28,6 +29,9 @@ async def http_metrics_middleware(request: web.Request, handler) -> web.StreamRe
         return response
     except web.HTTPException as exc:
         code = exc.status
+        raise
+    except asyncio.CancelledError:
+        code = 499  # the client went away before the answer (nginx's code); not our fault
         raise
     finally:
         metrics = request.app.get(METRICS)

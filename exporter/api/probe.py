@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from aiohttp import web
 
 from ..health.checker import HealthChecker
@@ -82,9 +84,12 @@ async def get_probe(request: web.Request) -> web.Response:
     header = request.headers.get(SCRAPE_TIMEOUT_HEADER)
     if header:
         try:
-            timeout = max(0.1, float(header) - TIMEOUT_OFFSET)
+            seconds = float(header)
         except ValueError:
-            raise bad_request(f"{SCRAPE_TIMEOUT_HEADER} must be a number of seconds") from None
+            seconds = math.nan
+        if not math.isfinite(seconds) or seconds <= 0:
+            raise bad_request(f"{SCRAPE_TIMEOUT_HEADER} must be a positive number of seconds")
+        timeout = max(0.1, seconds - TIMEOUT_OFFSET)
     result = await checker.probe_once(service, timeout)
     observed = ServiceState(service).observed_status(result)
     return web.Response(

@@ -111,6 +111,10 @@ class HealthChecker:
         """Call `fn(event)` after every completed probe; it must not block."""
         self._listeners.append(fn)
 
+    def state_of(self, name: str) -> ServiceState:
+        """The state of `name`; KeyError when unknown, NotInShard for another shard's."""
+        return self._state(name)
+
     def _state(self, name: str) -> ServiceState:
         self.sync()
         state = self.states.get(name)
@@ -152,8 +156,15 @@ class HealthChecker:
         """
         future = asyncio.ensure_future(self._probe_and_record(name, planned))
         self._inflight[name] = future
-        future.add_done_callback(lambda _f, n=name: self._inflight.pop(n, None))
+        future.add_done_callback(self._probe_done)
         return future
+
+    def _probe_done(self, future: asyncio.Future) -> None:
+        for name, running in list(self._inflight.items()):
+            if running is future:
+                del self._inflight[name]
+        if not future.cancelled():
+            future.exception()  # retrieved: a scheduled probe of a removed service has no reader
 
     async def _probe_and_record(self, name: str, planned: float | None = None) -> dict[str, Any]:
         if self._semaphore is None:
@@ -166,13 +177,19 @@ class HealthChecker:
                 self.scheduler.observe_lag(planned)
             svc = state.config
             result = await run_probe(svc, self._context(svc.timeout))
-        return self.record(name, result)
+        if self.states.get(name) is not state:  # removed (or removed and re-added) meanwhile
+            raise KeyError(name)
+        return self._record(state, result)
 
     def record(self, name: str, result: ProbeResult) -> dict[str, Any]:
         """Apply a probe result to the state of `name`, log a change, tell listeners."""
         state = self.states.get(name)
         if state is None:
             raise KeyError(name)
+        return self._record(state, result)
+
+    def _record(self, state: ServiceState, result: ProbeResult) -> dict[str, Any]:
+        name = state.config.name
         old, new = state.apply(result, self.clock())
         health = state.health_format()
         event = HealthEvent(state.config, health, old, new, result)

@@ -120,9 +120,10 @@ async def test_probe_uses_blackbox_names_and_leaves_state_alone(sidecar):
     assert body["summary"]["unknown"] == 2
     assert (await sidecar.get("/probe")).status == 400
     assert (await sidecar.get("/probe?service=nope")).status == 404
-    resp = await sidecar.get("/probe?service=up-svc",
-                             headers={"X-Prometheus-Scrape-Timeout-Seconds": "soon"})
-    assert resp.status == 400
+    for bad in ("soon", "nan", "inf", "-1", "0"):
+        resp = await sidecar.get("/probe?service=up-svc",
+                                 headers={"X-Prometheus-Scrape-Timeout-Seconds": bad})
+        assert resp.status == 400, bad
 
 
 async def test_reload_adds_removes_and_keeps_old_config_on_error(aiohttp_client, make_app, target):

@@ -151,3 +151,14 @@ def test_help_on_every_command(env):
     for args in (["--help"], ["serve", "--help"], ["check-config", "--help"], ["probe", "--help"]):
         out = subprocess.run([SCRIPT, *args], env=env, capture_output=True, text=True)
         assert out.returncode == 0 and "usage:" in out.stdout
+
+
+def test_probe_decides_from_one_probe_whatever_the_thresholds(tmp_path, env):
+    cfg = tmp_path / "services.yaml"
+    cfg.write_text("services:\n  - name: closed\n    type: tcp\n    address: 127.0.0.1:1\n"
+                   "    failure_threshold: 3\n    timeout: 2s\n")
+    env["EXPORTER_LISTEN"] = "not-a-listen-address"  # serve's settings do not concern probe
+    out = subprocess.run([SCRIPT, "probe", "closed", "--config", str(cfg)], env=env,
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1, out.stderr
+    assert json.loads(out.stdout)["status"] == "unhealthy"

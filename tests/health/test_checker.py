@@ -190,3 +190,21 @@ async def test_shards_split_services_exactly_once():
     with pytest.raises(NotInShard):
         await shards[0].check_service(name)
     assert shards[0].overview()["shard"] == "0/3"
+
+
+async def test_a_result_for_a_service_removed_mid_probe_is_dropped():
+    gate = Gate()
+    registry = ServiceRegistry(Config(services=(py_service("g", gate),)))
+    checker = HealthChecker(registry)
+    joined = asyncio.ensure_future(checker.check_service("g"))
+    await wait_for(lambda: gate.calls == 1)
+    registry.replace(Config(services=()))
+    checker.sync()
+    registry.replace(Config(services=(py_service("g", gate),)))  # re-added: a new state
+    checker.sync()
+    gate.event.set()
+    with pytest.raises(KeyError):
+        await joined
+    assert checker.states["g"].status == "unknown"  # the old probe's result was not applied
+    assert checker.states["g"].probes == {"success": 0, "failure": 0}
+    assert not checker.is_running("g")

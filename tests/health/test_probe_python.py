@@ -91,6 +91,19 @@ async def test_raising_sync_check():
     assert (r.reason, r.message) == ("other", "KeyError: 'weights'")
 
 
+@pytest.mark.parametrize("raised", [SystemExit(3), KeyboardInterrupt()])
+async def test_a_check_exiting_the_process_is_only_a_failure(raised):
+    async def check():
+        raise raised
+
+    def sync_check():
+        raise raised
+
+    for fn in (check, sync_check):
+        r = await probe(check_fn=fn)
+        assert r.reason == "other" and r.message.startswith(type(raised).__name__)
+
+
 @pytest.mark.parametrize(
     ("answer", "message"),
     [

@@ -49,10 +49,12 @@ def test_failure_threshold_and_success_threshold():
     assert state.status == "unhealthy"
 
 
-def test_from_unknown_failures_wait_for_the_threshold():
+def test_from_unknown_failures_below_the_threshold_count_as_healthy():
     state = ServiceState(svc(failure_threshold=2))
-    assert state.apply(fail()) == ("unknown", "unknown")
-    assert state.apply(fail()) == ("unknown", "unhealthy")
+    assert state.apply(fail()) == ("unknown", "healthy")  # a result exists: not unknown
+    assert state.apply(fail()) == ("healthy", "unhealthy")
+    single = ServiceState(svc())
+    assert single.apply(fail()) == ("unknown", "unhealthy")
 
 
 def test_counters_and_histogram():

@@ -78,13 +78,19 @@ async def _call(fn: Callable[[], Any]) -> Any:
 async def probe_python(service: ServiceConfig, ctx: ProbeContext) -> ProbeResult:
     """Run the service's Python check."""
     start = perf_counter()
+    # User code may raise anything, SystemExit and KeyboardInterrupt included: none of it
+    # may stop the sidecar. Only our own cancellation goes through.
     try:
         fn = service.check_fn if service.check_fn is not None else resolve_check(service.check or "")
-    except Exception as exc:  # ImportError, AttributeError, ValueError: say which
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:  # ImportError, AttributeError, ValueError, SystemExit...
         return ProbeResult.failure("other", perf_counter() - start, f"{type(exc).__name__}: {exc}"[:200])
     try:
         answer = await _call(fn)
-    except Exception as exc:
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:
         return ProbeResult.failure("other", perf_counter() - start, f"{type(exc).__name__}: {exc}"[:200])
     elapsed = perf_counter() - start
     try:
