@@ -1,22 +1,38 @@
 #!/usr/bin/env bash
 # The test command: installs what the suite needs, then runs all of it.
 #   bash scripts/test.sh [pytest args...]
-# Needs root (or passwordless sudo) only when a Debian package is missing.
+# On a fresh Debian machine it needs root (or passwordless sudo) for the Debian packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { printf '[test.sh] %s\n' "$*" >&2; }
 
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi; }
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+    sudo -n "$@"
+  else
+    log "needs root (or passwordless sudo) to run: $*"
+    exit 1
+  fi
+}
 
-# Debian tools the suite drives for real: promtool/prometheus, amtool/alertmanager,
-# blackbox_exporter (benchmarks' peer), docker-compose (config validation only).
+# Debian packages the suite drives for real: promtool/prometheus, amtool/alertmanager,
+# blackbox_exporter (the benchmarks' peer), docker-compose (config validation only),
+# redis-server and PostgreSQL (private instances for fault tests), python3-venv.
 need=()
 command -v promtool >/dev/null || need+=(prometheus)
 command -v amtool >/dev/null || need+=(prometheus-alertmanager)
 command -v prometheus-blackbox-exporter >/dev/null || need+=(prometheus-blackbox-exporter)
 command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v redis-server >/dev/null || need+=(redis-server)
+fresh_postgres=no
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  need+=(postgresql)
+  fresh_postgres=yes
+fi
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing Debian packages: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -24,21 +40,36 @@ if [ ${#need[@]} -gt 0 ]; then
     as_root apt-get update -qq >/dev/null
     as_root apt-get install -y --no-install-recommends "${need[@]}" >/dev/null
   }
-  # The packages ship services; the suite starts its own on free ports.
-  for svc in prometheus prometheus-alertmanager prometheus-blackbox-exporter; do
-    pkill -x "$svc" 2>/dev/null || true
-  done
+  # The packages ship services of their own; the suite starts its own on free ports.
+  if [ -d /run/systemd/system ]; then
+    for svc in prometheus prometheus-alertmanager prometheus-blackbox-exporter; do
+      case " ${need[*]} " in *" $svc "*) as_root systemctl disable --now "$svc" >/dev/null 2>&1 || true ;; esac
+    done
+  fi
+fi
+
+# A PostgreSQL this script just installed trusts loopback connections, as the suite
+# expects of the development machines (SPEC section 14); an existing one is left alone.
+if [ "$fresh_postgres" = yes ]; then
+  version=$(ls /etc/postgresql | sort -n | tail -1)
+  hba=/etc/postgresql/$version/main/pg_hba.conf
+  if ! as_root grep -q '^host all postgres 127.0.0.1/32 trust' "$hba"; then
+    log "letting user postgres in from loopback without a password ($hba)"
+    as_root sed -i '1i host all postgres 127.0.0.1/32 trust\nhost all postgres ::1/128 trust' "$hba"
+  fi
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main restart || true
 fi
 
 # The machine's shared Redis and Postgres: start them again if found stopped.
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   log "starting the shared Redis"
+  as_root mkdir -p /var/lib/redis /var/log/redis
   as_root redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" \
     --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
 fi
 if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   log "starting the shared PostgreSQL"
-  as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+  as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -n | tail -1)" main start || true
 fi
 
 # Python dependencies in a virtual environment of the checkout.
@@ -49,9 +80,5 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 
 log "running the suite"
-set +e
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
-rc=$?
-set -e
-# pytest's 5 means no test ran: that is a failure here, not a pass.
-exit $rc
+# pytest's exit code 5 (no test ran) is a failure here too: set -e passes it on.
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -12,7 +12,8 @@ import time
 import aiohttp
 import pytest
 
-from tests.support.private_pg import PG_BIN, PrivatePostgres
+from tests.support.private_pg import PrivatePostgres
+from tests.support.tools import require_initdb
 
 from .conftest import running
 
@@ -63,8 +64,7 @@ async def test_redis_stopped_frozen_restarted(make_sidecar, private_redis):
 @pytest.fixture(scope="module")
 def private_pg():
     """One private Postgres cluster for this module (initdb costs a few seconds)."""
-    if not (PG_BIN / "initdb").exists():
-        pytest.skip(f"no initdb under {PG_BIN}")
+    require_initdb()
     server = PrivatePostgres()
     server.start()
     try:

@@ -13,9 +13,9 @@ import pytest
 from exporter.config.model import ServiceConfig
 from exporter.health.probes import ProbeContext, run_probe
 from exporter.health.probes.postgres import classify
-from tests.support.tools import free_port
+from tests.support.tools import free_port, postgres_bin, require_initdb
 
-PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+PG_BIN = postgres_bin()
 PASSWORD = "right-pw-123"
 PG_ADMIN_DSN = os.environ.get("TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -32,8 +32,7 @@ def _as_postgres(*args: str) -> None:
 @pytest.fixture(scope="module")
 def password_pg():
     """Port of a private cluster where role `prober` needs PASSWORD (scram-sha-256)."""
-    if not (PG_BIN / "initdb").exists():
-        pytest.skip(f"initdb not found under {PG_BIN}")
+    require_initdb()
     root = Path(tempfile.mkdtemp(prefix="usdcop-pg-auth-"))
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")

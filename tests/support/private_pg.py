@@ -16,9 +16,9 @@ from pathlib import Path
 
 import psycopg
 
-from .tools import free_port
+from .tools import free_port, postgres_bin
 
-PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+PG_BIN = postgres_bin()
 
 
 def _as_postgres(args: list[str], **kwargs) -> subprocess.CompletedProcess:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -24,3 +26,21 @@ def require_tool(name: str) -> str:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{name} is required under CI=true; scripts/test.sh installs it")
     pytest.skip(f"{name} not installed (scripts/test.sh installs it)")
+
+
+def postgres_bin() -> Path:
+    """The folder of initdb/pg_ctl: $PG_BIN, else the newest /usr/lib/postgresql/*/bin."""
+    if os.environ.get("PG_BIN"):
+        return Path(os.environ["PG_BIN"])
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[4]))
+    return Path(found[-1]) if found else Path("/usr/lib/postgresql/15/bin")
+
+
+def require_initdb() -> Path:
+    """postgres_bin(), when it has initdb; skipped otherwise, except under CI=true (fails)."""
+    folder = postgres_bin()
+    if (folder / "initdb").exists():
+        return folder
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"initdb is required under CI=true (looked in {folder}); scripts/test.sh installs postgresql")
+    pytest.skip(f"no initdb under {folder}")
