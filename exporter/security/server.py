@@ -39,13 +39,15 @@ class ConnectionGuard:
 
 def _raw_json(status: int, phrase: str, code: str, detail: str) -> bytes:
     body = json.dumps({"error": code, "detail": detail, "field": None}).encode()
-    head = (f"HTTP/1.1 {status} {phrase}\r\nContent-Type: application/json\r\n"
+    head = (f"HTTP/1.1 {status} {phrase}\r\nServer: usdcop-exporter\r\n"
+            f"Content-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
     return head.encode("ascii") + body
 
 
 def _error(status: int, code: str, detail: str) -> web.Response:
-    resp = web.json_response({"error": code, "detail": detail, "field": None}, status=status)
+    resp = web.json_response({"error": code, "detail": detail, "field": None}, status=status,
+                             headers={"Server": "usdcop-exporter"})
     resp.force_close()
     return resp
 

@@ -77,8 +77,9 @@ async def test_headers_over_the_total_size_are_431(app, registry):
 
 async def test_malformed_request_is_a_json_400_not_counted_as_a_limit(app, registry):
     async with running(app) as base:
-        status, _, body = await raw_exchange(base, b"GET /healthz HTTP/1.1\r\nHost x\r\n\r\n")
+        status, headers, body = await raw_exchange(base, b"GET /healthz HTTP/1.1\r\nHost x\r\n\r\n")
     assert status == 400 and json.loads(body)["error"] == "bad_request"
+    assert headers["server"] == "usdcop-exporter"  # no library versions, here either
     assert limit_count(registry, "header") == 0
 
 
