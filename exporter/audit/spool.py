@@ -34,8 +34,8 @@ class SpoolFull(Exception):
     """Appending would exceed the spool's bound, or the disk is full."""
 
 
-class SpoolLocked(Exception):
-    """Another process holds the spool directory."""
+class SpoolLocked(OSError):
+    """Another process holds the spool directory (an OSError: the sidecar cannot start)."""
 
 
 def frame(payload: bytes) -> bytes:

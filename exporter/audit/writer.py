@@ -52,21 +52,32 @@ class AuditWriter:
     # -- life cycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the store and spool, try the store once, and start the writer task."""
-        await self.store.open()
+        """Open the store and spool, try the store once, and start the writer task.
+
+        On failure (spool held by another process, SQLite unreadable) everything opened so
+        far is closed again before the error propagates."""
         if self.spool is not None:
-            report = await asyncio.to_thread(self.spool.open)
+            report = await asyncio.to_thread(self.spool.open)  # first: it may be locked
             if report["pending"]:
                 logger.info("audit spool {} holds {} events to drain", self.spool.dir,
                             report["pending"])
             self._count_quarantine()
         try:
-            await self.store.ensure_ready()
-            self._set_up(True)
-        except (StoreUnavailable, AuditRejected) as exc:
-            if self.spool is None:
-                raise
-            self._set_down(exc)
+            await self.store.open()
+            try:
+                await self.store.ensure_ready()
+                self._set_up(True)
+            except (StoreUnavailable, AuditRejected) as exc:
+                if self.spool is None:
+                    raise
+                self._set_down(exc)
+        except BaseException:
+            if self._prober is not None:
+                self._prober.cancel()
+            await self.store.close()
+            if self.spool is not None:
+                await asyncio.to_thread(self.spool.close)
+            raise
         self._task = asyncio.create_task(self._run(), name="audit-writer")
 
     async def close(self, flush_timeout: float = 5.0) -> None:

@@ -171,3 +171,22 @@ async def test_no_acknowledged_event_lost_or_duplicated_through_kill_9(private_p
     assert result["ok"], (seed, result)
     assert result["checked"] == len(counts) >= len(acked)
     print(f"seed={seed} statuses={statuses} acked={len(acked)} unknown={len(unknown)} stored={len(counts)}")
+
+
+async def test_two_processes_cannot_share_a_spool_directory(pg_dsn, tmp_path):
+    config = tmp_path / "services.yaml"
+    config.write_text("services: []\n")
+    env = {**os.environ, "POSTGRES_URL": pg_dsn, "AUDIT_SPOOL_DIR": str(tmp_path / "spool"),
+           "AUDIT_CHECKPOINT_DIR": str(tmp_path / "checkpoints"), "EXPORTER_SCHEDULER": "off"}
+    for name in ("EXPORTER_API_TOKEN", "EXPORTER_ADMIN_TOKEN", "REDIS_URL", "EXPORTER_URL"):
+        env.pop(name, None)
+    first = Sidecar(env, config)
+    await first.start()
+    try:
+        second = Sidecar(env, config)
+        with pytest.raises(AssertionError, match="exited before it was ready"):
+            await second.start()
+        assert await second.proc.wait() == 2
+        assert any("in use by another process" in line for line in second.log)
+    finally:
+        await first.stop()
