@@ -2,8 +2,16 @@
 
 __version__ = "0.1.0"
 
+from .audit import (  # noqa: E402
+    AuditConflict,
+    AuditError,
+    AuditLogger,
+    AuditUnavailable,
+    AuditValidationError,
+)
 from .cache import MetricsCache, RedisClient, SignalCache  # noqa: E402
 from .defaults import (  # noqa: E402
+    get_audit_logger,
     get_health_checker,
     get_latency_monitor,
     get_logger,
@@ -20,6 +28,12 @@ from .latency import LatencyMonitor, PerformanceLogger  # noqa: E402
 from .log import StructuredLogger  # noqa: E402
 
 __all__ = [
+    "AuditConflict",
+    "AuditError",
+    "AuditLogger",
+    "AuditUnavailable",
+    "AuditValidationError",
+    "get_audit_logger",
     "HALT_REASONS",
     "TradingCalendar",
     "HealthChecker",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from functools import cache
 
+from .audit import AuditLogger
 from .cache import MetricsCache, RedisClient, SignalCache
 from .health.checker import HealthChecker
 from .health.registry import ServiceRegistry
@@ -79,3 +80,9 @@ def get_latency_monitor() -> LatencyMonitor:
 def get_performance_logger() -> PerformanceLogger:
     """The process-wide PerformanceLogger, sharing the monitor's registry, guard and forwarder."""
     return _latency_kit().performance
+
+
+@cache
+def get_audit_logger() -> AuditLogger:
+    """The process-wide AuditLogger: POSTGRES_URL (with the outage spool), else SQLite."""
+    return AuditLogger.from_settings(load_settings())

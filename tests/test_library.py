@@ -117,3 +117,26 @@ def test_latency_getters_work_in_process(monkeypatch):
     finally:
         defaults._latency_kit().close()
         defaults._latency_kit.cache_clear()
+
+
+async def test_audit_getter_runs_the_seed_example_on_sqlite(monkeypatch, tmp_path):
+    from exporter import defaults
+
+    for name in ("POSTGRES_URL", "POSTGRES_URL_FILE", "POSTGRES_ADMIN_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AUDIT_SQLITE_PATH", str(tmp_path / "audit.sqlite3"))
+    monkeypatch.setenv("AUDIT_SPOOL_DIR", str(tmp_path / "spool"))
+    monkeypatch.setenv("AUDIT_CHECKPOINT_DIR", str(tmp_path / "cp"))
+    defaults.get_audit_logger.cache_clear()
+    audit = exporter.get_audit_logger()
+    try:
+        assert audit is exporter.get_audit_logger()
+        await audit.log_signal_generated({"signal_id": "sig_123", "symbol": "USDCOP", "action": "BUY",
+                                          "confidence": 0.85, "price": 4250.5, "model_version": "v1.0"})
+        await audit.log_position_opened({"position_id": "pos_789", "symbol": "USDCOP", "entry_price": 4250.5,
+                                         "quantity": 1000, "entry_time": "2026-01-01T00:00:00+00:00"})
+        trail = await audit.get_audit_trail(event_type="SIGNAL_GENERATED", symbol="USDCOP", limit=100)
+        assert [e["data"]["signal_id"] for e in trail["events"]] == ["sig_123"]
+    finally:
+        await audit.close()
+        defaults.get_audit_logger.cache_clear()
