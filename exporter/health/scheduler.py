@@ -73,15 +73,26 @@ class Scheduler:
         self._heap.clear()
         self._live.clear()
 
-    def reschedule(self, added: list[str], removed: list[str], changed: list[str]) -> None:  # noqa: ARG002
+    def reschedule(self, added: list[str], removed: list[str], changed: list[str]) -> None:
         """Follow a registry change; unchanged services keep their schedule."""
-        if not self._running:
+        if not self._running or self._loop is None:
             return
         for name in removed:
             self._live.pop(name, None)  # its heap entry is dropped when it comes up
-        # A changed service keeps its plan: the next tick reads the new interval.
+        now = self._loop.time()
+        for name in changed:
+            # A changed service keeps its plan, and its next tick reads the new interval;
+            # but a plan further away than the new, shorter interval allows is brought in
+            # (spread as a first start is), so the staleness alert does not fire meanwhile.
+            live, state = self._live.get(name), self.checker.states.get(name)
+            if live is None or state is None:
+                continue
+            sooner = now + state.config.interval * spread(name)
+            if sooner < live[0]:
+                self._plan(name, sooner)
         for name in added:
             self._plan_first(name)
+        self._arm()
 
     def observe_lag(self, planned: float) -> None:
         """Record actual start minus planned start (loop clock) of a scheduled probe."""

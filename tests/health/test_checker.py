@@ -208,3 +208,16 @@ async def test_a_result_for_a_service_removed_mid_probe_is_dropped():
     assert checker.states["g"].status == "unknown"  # the old probe's result was not applied
     assert checker.states["g"].probes == {"success": 0, "failure": 0}
     assert not checker.is_running("g")
+
+
+async def test_a_shorter_interval_on_reload_brings_the_next_probe_in():
+    registry = ServiceRegistry(Config(services=(py_service("x", quick_ok, interval=3600.0),)))
+    checker = HealthChecker(registry)  # "x": its first start comes 0.7 s in (spread)
+    await checker.start_monitoring()
+    try:
+        await wait_for(lambda: checker.states["x"].probes["success"] == 1, timeout=15)
+        registry.replace(Config(services=(py_service("x", quick_ok, interval=0.05),)))
+        checker.sync()
+        await wait_for(lambda: checker.states["x"].probes["success"] >= 3)
+    finally:
+        await checker.stop_monitoring()
