@@ -29,7 +29,7 @@ def setup(app: web.Application) -> list[Route]:
 async def get_metrics(request: web.Request) -> web.Response:
     """GET /metrics: text format, or OpenMetrics when Accept asks for it; gzip when accepted."""
     pieces, content_type = await render_pieces(request.app[REGISTRY], request.headers.get("Accept", ""))
-    headers = {"Content-Type": content_type, "Vary": "Accept-Encoding"}
+    headers = {"Content-Type": content_type, "Vary": "Accept, Accept-Encoding"}
     size = sum(len(piece) for piece in pieces)
     if size >= GZIP_MIN and accepts_gzip(request.headers.get("Accept-Encoding", "")):
         pieces = await gzip_pieces(pieces)
