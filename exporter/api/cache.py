@@ -8,7 +8,7 @@ configured — the publisher of `<ns>:health:<service>`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -30,12 +30,16 @@ from .errors import ApiError, bad_request, invalid, unavailable
 from .health import CHECKER
 from .keys import DEPENDENCIES, READY, REGISTRY, SETTINGS
 from .routes import Route
+from .schemas import NO_NUL, body_pointer, closed, free_form, refusal, reply
 from .validation import check_query, closed_object, get_free_object, query_int, read_json
 
 PATH = "/api/cache/signals"
 TYPES = ("latest", "history", "stats")
 RETRY_AFTER = 5  # seconds; the client reconnects on its own, so this is only pacing
 SWEEP_INTERVAL = 60.0  # the in-memory backend's cleanup of expired entries
+# One day, as for latency records: longer is a unit mistake, and sums of such values would
+# overflow the history statistics to a non-JSON Infinity.
+MAX_EXECUTION_LATENCY_MS = 86_400_000.0
 _PARAMS = {"latest": {"type", "symbol"}, "history": {"type", "symbol", "limit"},
            "stats": {"type", "symbol"}}
 
@@ -85,13 +89,14 @@ def setup(app: web.Application) -> list[Route]:
     return [
         Route("GET", PATH, get_signals, "read",
               "The latest signal (overall or per symbol), a symbol's history, or its statistics",
-              spec={"parameters": _GET_PARAMETERS}),
+              spec={"parameters": _GET_PARAMETERS, "responses": _GET_RESPONSES}),
         Route("POST", PATH, post_signal, "write",
               "Store one signal as the latest and in its symbol's history, in one atomic step",
-              spec={"requestBody": _SIGNAL_SCHEMA}),
+              spec={"requestBody": _SIGNAL_SCHEMA, "responses": _POST_RESPONSES}),
         Route("DELETE", PATH, delete_signals, "write",
               "Clear the signal cache (one symbol's history with ?symbol=); answers keys removed",
-              spec={"parameters": [_param("symbol", "only this symbol's history and latest")]}),
+              spec={"parameters": [_param("symbol", "only this symbol's history and latest", **_SYMBOL)],
+                    "responses": _DELETE_RESPONSES}),
     ]
 
 
@@ -144,9 +149,17 @@ def _answering() -> Iterator[None]:
         raise ApiError(502, "bad_value", str(exc)) from None
 
 
+def _given(query: Mapping[str, str]) -> Mapping[str, str]:
+    """Refuse a parameter given empty: `?symbol=` is a mistake, not a request for everything."""
+    for key, value in query.items():
+        if value == "":
+            raise bad_request(f"query parameter {key!r} is empty; leave it out or give a value", key)
+    return query
+
+
 def _symbol(query, required: bool) -> str | None:
     value = query.get("symbol")
-    if value is None or value == "":
+    if value is None:
         if required:
             raise bad_request("query parameter 'symbol' is required for this type", "symbol")
         return None
@@ -157,10 +170,10 @@ def _symbol(query, required: bool) -> str | None:
 
 async def get_signals(request: web.Request) -> web.Response:
     """GET: ?type=latest (default) | history | stats, with symbol and limit."""
-    kind = request.query.get("type") or "latest"
+    kind = request.query.get("type", "latest")
     if kind not in TYPES:
         raise bad_request(f"type must be one of {', '.join(TYPES)}, got {kind[:40]!r}", "type")
-    query = check_query(request, _PARAMS[kind])
+    query = _given(check_query(request, _PARAMS[kind]))
     signals = request.app[CACHE].signals
     with _answering():
         if kind == "latest":
@@ -184,6 +197,10 @@ async def post_signal(request: web.Request) -> web.Response:
         signal = validate_signal(body)
     except SignalError as exc:
         raise invalid(str(exc), exc.field) from None
+    latency = signal.get("execution_latency_ms")
+    if latency is not None and latency > MAX_EXECUTION_LATENCY_MS:
+        raise invalid(f"execution_latency_ms: must be <= {MAX_EXECUTION_LATENCY_MS:g} (one day), "
+                      f"got {latency:g}", "execution_latency_ms")
     with _answering():
         stored = await request.app[CACHE].signals.record(signal)
     return web.json_response({"signal": stored}, status=201)
@@ -191,7 +208,7 @@ async def post_signal(request: web.Request) -> web.Response:
 
 async def delete_signals(request: web.Request) -> web.Response:
     """DELETE: clear every signal key, or one symbol's (?symbol=)."""
-    query = check_query(request, ("symbol",))
+    query = _given(check_query(request, ("symbol",)))
     symbol = _symbol(query, required=False)
     with _answering():
         cleared = await request.app[CACHE].signals.clear(symbol)
@@ -203,24 +220,83 @@ def _param(name: str, description: str, **schema: Any) -> dict[str, Any]:
             "schema": {"type": "integer" if name == "limit" else "string", **schema}}
 
 
+_SYMBOL = {"pattern": f"^{SYMBOL_RE.pattern}$", "minLength": 3, "maxLength": 12}
 _GET_PARAMETERS = [
-    _param("type", "what to answer", enum=list(TYPES), default="latest"),
-    _param("symbol", "required for history and stats", pattern=f"^{SYMBOL_RE.pattern}$"),
-    _param("limit", "history: newest signals to answer", minimum=1, maximum=MAX_LIMIT, default=50),
+    _param("type", "what to answer; each type takes only the parameters listed for it "
+           "(a parameter of another type is refused with 400)", enum=list(TYPES), default="latest"),
+    _param("symbol", "latest: that symbol's latest signal (the overall latest when absent); "
+           "history and stats: required", **_SYMBOL),
+    _param("limit", "history only: how many of the newest signals", minimum=1, maximum=MAX_LIMIT,
+           default=50),
 ]
+_TEXT = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": NO_NUL}
+_SIGNAL_FIELDS: dict[str, Any] = {
+    "signal_id": _TEXT,
+    "timestamp": {"type": "string", "format": "date-time", "maxLength": 64, "pattern": NO_NUL,
+                  "description": "with an offset"},
+    "symbol": {"type": "string", **_SYMBOL},
+    "action": {"type": "string", "enum": list(ACTIONS)},
+    "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+    "price": {"type": "number", "exclusiveMinimum": 0},
+}
 _SIGNAL_SCHEMA = {
     "type": "object",
     "required": list(REQUIRED),
     "additionalProperties": False,
     "properties": {
-        "signal_id": {"type": "string", "maxLength": 256},
-        "timestamp": {"type": "string", "format": "date-time", "description": "with an offset"},
-        "symbol": {"type": "string", "pattern": f"^{SYMBOL_RE.pattern}$"},
-        "action": {"type": "string", "enum": list(ACTIONS)},
-        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-        "price": {"type": "number", "exclusiveMinimum": 0},
-        "features": {"type": "object", "description": "free-form, at most 64 KiB and depth 16"},
-        "model_version": {"type": "string", "maxLength": 256},
+        **_SIGNAL_FIELDS,
+        # Optional fields may be null, which means absent.
+        "features": free_form(body_pointer(PATH) + "/properties/features"),
+        "model_version": {**_TEXT, "type": ["string", "null"]},
+        "execution_latency_ms": {"type": ["number", "null"], "minimum": 0,
+                                 "maximum": MAX_EXECUTION_LATENCY_MS},
+    },
+}
+# Answers: a stored signal keeps fields a trading engine wrote beyond the known ones.
+_SIGNAL = {
+    "type": "object",
+    "required": list(REQUIRED),
+    "properties": {
+        **_SIGNAL_FIELDS,
+        "timestamp": {"type": "string", "description": "ISO-8601 with an offset, as it was written"},
+        "features": {"type": "object"},
+        "model_version": {"type": "string"},
         "execution_latency_ms": {"type": "number", "minimum": 0},
     },
+}
+_NUMBER_OR_NULL = {"type": ["number", "null"]}
+_COUNT = {"type": "integer", "minimum": 0}
+_STATS = closed(
+    symbol={"type": "string", **_SYMBOL},
+    count=_COUNT,
+    by_action=closed(**{action: _COUNT for action in ACTIONS}),
+    confidence=closed(mean=_NUMBER_OR_NULL, min=_NUMBER_OR_NULL, max=_NUMBER_OR_NULL),
+    mean_execution_latency_ms=_NUMBER_OR_NULL,
+    first_timestamp={"type": ["string", "null"]},
+    last_timestamp={"type": ["string", "null"]},
+)
+_CONFLICT = refusal("a signal key holds another Redis type; nothing was changed")
+_UNAVAILABLE = refusal("Redis is unreachable (Retry-After); nothing was changed")
+_GET_RESPONSES = {
+    "200": reply({"oneOf": [
+        closed(signal={"oneOf": [_SIGNAL, {"type": "null"}]}),
+        closed(symbol={"type": "string", **_SYMBOL},
+               signals={"type": "array", "maxItems": MAX_LIMIT, "items": _SIGNAL}),
+        _STATS,
+    ]}, "latest: {signal} (null when none); history: {symbol, signals} newest first; "
+        "stats: the statistics of the symbol's history (nulls when empty)"),
+    "409": _CONFLICT,
+    "502": refusal("a signal key holds a value that is not a valid signal"),
+    "503": _UNAVAILABLE,
+}
+_POST_RESPONSES = {
+    "201": reply(closed(signal=_SIGNAL),
+                 "stored as the latest signal and at the head of its symbol's history"),
+    "409": _CONFLICT,
+    "503": refusal("Redis is unreachable (Retry-After); the signal is written whole or not at all"),
+}
+_DELETE_RESPONSES = {
+    "200": reply(closed(cleared=_COUNT), "how many keys were removed"),
+    "409": _CONFLICT,
+    "503": _UNAVAILABLE,
 }

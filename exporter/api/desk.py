@@ -12,6 +12,7 @@ from aiohttp import web
 
 from ..audit.errors import AuditError
 from ..cache.errors import CacheTypeError, CacheUnavailable
+from ..cache.layout import SYMBOL_RE
 from ..config.model import DeskConfig
 from ..desk.collector import DeskCollector
 from ..desk.halt import HALT_REASONS, MAX_ACTOR, MAX_NOTE, Halt, HaltConflict, HaltView
@@ -23,6 +24,7 @@ from .errors import ApiError, invalid, unavailable
 from .health import CHECKER
 from .keys import READY, REGISTRY, SETTINGS
 from .routes import Route
+from .schemas import closed, refusal, reply
 from .validation import check_query, closed_object, get_str, read_json
 
 DESK = web.AppKey("desk", Desk)
@@ -62,16 +64,18 @@ def setup(app: web.Application) -> list[Route]:
     app.cleanup_ctx.append(_desk_ctx)
     return [
         Route("GET", HALT_PATH, get_halt, "read",
-              "Whether trading is halted: reason, actor, note and since when"),
+              "Whether trading is halted: reason, actor, note and since when",
+              spec={"responses": _GET_HALT_RESPONSES}),
         Route("POST", HALT_PATH, post_halt, "write",
               "Halt trading (sets usdcop:trading:halted) and record TRADING_HALTED",
-              spec={"requestBody": _HALT_SCHEMA}),
+              spec={"requestBody": _HALT_SCHEMA, "responses": _POST_HALT_RESPONSES}),
         Route("DELETE", HALT_PATH, delete_halt, "write",
               "Resume trading: record TRADING_RESUMED, then remove usdcop:trading:halted",
-              spec={"requestBody": _RESUME_SCHEMA}),
+              spec={"requestBody": _RESUME_SCHEMA, "responses": _DELETE_HALT_RESPONSES}),
         Route("GET", RECONCILIATION_PATH, get_reconciliation, "read",
               "The last reconciliation of audit-trail positions with Redis: mismatches, "
-              "orphan trades, stale positions"),
+              "orphan trades, stale positions",
+              spec={"responses": _RECONCILIATION_RESPONSES}),
     ]
 
 
@@ -134,7 +138,9 @@ async def post_halt(request: web.Request) -> web.Response:
     body = closed_object(await read_json(request), "", required=("actor",),
                          optional=("reason", "note"))
     actor = _text(body, "actor", MAX_ACTOR, required=True)
-    reason = get_str(body, "reason", "", max_len=64) or "manual"
+    reason = get_str(body, "reason", "", max_len=64)
+    if reason is None:  # absent or null
+        reason = "manual"
     if reason not in HALT_REASONS:
         raise invalid(f"reason must be one of {', '.join(HALT_REASONS)}, got {reason[:40]!r}", "reason")
     note = _text(body, "note", MAX_NOTE, required=False)
@@ -194,14 +200,18 @@ async def get_reconciliation(request: web.Request) -> web.Response:
     return web.json_response(answer)
 
 
+_PRINTABLE = {"type": "string", "minLength": 1, "pattern": f"^{_TEXT.pattern}$"}
+_NOTE = {**_PRINTABLE, "type": ["string", "null"], "maxLength": MAX_NOTE,
+         "description": "printable text without line breaks; null means none"}
 _HALT_SCHEMA = {
     "type": "object",
     "required": ["actor"],
     "additionalProperties": False,
     "properties": {
-        "actor": {"type": "string", "maxLength": MAX_ACTOR, "description": "who halts trading"},
-        "reason": {"type": "string", "enum": list(HALT_REASONS), "default": "manual"},
-        "note": {"type": "string", "maxLength": MAX_NOTE},
+        "actor": {**_PRINTABLE, "maxLength": MAX_ACTOR,
+                  "description": "who halts trading: printable text without line breaks"},
+        "reason": {"type": ["string", "null"], "enum": [*HALT_REASONS, None], "default": "manual"},
+        "note": _NOTE,
     },
 }
 _RESUME_SCHEMA = {
@@ -209,7 +219,81 @@ _RESUME_SCHEMA = {
     "required": ["actor"],
     "additionalProperties": False,
     "properties": {
-        "actor": {"type": "string", "maxLength": MAX_ACTOR, "description": "who resumes trading"},
-        "note": {"type": "string", "maxLength": MAX_NOTE},
+        "actor": {**_PRINTABLE, "maxLength": MAX_ACTOR,
+                  "description": "who resumes trading: printable text without line breaks"},
+        "note": _NOTE,
     },
+}
+# Answers. A halt key written by someone else is read back as it is, so its texts are
+# described loosely; `when` is an ISO-8601 time with an offset.
+_STRING_OR_NULL = {"type": ["string", "null"]}
+_HALT = closed(reason={"type": "string", "enum": list(HALT_REASONS)}, actor={"type": "string"},
+               note=_STRING_OR_NULL, when={"type": "string"})
+_EVENT_REF = {"oneOf": [
+    closed(event_id={"type": "string"}, event_type={"type": "string"},
+           sequence={"type": ["integer", "null"], "minimum": 1}),
+    {"type": "null"},
+], "description": "the audit event recorded (sequence null while it waits in the spool)"}
+_HALT_VIEW = {"oneOf": [
+    closed(halted={"const": False}, reason={"type": "null"}, actor={"type": "null"},
+           note={"type": "null"}, when={"type": "null"}),
+    closed(halted={"const": True}, reason={"type": "string", "enum": list(HALT_REASONS)},
+           actor={"type": "string"}, note=_STRING_OR_NULL, when={"type": "string"}),
+    closed(halted={"const": True}, reason={"const": "unknown"}, actor={"type": "null"},
+           note={"type": "null"}, when={"type": "null"}, problem={"type": "string"}),
+]}
+_REDIS_TROUBLE = {
+    "409": refusal("the halt key holds another Redis type; nothing was changed"),
+    "503": refusal("Redis is unreachable (Retry-After); the halt key was not changed"),
+}
+_GET_HALT_RESPONSES = {
+    "200": reply(_HALT_VIEW, "not halted (nulls), halted, or halted with an unreadable key "
+                 "(`problem` says what is wrong; treat it as halted)"),
+    **_REDIS_TROUBLE,
+}
+_HALTED = closed(halted={"const": True}, **_HALT["properties"], audit_event=_EVENT_REF,
+                 audit_recorded={"type": "boolean"}, store={"type": "string", "enum": ["redis", "memory"]})
+_POST_HALT_RESPONSES = {
+    "200": reply(_HALTED, "already halted for that reason: the halt in force, nothing recorded"),
+    "201": reply(_HALTED, "halted now; `store` memory means no trading engine can see the key"),
+    "409": refusal("already halted for another reason, or the halt key holds another Redis "
+                   "type; nothing was changed"),
+    "503": _REDIS_TROUBLE["503"],
+}
+_DELETE_HALT_RESPONSES = {
+    "200": reply(closed(halted={"const": False}, resumed={"oneOf": [_HALT, {"type": "null"}]},
+                        audit_event=_EVENT_REF),
+                 "trading resumed: the halt lifted (null when trading was not halted)"),
+    "409": _REDIS_TROUBLE["409"],
+    "503": refusal("Redis is unreachable, or TRADING_RESUMED could not be recorded "
+                   "(Retry-After); trading stays halted"),
+}
+_SYMBOL = {"type": "string", "pattern": f"^{SYMBOL_RE.pattern}$"}
+_TIME = {"type": "string", "format": "date-time"}
+_RECONCILIATION = closed(
+    checked_at=_TIME,
+    through_sequence={"type": "integer", "minimum": 0},
+    positions={"type": "array", "items": closed(
+        symbol=_SYMBOL, audit_quantity={"type": "number"}, redis_quantity={"type": "number"},
+        mismatch={"type": "boolean"}, audit_position_ids={"type": "array", "items": {"type": "string"}},
+        redis_position_id=_STRING_OR_NULL, problem=_STRING_OR_NULL)},
+    mismatches={"type": "integer", "minimum": 0},
+    orphan_trades={"type": "array", "items": closed(
+        trade_id={"type": "string"}, signal_id=_STRING_OR_NULL, symbol=_STRING_OR_NULL,
+        executed_at=_TIME, sequence={"type": "integer", "minimum": 1})},
+    stale_positions={"type": "array", "items": closed(
+        position_id={"type": "string"}, symbol={"type": "string"}, source={"enum": ["audit", "redis"]},
+        opened_at=_TIME, age_seconds={"type": "number", "minimum": 0})},
+    issues={"type": "array", "items": closed(
+        sequence={"type": ["integer", "null"]}, event_type=_STRING_OR_NULL, problem={"type": "string"})},
+    windows=closed(orphan_window_seconds={"type": "number"},
+                   stale_position_after_seconds={"type": "number"}),
+    fresh={"type": "boolean"},
+    last_problem=_STRING_OR_NULL,
+)
+_RECONCILIATION_RESPONSES = {
+    "200": reply(_RECONCILIATION, "the last completed reconciliation; `fresh` false and "
+                 "`last_problem` say when the newest run was skipped or failed"),
+    "404": refusal("`not_running`: reconciliation runs on shard 0 with an audit trail"),
+    "503": refusal("no reconciliation has completed yet (Retry-After)"),
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -12,6 +13,7 @@ from ..latency.monitor import MAX_LATENCY_MS, LatencyMonitor, LatencyRecord
 from .errors import ApiError, bad_request, invalid
 from .keys import READY, REGISTRY, SETTINGS
 from .routes import Route
+from .schemas import body_pointer, closed, free_form, refusal, reply
 from .validation import (
     BATCH_BODY_LIMIT,
     BODY_LIMIT,
@@ -58,7 +60,7 @@ def setup(app: web.Application) -> list[Route]:
             get_latency,
             "read",
             "Latency stats, average, trend or high-latency pairs from the window",
-            spec={"parameters": _GET_PARAMETERS},
+            spec={"parameters": _GET_PARAMETERS, "responses": _GET_RESPONSES},
         ),
         Route(
             "POST",
@@ -66,7 +68,8 @@ def setup(app: web.Application) -> list[Route]:
             post_latency,
             "write",
             "Record one latency or a batch {records: [...]} (at most 1000, all or nothing)",
-            spec={"requestBody": {"oneOf": [_RECORD_SCHEMA, _BATCH_SCHEMA]}},
+            spec={"requestBody": {"oneOf": [_RECORD_SCHEMA, _BATCH_SCHEMA]},
+                  "responses": _POST_RESPONSES},
         ),
         Route(
             "DELETE",
@@ -74,7 +77,10 @@ def setup(app: web.Application) -> list[Route]:
             delete_latency,
             "write",
             "Clear the window (one service's part with ?service=); counters stay",
-            spec={"parameters": [_param("service", "string", "only this service's records")]},
+            spec={
+                "parameters": [_param("service", "string", "only this service's records", **_NAME)],
+                "responses": _DELETE_RESPONSES,
+            },
         ),
     ]
 
@@ -89,18 +95,19 @@ def _param(name: str, kind: str, description: str, **schema: Any) -> dict[str, A
     }
 
 
-_NAME_SCHEMA = {"type": "string", "pattern": f"^{NAME_RE.pattern}$"}
+_NAME = {"pattern": f"^{NAME_RE.pattern}$", "minLength": 1, "maxLength": 64}
+_NAME_SCHEMA = {"type": "string", **_NAME}
 _GET_PARAMETERS = [
-    _param("type", "string", "what to answer", enum=list(TYPES), default="stats"),
     _param(
-        "service", "string", "required for stats, average and trend", pattern=f"^{NAME_RE.pattern}$"
-    ),
-    _param(
-        "operation",
+        "type",
         "string",
-        "stats and trend: one operation (all when absent)",
-        pattern=f"^{NAME_RE.pattern}$",
+        "what to answer; each type takes only the parameters listed for it "
+        "(a parameter of another type is refused with 400)",
+        enum=list(TYPES),
+        default="stats",
     ),
+    _param("service", "string", "stats, average and trend: required", **_NAME),
+    _param("operation", "string", "stats and trend: one operation (all when absent)", **_NAME),
     _param(
         "minutes",
         "integer",
@@ -112,12 +119,13 @@ _GET_PARAMETERS = [
     _param(
         "threshold",
         "number",
-        "high: mean latency above this many ms",
+        "high only: mean latency above this many ms",
         minimum=0,
         maximum=MAX_LATENCY_MS,
         default=1000,
     ),
 ]
+_METADATA_POINTER = body_pointer(PATH) + "/oneOf/0/properties/metadata"
 _RECORD_SCHEMA = {
     "type": "object",
     "required": ["service", "operation", "latency_ms"],
@@ -126,9 +134,14 @@ _RECORD_SCHEMA = {
         "service": _NAME_SCHEMA,
         "operation": _NAME_SCHEMA,
         "latency_ms": {"type": "number", "minimum": 0, "maximum": MAX_LATENCY_MS},
-        "success": {"type": "boolean", "default": True},
-        "metadata": {"type": "object", "description": "free-form, at most 64 KiB and depth 16"},
-        "trace_id": {**_NAME_SCHEMA, "description": "exported as the exemplar's trace_id"},
+        # Optional fields may be null, which means absent.
+        "success": {"type": ["boolean", "null"], "default": True},
+        "metadata": free_form(_METADATA_POINTER),
+        "trace_id": {
+            **_NAME_SCHEMA,
+            "type": ["string", "null"],
+            "description": "exported as the exemplar's trace_id",
+        },
     },
 }
 _BATCH_SCHEMA = {
@@ -137,11 +150,68 @@ _BATCH_SCHEMA = {
     "additionalProperties": False,
     "properties": {"records": {"type": "array", "maxItems": MAX_RECORDS, "items": _RECORD_SCHEMA}},
 }
+_MS = {"type": ["number", "null"], "minimum": 0}
+_COUNT = {"type": "integer", "minimum": 0}
+_MINUTES = {"type": "integer", "minimum": 1, "maximum": MAX_MINUTES}
+_STATS = closed(
+    service=_NAME_SCHEMA,
+    operation={"type": ["string", "null"]},
+    count=_COUNT,
+    success_ratio={"type": ["number", "null"], "minimum": 0, "maximum": 1},
+    **{k: _MS for k in ("mean_ms", "min_ms", "max_ms", "p50_ms", "p95_ms", "p99_ms")},
+)
+_AVERAGE = closed(service=_NAME_SCHEMA, minutes=_MINUTES, average_ms=_MS, count=_COUNT)
+_TREND = closed(
+    trend={"type": "string", "enum": ["improving", "stable", "degrading"]},
+    current_mean_ms=_MS,
+    previous_mean_ms=_MS,
+    change_ratio={"type": ["number", "null"]},
+    service=_NAME_SCHEMA,
+    operation={"type": ["string", "null"]},
+    minutes=_MINUTES,
+)
+_HIGH = closed(
+    threshold_ms={"type": "number", "minimum": 0, "maximum": MAX_LATENCY_MS},
+    minutes=_MINUTES,
+    services={
+        "type": "array",
+        "items": closed(
+            service=_NAME_SCHEMA,
+            operation=_NAME_SCHEMA,
+            mean_ms={"type": "number", "minimum": 0},
+            p95_ms={"type": "number", "minimum": 0},
+            count={"type": "integer", "minimum": 1},
+        ),
+    },
+)
+_GET_RESPONSES = {
+    "200": reply(
+        {"oneOf": [_STATS, _AVERAGE, _TREND, _HIGH]},
+        "stats: the window's statistics (count 0 and nulls when empty); average; trend; "
+        "high: the pairs whose mean is over the threshold, slowest first",
+    ),
+}
+_POST_RESPONSES = {
+    "200": reply(closed(accepted=_COUNT), "how many records were recorded"),
+    "422": refusal(
+        "well-formed but invalid, or `too_many_pairs` (the cardinality guard); `field` names "
+        "what; nothing of the batch was recorded",
+    ),
+}
+_DELETE_RESPONSES = {"200": reply(closed(cleared=_COUNT), "how many records left the window")}
+
+
+def _given(query: Mapping[str, str]) -> Mapping[str, str]:
+    """Refuse a parameter given empty: `?service=` is a mistake, not a request for everything."""
+    for key, value in query.items():
+        if value == "":
+            raise bad_request(f"query parameter {key!r} is empty; leave it out or give a value", key)
+    return query
 
 
 def _query_name(query, name: str, required: bool) -> str | None:
     value = query.get(name)
-    if value is None or value == "":
+    if value is None:
         if required:
             raise bad_request(f"query parameter {name!r} is required", name)
         return None
@@ -152,10 +222,10 @@ def _query_name(query, name: str, required: bool) -> str | None:
 
 async def get_latency(request: web.Request) -> web.Response:
     """GET: ?type=stats|average|trend|high with the parameters each type takes."""
-    kind = request.query.get("type") or "stats"
+    kind = request.query.get("type", "stats")
     if kind not in TYPES:
         raise bad_request(f"type must be one of {', '.join(TYPES)}, got {kind[:40]!r}", "type")
-    query = check_query(request, _PARAMS[kind])
+    query = _given(check_query(request, _PARAMS[kind]))
     monitor = request.app[MONITOR]
     minutes = query_int(query, "minutes", 5, 1, MAX_MINUTES)
     if kind == "stats":
@@ -269,6 +339,6 @@ async def post_latency(request: web.Request) -> web.Response:
 
 async def delete_latency(request: web.Request) -> web.Response:
     """DELETE: clear the window, or one service's part of it."""
-    query = check_query(request, ("service",))
+    query = _given(check_query(request, ("service",)))
     service = _query_name(query, "service", required=False)
     return web.json_response({"cleared": request.app[MONITOR].clear(service)})
