@@ -30,7 +30,7 @@ from .errors import ApiError, bad_request, invalid, unavailable
 from .health import CHECKER
 from .keys import DEPENDENCIES, READY, REGISTRY, SETTINGS
 from .routes import Route
-from .schemas import NO_NUL, body_pointer, closed, free_form, refusal, reply
+from .schemas import NO_NUL, body_pointer, closed, closed_optional, free_form, refusal, reply
 from .validation import check_query, closed_object, get_free_object, query_int, read_json
 
 PATH = "/api/cache/signals"
@@ -221,14 +221,21 @@ def _param(name: str, description: str, **schema: Any) -> dict[str, Any]:
 
 
 _SYMBOL = {"pattern": f"^{SYMBOL_RE.pattern}$", "minLength": 3, "maxLength": 12}
-_GET_PARAMETERS = [
-    _param("type", "what to answer; each type takes only the parameters listed for it "
-           "(a parameter of another type is refused with 400)", enum=list(TYPES), default="latest"),
-    _param("symbol", "latest: that symbol's latest signal (the overall latest when absent); "
-           "history and stats: required", **_SYMBOL),
-    _param("limit", "history only: how many of the newest signals", minimum=1, maximum=MAX_LIMIT,
-           default=50),
-]
+_SYMBOL_SCHEMA = {"type": "string", **_SYMBOL}
+_LIMIT = {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 50}
+# One exploded form object, so that the document says which parameters each type takes.
+_GET_PARAMETERS = [{
+    "name": "query", "in": "query", "style": "form", "explode": True, "required": False,
+    "description": "type=latest (the default): symbol optional (the overall latest when absent); "
+                   "type=history: symbol, limit; type=stats: symbol. A parameter of another "
+                   "type is refused with 400.",
+    "schema": {"oneOf": [
+        closed_optional(required=(), type={"const": "latest"}, symbol=_SYMBOL_SCHEMA),
+        closed_optional(required=("type", "symbol"), type={"const": "history"},
+                        symbol=_SYMBOL_SCHEMA, limit=_LIMIT),
+        closed_optional(required=("type", "symbol"), type={"const": "stats"}, symbol=_SYMBOL_SCHEMA),
+    ]},
+}]
 _TEXT = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": NO_NUL}
 _SIGNAL_FIELDS: dict[str, Any] = {
     "signal_id": _TEXT,

@@ -13,7 +13,7 @@ from ..latency.monitor import MAX_LATENCY_MS, LatencyMonitor, LatencyRecord
 from .errors import ApiError, bad_request, invalid
 from .keys import READY, REGISTRY, SETTINGS
 from .routes import Route
-from .schemas import body_pointer, closed, free_form, refusal, reply
+from .schemas import body_pointer, closed, closed_optional, free_form, refusal, reply
 from .validation import (
     BATCH_BODY_LIMIT,
     BODY_LIMIT,
@@ -97,33 +97,49 @@ def _param(name: str, kind: str, description: str, **schema: Any) -> dict[str, A
 
 _NAME = {"pattern": f"^{NAME_RE.pattern}$", "minLength": 1, "maxLength": 64}
 _NAME_SCHEMA = {"type": "string", **_NAME}
+_MINUTES_PARAM = {"type": "integer", "minimum": 1, "maximum": MAX_MINUTES, "default": 5}
+_THRESHOLD = {"type": "number", "minimum": 0, "maximum": MAX_LATENCY_MS, "default": 1000}
+# One exploded form object, so that the document says which parameters each type takes.
 _GET_PARAMETERS = [
-    _param(
-        "type",
-        "string",
-        "what to answer; each type takes only the parameters listed for it "
-        "(a parameter of another type is refused with 400)",
-        enum=list(TYPES),
-        default="stats",
-    ),
-    _param("service", "string", "stats, average and trend: required", **_NAME),
-    _param("operation", "string", "stats and trend: one operation (all when absent)", **_NAME),
-    _param(
-        "minutes",
-        "integer",
-        "average, trend and high: the time window",
-        minimum=1,
-        maximum=MAX_MINUTES,
-        default=5,
-    ),
-    _param(
-        "threshold",
-        "number",
-        "high only: mean latency above this many ms",
-        minimum=0,
-        maximum=MAX_LATENCY_MS,
-        default=1000,
-    ),
+    {
+        "name": "query",
+        "in": "query",
+        "style": "form",
+        "explode": True,
+        "required": True,
+        "description": "type=stats (the default): service, operation; type=average: service, "
+        "minutes; type=trend: service, operation, minutes; type=high: minutes, threshold (ms). "
+        "A parameter of another type is refused with 400.",
+        "schema": {
+            "oneOf": [
+                closed_optional(
+                    required=("service",),
+                    type={"const": "stats"},
+                    service=_NAME_SCHEMA,
+                    operation=_NAME_SCHEMA,
+                ),
+                closed_optional(
+                    required=("type", "service"),
+                    type={"const": "average"},
+                    service=_NAME_SCHEMA,
+                    minutes=_MINUTES_PARAM,
+                ),
+                closed_optional(
+                    required=("type", "service"),
+                    type={"const": "trend"},
+                    service=_NAME_SCHEMA,
+                    operation=_NAME_SCHEMA,
+                    minutes=_MINUTES_PARAM,
+                ),
+                closed_optional(
+                    required=("type",),
+                    type={"const": "high"},
+                    minutes=_MINUTES_PARAM,
+                    threshold=_THRESHOLD,
+                ),
+            ]
+        },
+    }
 ]
 _METADATA_POINTER = body_pointer(PATH) + "/oneOf/0/properties/metadata"
 _RECORD_SCHEMA = {

@@ -79,6 +79,21 @@ def _route(request: web.Request):
     return index.get((request.method, path)) or (index.get(("GET", path)) if request.method == "HEAD" else None)
 
 
+def query_names(spec: dict | None) -> set[str]:
+    """The query parameters a route declares; an exploded form object declares its properties."""
+    names: set[str] = set()
+    for param in (spec or {}).get("parameters", ()):
+        if param.get("in") != "query":
+            continue
+        schema = param.get("schema") or {}
+        if param.get("explode") and param.get("style", "form") == "form":
+            for branch in schema.get("oneOf", [schema]):
+                names.update(branch.get("properties", ()))
+        else:
+            names.add(param.get("name"))
+    return names
+
+
 @web.middleware
 async def limits_middleware(request: web.Request, handler) -> web.StreamResponse:
     """Apply the connection, web-config, header and rate limits; count handlers' limits."""
@@ -111,7 +126,7 @@ async def limits_middleware(request: web.Request, handler) -> web.StreamResponse
                        headers={"Retry-After": str(rate.retry_after())})
     route = _route(request)
     if route is not None:
-        declared = {p.get("name") for p in (route.spec or {}).get("parameters", ()) if p.get("in") == "query"}
+        declared = query_names(route.spec)
         for key in request.query:
             if key not in declared:  # the route table says what each route takes; nothing else
                 return _refuse(400, "bad_request", f"unknown query parameter {key[:64]!r}", key[:64])

@@ -25,6 +25,12 @@ def closed(**properties: Any) -> dict[str, Any]:
             "properties": properties}
 
 
+def closed_optional(required: tuple[str, ...], **properties: Any) -> dict[str, Any]:
+    """An object with at most these properties, `required` among them."""
+    return {"type": "object", "additionalProperties": False, "required": list(required),
+            "properties": properties}
+
+
 def body_pointer(path: str, method: str = "post") -> str:
     """JSON pointer to an operation's JSON request body schema in the document."""
     escaped = path.replace("~", "~0").replace("/", "~1")
