@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from loguru import logger
@@ -72,6 +73,14 @@ def check_symbol(symbol: Any) -> str:
     return symbol
 
 
+def _finite_mean(values: list[float]) -> float | None:
+    """The mean, or None when empty or not finite (JSON has no Infinity; Redis may hold anything)."""
+    if not values:
+        return None
+    mean = sum(v / len(values) for v in values)  # divided first: huge values do not overflow
+    return mean if math.isfinite(mean) else None
+
+
 def signal_stats(symbol: str, signals: list[dict[str, Any]]) -> dict[str, Any]:
     """Counts by action, confidence summary, mean execution latency, time span."""
     by_action = {action: 0 for action in ACTIONS}
@@ -90,7 +99,7 @@ def signal_stats(symbol: str, signals: list[dict[str, Any]]) -> dict[str, Any]:
             "min": min(confidences) if confidences else None,
             "max": max(confidences) if confidences else None,
         },
-        "mean_execution_latency_ms": sum(latencies) / len(latencies) if latencies else None,
+        "mean_execution_latency_ms": _finite_mean(latencies),
         "first_timestamp": ordered[0]["timestamp"] if ordered else None,
         "last_timestamp": ordered[-1]["timestamp"] if ordered else None,
     }

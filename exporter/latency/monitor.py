@@ -245,6 +245,8 @@ def trend_of(current: float | None, previous: float | None) -> dict[str, Any]:
             return {"trend": "stable", "change_ratio": 0.0}
         return {"trend": "degrading", "change_ratio": None}  # from zero, any rise is unbounded
     change = (current - previous) / previous
+    if not math.isfinite(change):  # a vanishing previous mean: the rise has no useful ratio
+        return {"trend": "degrading" if change > 0 else "improving", "change_ratio": None}
     if change > STABLE_BAND:
         trend = "degrading"
     elif change < -STABLE_BAND:

@@ -198,3 +198,16 @@ def test_history_max_must_be_positive(client):
     with pytest.raises(ValueError, match="history_max must be a positive integer"):
         SignalCache(client, history_max=0)
 
+
+
+def test_stats_stay_valid_json_with_absurd_latencies():
+    import json
+
+    from exporter.cache.signals import signal_stats
+
+    signals = [{"signal_id": str(i), "timestamp": "2026-01-01T00:00:00+00:00", "symbol": "USDCOP",
+                "action": "BUY", "confidence": 0.5, "price": 1.0, "execution_latency_ms": 1.5e308}
+               for i in range(3)]
+    stats = signal_stats("USDCOP", signals)
+    assert stats["mean_execution_latency_ms"] == pytest.approx(1.5e308)
+    json.dumps(stats, allow_nan=False)  # no Infinity in an API answer

@@ -345,3 +345,9 @@ def test_concurrent_threads_lose_nothing():
         t.join()
     assert len(monitor) == 8000
     assert all(monitor.get_latency_stats(f"svc-{n}")["count"] == 2000 for n in range(4))
+
+
+def test_trend_from_a_vanishing_mean_has_no_infinite_ratio():
+    from exporter.latency.monitor import trend_of
+
+    assert trend_of(1.0, 5e-324) == {"trend": "degrading", "change_ratio": None}
