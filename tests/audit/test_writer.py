@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import time
 import uuid
 from datetime import UTC, datetime
@@ -195,3 +196,44 @@ async def test_sqlite_writer_without_spool(tmp_path):
     await w.close()
     with pytest.raises(AuditUnavailable):
         await w.submit([ev()])
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 256 KiB tmpfs: a spool directory whose disk really fills up (ENOSPC)."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("mounting a tmpfs needs root, which CI has")
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+async def test_a_full_disk_refuses_cleanly_and_loses_nothing_acknowledged(pg_db, tiny_disk, private_pg):
+    store = PgStore(pg_db, timeout=1.0)
+    spool = Spool(tiny_disk / "spool")  # the byte bound (256 MiB) is far above the disk's size
+    w = AuditWriter(store, spool, retry_min=0.05, retry_max=0.3)
+    await w.start()
+    try:
+        private_pg.stop()
+        acknowledged = []
+        with pytest.raises(AuditUnavailable) as info:
+            for i in range(2000):
+                await w.submit([ev(data={"n": i, "pad": "x" * 512})])
+                acknowledged.append(i)
+        assert info.value.code == "spool_full", (info.value.code, info.value.detail)
+        assert 0 < len(acknowledged) < 2000
+        private_pg.start()
+        await until(lambda: spool.empty and w.store_up, what="the drain")
+        head = (await store.head())[0]
+        assert head == len(acknowledged)  # every acknowledged event, once; nothing else
+        # and the sidecar takes events again once there is room
+        await w.submit([ev(data={"n": "after"})])
+        assert (await store.head())[0] == head + 1
+    finally:
+        await w.close(flush_timeout=1.0)
