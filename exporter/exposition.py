@@ -29,7 +29,7 @@ from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.openmetrics.exposition import DOTS
 
-SLICE = 0.002  # seconds of rendering at most between two yields to the event loop
+SLICE = 0.001  # seconds of rendering at most between two yields to the event loop
 BATCH_SAMPLES = 200  # samples of library-rendered families encoded in one call
 GZIP_MIN = 4096  # bytes: smaller bodies go out as they are
 GZIP_LEVEL = 1  # /metrics text shrinks ~18x at level 1; higher levels cost twice the CPU for ~15 %

@@ -295,7 +295,7 @@ class ServiceCollector(Collector):
             block.render_skipped()
         return block
 
-    async def refresh(self, slice_s: float = 0.002) -> None:
+    async def refresh(self, slice_s: float = 0.001) -> None:
         """Re-render the blocks of services that changed, yielding to the loop between slices."""
         states = list(self.checker.states.values())
         label_names = self._label_names(states)
