@@ -8,8 +8,10 @@ stuck and every probe in flight reads a longer duration than it had. Here:
   `health.collector.ServiceFamily` has) is written as it is, after its owner's
   `refresh()` re-rendered what changed since the last scrape, in slices with the loop
   free between them;
-- every other family goes through prometheus_client's own encoder, one family at a time,
-  yielding to the loop whenever a slice of time is used up.
+- every other family goes through prometheus_client's own encoder, a batch of families
+  at a time, yielding to the loop whenever a slice of time is used up;
+- the body goes out as a payload of those pieces, written in bounded chunks (gzip, when
+  the scraper accepts it, compressed the same way), never joined into one big copy.
 
 Headers (HELP, TYPE) always come from prometheus_client's encoder, so both paths write
 exactly what it would. The one case taken whole by the library is an escaping scheme
