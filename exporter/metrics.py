@@ -43,6 +43,8 @@ class CoreMetrics:
             "usdcop_http_request_duration_seconds", "Time to answer API requests.",
             ["route", "method", "code"], buckets=HTTP_BUCKETS, registry=registry,
         )
+        # (route, method, code) → (counter child, histogram child): bounded like the labels
+        self.http_children: dict[tuple, tuple] = {}
         self.limit_rejections = Counter(
             "usdcop_limit_rejections", "Requests refused by a limit.", ["limit"], registry=registry,
         )

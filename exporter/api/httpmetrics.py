@@ -37,6 +37,11 @@ async def http_metrics_middleware(request: web.Request, handler) -> web.StreamRe
         metrics = request.app.get(METRICS)
         if metrics is not None:
             method = request.method if request.method in _METHODS else "other"
-            labels = (_route_label(request), method, str(code))
-            metrics.http_requests.labels(*labels).inc()
-            metrics.http_duration.labels(*labels).observe(time.perf_counter() - start)
+            labels = (_route_label(request), method, code)
+            children = metrics.http_children.get(labels)
+            if children is None:  # labels() validates and locks: once per label set, not per request
+                text = (labels[0], method, str(code))
+                children = (metrics.http_requests.labels(*text), metrics.http_duration.labels(*text))
+                metrics.http_children[labels] = children
+            children[0].inc()
+            children[1].observe(time.perf_counter() - start)
