@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..jsontypes import json_type_name
 from .errors import ApiError, bad_request, invalid
 
 BODY_LIMIT = 1024 * 1024  # 1 MiB per request
@@ -218,7 +219,7 @@ def get_str(obj: dict, key: str, where: str, *, max_len: int = MAX_STRING, patte
             raise invalid(f"field {key!r} is required", path)
         return None
     if not isinstance(value, str):
-        raise invalid(f"{path} must be a string, got {_type(value)}", path)
+        raise invalid(f"{path} must be a string, got {json_type_name(value)}", path)
     if len(value) > max_len:
         raise invalid(f"{path} is longer than {max_len} characters", path)
     if pattern is not None and not pattern.fullmatch(value):
@@ -236,7 +237,7 @@ def get_number(obj: dict, key: str, where: str, *, lo: float | None = None, hi: 
             raise invalid(f"field {key!r} is required", path)
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise invalid(f"{path} must be a number, got {_type(value)}", path)
+        raise invalid(f"{path} must be a number, got {json_type_name(value)}", path)
     value = float(value)
     if not math.isfinite(value):
         raise invalid(f"{path} must be finite", path)
@@ -254,7 +255,7 @@ def get_bool(obj: dict, key: str, where: str, default: bool) -> bool:
         return default
     if not isinstance(value, bool):
         path = _join(where, key)
-        raise invalid(f"{path} must be true or false, got {_type(value)}", path)
+        raise invalid(f"{path} must be true or false, got {json_type_name(value)}", path)
     return value
 
 
@@ -265,7 +266,7 @@ def get_free_object(obj: dict, key: str, where: str) -> dict | None:
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise invalid(f"{path} must be a JSON object, got {_type(value)}", path)
+        raise invalid(f"{path} must be a JSON object, got {json_type_name(value)}", path)
     if _depth(value) > MAX_DEPTH:
         raise invalid(f"{path} is nested deeper than {MAX_DEPTH} levels", path)
     if len(json.dumps(value, separators=(",", ":"))) > FREE_FORM_LIMIT:
@@ -273,15 +274,3 @@ def get_free_object(obj: dict, key: str, where: str) -> dict | None:
     return value
 
 
-def _type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"

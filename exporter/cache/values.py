@@ -8,6 +8,7 @@ import re
 from datetime import datetime
 from typing import Any
 
+from ..jsontypes import json_type_name
 from .errors import SignalError
 
 MAX_STRING = 256
@@ -32,7 +33,7 @@ def dumps(value: Any) -> bytes:
 def require_object(value: Any, what: str) -> dict[str, Any]:
     """`value` must be a JSON object (dict with string keys)."""
     if not isinstance(value, dict):
-        raise SignalError(None, f"{what} must be a JSON object, got {type_name(value)}")
+        raise SignalError(None, f"{what} must be a JSON object, got {json_type_name(value)}")
     return value
 
 
@@ -45,7 +46,7 @@ def number(obj: dict, key: str, *, required: bool = False, lo: float | None = No
             raise SignalError(key, "is required")
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise SignalError(key, f"must be a number, got {type_name(value)}")
+        raise SignalError(key, f"must be a number, got {json_type_name(value)}")
     try:
         value = float(value)
     except OverflowError:
@@ -68,7 +69,7 @@ def string(obj: dict, key: str, *, required: bool = False, max_len: int = MAX_ST
             raise SignalError(key, "is required")
         return None
     if not isinstance(value, str):
-        raise SignalError(key, f"must be a string, got {type_name(value)}")
+        raise SignalError(key, f"must be a string, got {json_type_name(value)}")
     if not value:
         raise SignalError(key, "must not be empty")
     if len(value) > max_len:
@@ -102,7 +103,7 @@ def free_object(obj: dict, key: str) -> dict | None:
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise SignalError(key, f"must be a JSON object, got {type_name(value)}")
+        raise SignalError(key, f"must be a JSON object, got {json_type_name(value)}")
     if depth(value) > MAX_DEPTH:
         raise SignalError(key, f"is nested deeper than {MAX_DEPTH} levels")
     try:
@@ -134,18 +135,3 @@ def depth(value: Any) -> int:
     return deepest
 
 
-def type_name(value: Any) -> str:
-    """JSON's name for the type of `value`."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__

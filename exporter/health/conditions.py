@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..config.model import Condition
+from ..jsontypes import json_type_name
 from .result import ConditionOutcome
 
 SUBJECTS = ("STATUS", "RESPONSE_TIME", "BODY", "CERTIFICATE_EXPIRATION")
@@ -49,22 +50,6 @@ def _show(value: Any) -> str:
     return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
 def _where(cond: Condition, depth: int) -> str:
     out = f"[{cond.subject}]"
     for step in cond.path[:depth]:
@@ -92,7 +77,7 @@ def compare(actual: Any, op: str, expected: Any) -> tuple[bool, str | None]:
     fn = _OPS.get(op)
     if fn is None:
         return False, f"unknown operator {op!r}"
-    a_kind, e_kind = _kind(actual), _kind(expected)
+    a_kind, e_kind = json_type_name(actual), json_type_name(expected)
     if a_kind != e_kind:
         return False, f"cannot compare {a_kind} {_show(actual)} with {e_kind}"
     if op not in ("==", "!=") and a_kind != "number":
