@@ -16,6 +16,7 @@ from exporter.api.openapi import build_openapi
 from exporter.api.routes import add_routes
 from exporter.settings import Settings
 from tests.cache.helpers import make_signal
+from tests.support.openapi_doc import query_schemas
 
 PATH = "/api/cache/signals"
 
@@ -122,18 +123,6 @@ async def test_a_parameter_given_empty_is_refused(api, method, params, field):
     assert "is empty" in answer["detail"] or "got ''" in answer["detail"], answer
     assert (await (await api.get(PATH)).json())["signal"] is not None  # nothing was cleared
 
-
-def query_schemas(operation):
-    """name → schema of each query parameter, also inside an exploded form object's branches."""
-    out = {}
-    for param in operation["parameters"]:
-        schema = param["schema"]
-        if param.get("explode") and param.get("style", "form") == "form":
-            for branch in schema.get("oneOf", [schema]):
-                out.update(branch.get("properties", {}))
-        else:
-            out[param["name"]] = schema
-    return out
 
 
 def test_query_patterns_are_the_routes_patterns(api):

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from exporter.api import latency
 from exporter.api.keys import READY, REGISTRY, SETTINGS
 from exporter.api.openapi import build_openapi
+from tests.support.openapi_doc import query_schemas
 
 URL = "/api/health/latency"
 
@@ -126,18 +127,6 @@ async def test_a_parameter_given_empty_is_refused(client, method, params, field)
     stats = await (await client.get(URL, params={"service": "trading-api"})).json()
     assert stats["count"] == 1  # nothing was cleared
 
-
-def query_schemas(operation):
-    """name → schema of each query parameter, also inside an exploded form object's branches."""
-    out = {}
-    for param in operation["parameters"]:
-        schema = param["schema"]
-        if param.get("explode") and param.get("style", "form") == "form":
-            for branch in schema.get("oneOf", [schema]):
-                out.update(branch.get("properties", {}))
-        else:
-            out[param["name"]] = schema
-    return out
 
 
 def test_query_patterns_are_the_routes_patterns():

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.ops import artefacts as a
-from tests.support.tools import free_port, require_tool
+from tests.support.tools import free_port, ready_server, require_tool
 
 CONFIG = a.PROMETHEUS_DIR / "alertmanager.yml"
 TICKET_WARNINGS = {
@@ -165,36 +165,15 @@ def alertmanager(tmp_path):
     config = tmp_path / "alertmanager.yml"
     config.write_text(text)
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config}",
-            f"--storage.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "am.log").open("w"),
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(base + "/-/ready", timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((tmp_path / "am.log").read_text()) from None
-                time.sleep(0.1)
+    args = [
+        binary,
+        f"--config.file={config}",
+        f"--storage.path={tmp_path / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]
+    with ready_server(args, port, tmp_path / "am.log", limit=30) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _alert(name: str, **labels: str) -> dict:

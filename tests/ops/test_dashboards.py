@@ -6,7 +6,6 @@ import asyncio
 import json
 import re
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -19,7 +18,7 @@ from exporter.audit.pg_schema import migrate
 from tests.ops import artefacts as a
 from tests.ops.promql import ranges, selector_labels, series_names
 from tests.ops.spec_metrics import series_labels
-from tests.support.tools import free_port, require_tool
+from tests.support.tools import free_port, ready_server, require_tool
 
 EXPECTED_UIDS = {
     "usdcop-overview",
@@ -232,37 +231,14 @@ def prometheus(tmp_path_factory):
         )
     )
     port = free_port()
-    log = (tmp / "prometheus.log").open("w")
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            f"--storage.tsdb.path={tmp / 'data'}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(base + "/-/ready", timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((tmp / "prometheus.log").read_text()) from None
-                time.sleep(0.1)
+    args = [
+        binary,
+        f"--config.file={config}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        f"--storage.tsdb.path={tmp / 'data'}",
+    ]
+    with ready_server(args, port, tmp / "prometheus.log") as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def _api(base: str, path: str, params: list[tuple[str, str]]) -> dict:

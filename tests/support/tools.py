@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
 import socket
+import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -44,3 +48,31 @@ def require_initdb() -> Path:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"initdb is required under CI=true (looked in {folder}); scripts/test.sh installs postgresql")
     pytest.skip(f"no initdb under {folder}")
+
+
+@contextlib.contextmanager
+def ready_server(args: list[str], port: int, log_path: Path, limit: float = 60.0):
+    """Run a Prometheus-family server (`args`) listening on 127.0.0.1:`port` until its
+    /-/ready answers; yields its base URL; stops it afterwards. Its stderr goes to
+    `log_path`, shown when it dies or is not ready within `limit` seconds."""
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + limit
+            while True:
+                try:
+                    urllib.request.urlopen(base + "/-/ready", timeout=1).close()
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(Path(log_path).read_text()) from None
+                    time.sleep(0.1)
+            yield base
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
