@@ -18,11 +18,20 @@ class ProbeContext:
     Prometheus scrape timeout is shorter); `run_probe` enforces it as a hard limit.
     `http` is a shared aiohttp session whose connector opens a fresh connection per
     probe; None makes the http prober open its own.
+    `trace`, when set, receives the probe's own log lines (resolve, connect, each phase,
+    the decision and its reason) for `/probe?debug=true`; probers call `ctx.note(...)`,
+    which costs nothing when nobody listens. A line never holds a secret.
     """
 
     timeout: float
     http: Any = None  # aiohttp.ClientSession | None
     allowed_targets: tuple[str, ...] = ()
+    trace: Callable[[str], None] | None = None
+
+    def note(self, line: str) -> None:
+        """Hand one debug line to `trace`, if anyone listens."""
+        if self.trace is not None:
+            self.trace(line)
 
 
 Prober = Callable[[ServiceConfig, ProbeContext], Awaitable[ProbeResult]]
