@@ -1,16 +1,15 @@
 """usdcop-exporter: observability sidecar and library for the USD/COP trading stack."""
 
-__version__ = "0.1.0"
-
-from .audit import (  # noqa: E402
+from ._version import __version__
+from .audit import (
     AuditConflict,
     AuditError,
     AuditLogger,
     AuditUnavailable,
     AuditValidationError,
 )
-from .cache import MetricsCache, RedisClient, SignalCache  # noqa: E402
-from .defaults import (  # noqa: E402
+from .cache import MetricsCache, RedisClient, SignalCache
+from .defaults import (
     get_audit_logger,
     get_health_checker,
     get_latency_monitor,
@@ -20,14 +19,15 @@ from .defaults import (  # noqa: E402
     get_service_registry,
     get_signal_cache,
 )
-from .desk.calendar import TradingCalendar  # noqa: E402
-from .desk.halt import HALT_REASONS  # noqa: E402
-from .health.checker import HealthChecker  # noqa: E402
-from .health.registry import ServiceRegistry  # noqa: E402
-from .latency import LatencyMonitor, PerformanceLogger  # noqa: E402
-from .log import StructuredLogger  # noqa: E402
+from .desk.calendar import TradingCalendar
+from .desk.halt import HALT_REASONS
+from .health.checker import HealthChecker
+from .health.registry import ServiceRegistry
+from .latency import LatencyMonitor, PerformanceLogger
+from .log import StructuredLogger
 
 __all__ = [
+    "__version__",
     "AuditConflict",
     "AuditError",
     "AuditLogger",

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from aiohttp import web
 from loguru import logger
 
-from . import __version__
+from ._version import __version__
 from .config.errors import ConfigError
 from .log import LEVELS, configure_logging
 from .settings import SettingsError, load_settings

@@ -189,6 +189,11 @@ def mapping(ctx: Ctx, node: Node, field: str | None, allowed: Iterable[str] | No
 def readable_file(ctx: Ctx, node: Node, field: str) -> str:
     """An absolute path to an existing, readable file; relative paths start at the config's folder."""
     value, shown = text(ctx, node, field)
+    return existing_file(ctx, node, field, value, shown)
+
+
+def existing_file(ctx: Ctx, node: Node, field: str, value: str, shown: str) -> str:
+    """`value` as an absolute path (relative to the config's folder) of a file we can read."""
     path = os.path.normpath(os.path.join(ctx.base_dir, value))
     try:
         with open(path, "rb"):

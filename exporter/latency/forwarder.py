@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from loguru import logger
 
-from .. import __version__
+from .._version import __version__
 
 if TYPE_CHECKING:
     from .metrics import LatencyMetrics

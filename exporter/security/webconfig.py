@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..config import fields as f
 from ..config.errors import ConfigError
@@ -161,13 +162,7 @@ def _file(ctx: f.Ctx, node: Node, field: str) -> str:
     value = _str(ctx, node, field)
     if not value or "\x00" in value:
         raise ctx.error(node, field, "expected a file name")
-    path = os.path.normpath(os.path.join(ctx.base_dir, value))
-    try:
-        with open(path, "rb"):
-            pass
-    except OSError as exc:
-        raise ctx.error(node, field, f"cannot read file {value!r}: {exc.strerror or exc}") from None
-    return path
+    return f.existing_file(ctx, node, field, value, repr(value))
 
 
 def _pem(ctx: f.Ctx, node: Node, field: str) -> str:
@@ -182,7 +177,28 @@ def _tls(ctx: f.Ctx, node: Node) -> TLSServerConfig:
         raise ctx.error(node, "tls_server_config", "is empty; give cert_file and key_file, or remove it")
     keys = f.mapping(ctx, node, "tls_server_config", TLS_KEYS)
     inner = ctx.under("tls_server_config")
-    kw: dict = {}
+    kw = _tls_material(inner, node, keys)
+    kw["client_auth_type"] = _client_auth(inner, keys, kw)
+    if "client_allowed_sans" in keys:
+        sans = _str_list(inner, keys["client_allowed_sans"], "client_allowed_sans", "[client.example]")
+        if kw["client_auth_type"] != "RequireAndVerifyClientCert":
+            raise inner.error(keys["client_allowed_sans"], "client_allowed_sans",
+                              "needs client_auth_type: RequireAndVerifyClientCert")
+        kw["client_allowed_sans"] = tuple(value for _, value in sans)
+    kw.update(_tls_versions(inner, keys))
+    if "cipher_suites" in keys:
+        kw["cipher_suites"] = _cipher_suites(inner, keys["cipher_suites"], kw["max_version"])
+    if "prefer_server_cipher_suites" in keys:
+        kw["prefer_server_cipher_suites"] = f.boolean(inner, keys["prefer_server_cipher_suites"],
+                                                      "prefer_server_cipher_suites")
+    if "curve_preferences" in keys:
+        kw["curve_preferences"] = _curves(inner, keys["curve_preferences"])
+    return TLSServerConfig(**kw)
+
+
+def _tls_material(inner: f.Ctx, node: Node, keys: dict[str, Node]) -> dict[str, Any]:
+    """The certificate, key and client CAs: each as a file or inline PEM, not both."""
+    kw: dict[str, Any] = {}
     for name in ("cert_file", "key_file", "client_ca_file"):
         if name in keys:
             kw[name] = _file(inner, keys[name], name)
@@ -196,7 +212,11 @@ def _tls(ctx: f.Ctx, node: Node) -> TLSServerConfig:
         raise inner.error(node, None, "cert_file (or cert) is required")
     if "key" not in kw and "key_file" not in kw:
         raise inner.error(node, None, "key_file (or key) is required")
+    return kw
 
+
+def _client_auth(inner: f.Ctx, keys: dict[str, Node], kw: dict[str, Any]) -> str:
+    """client_auth_type, checked against the client CAs given (or not)."""
     auth = "NoClientCert"
     if "client_auth_type" in keys:
         auth = _str(inner, keys["client_auth_type"], "client_auth_type")
@@ -208,7 +228,6 @@ def _tls(ctx: f.Ctx, node: Node) -> TLSServerConfig:
         if auth not in CLIENT_AUTH_TYPES:
             raise inner.error(keys["client_auth_type"], "client_auth_type",
                               f"unknown value {auth!r}; expected one of {', '.join(CLIENT_AUTH_TYPES)}")
-    kw["client_auth_type"] = auth
     has_ca = "client_ca_file" in kw or "client_ca" in kw
     if auth != "NoClientCert" and not has_ca:
         raise inner.error(keys["client_auth_type"], "client_auth_type",
@@ -217,14 +236,12 @@ def _tls(ctx: f.Ctx, node: Node) -> TLSServerConfig:
         ca_key = "client_ca_file" if "client_ca_file" in keys else "client_ca"
         raise inner.error(keys[ca_key], ca_key, "client CAs are configured without a "
                           "client_auth_type; set RequireAndVerifyClientCert or remove them")
+    return auth
 
-    if "client_allowed_sans" in keys:
-        sans = _str_list(inner, keys["client_allowed_sans"], "client_allowed_sans", "[client.example]")
-        if auth != "RequireAndVerifyClientCert":
-            raise inner.error(keys["client_allowed_sans"], "client_allowed_sans",
-                              "needs client_auth_type: RequireAndVerifyClientCert")
-        kw["client_allowed_sans"] = tuple(value for _, value in sans)
 
+def _tls_versions(inner: f.Ctx, keys: dict[str, Node]) -> dict[str, str]:
+    """min_version and max_version (TLS12 or TLS13), min not above max."""
+    kw: dict[str, str] = {}
     for name, default in (("min_version", "TLS12"), ("max_version", "TLS13")):
         value = default
         if name in keys:
@@ -238,32 +255,31 @@ def _tls(ctx: f.Ctx, node: Node) -> TLSServerConfig:
     if TLS_VERSIONS.index(kw["min_version"]) > TLS_VERSIONS.index(kw["max_version"]):
         raise inner.error(keys.get("min_version"), "min_version",
                           f"{kw['min_version']} is above max_version {kw['max_version']}")
+    return kw
 
-    if "cipher_suites" in keys:
-        suites = _str_list(inner, keys["cipher_suites"], "cipher_suites",
-                           "[TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]")
-        for i, (item, name) in enumerate(suites):
-            if name not in CIPHER_SUITES and name not in TLS13_SUITES:
-                raise inner.error(item, f"cipher_suites[{i}]", f"unknown or insecure cipher suite {name!r}")
-        if not suites:
-            raise inner.error(keys["cipher_suites"], "cipher_suites", "an empty list; remove it for the defaults")
-        if kw["max_version"] == "TLS12" and not any(n in CIPHER_SUITES for _, n in suites):
-            raise inner.error(keys["cipher_suites"], "cipher_suites", "lists no TLS 1.2 suite")
-        kw["cipher_suites"] = tuple(name for _, name in suites)
-    if "prefer_server_cipher_suites" in keys:
-        kw["prefer_server_cipher_suites"] = f.boolean(inner, keys["prefer_server_cipher_suites"],
-                                                      "prefer_server_cipher_suites")
-    if "curve_preferences" in keys:
-        curves = _str_list(inner, keys["curve_preferences"], "curve_preferences", "[CurveP256]")
-        for i, (item, name) in enumerate(curves):
-            if name not in CURVES:
-                raise inner.error(item, f"curve_preferences[{i}]",
-                                  f"unknown curve {name!r}; expected one of {', '.join(CURVES)}")
-        if len(curves) != 1:
-            raise inner.error(keys["curve_preferences"], "curve_preferences",
-                              "Python's ssl can pin one curve, not an order of several; list exactly one")
-        kw["curve_preferences"] = tuple(name for _, name in curves)
-    return TLSServerConfig(**kw)
+
+def _cipher_suites(inner: f.Ctx, node: Node, max_version: str) -> tuple[str, ...]:
+    suites = _str_list(inner, node, "cipher_suites", "[TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]")
+    for i, (item, name) in enumerate(suites):
+        if name not in CIPHER_SUITES and name not in TLS13_SUITES:
+            raise inner.error(item, f"cipher_suites[{i}]", f"unknown or insecure cipher suite {name!r}")
+    if not suites:
+        raise inner.error(node, "cipher_suites", "an empty list; remove it for the defaults")
+    if max_version == "TLS12" and not any(n in CIPHER_SUITES for _, n in suites):
+        raise inner.error(node, "cipher_suites", "lists no TLS 1.2 suite")
+    return tuple(name for _, name in suites)
+
+
+def _curves(inner: f.Ctx, node: Node) -> tuple[str, ...]:
+    curves = _str_list(inner, node, "curve_preferences", "[CurveP256]")
+    for i, (item, name) in enumerate(curves):
+        if name not in CURVES:
+            raise inner.error(item, f"curve_preferences[{i}]",
+                              f"unknown curve {name!r}; expected one of {', '.join(CURVES)}")
+    if len(curves) != 1:
+        raise inner.error(node, "curve_preferences",
+                          "Python's ssl can pin one curve, not an order of several; list exactly one")
+    return tuple(name for _, name in curves)
 
 
 def _http(ctx: f.Ctx, node: Node) -> tuple[tuple[str, str], ...]:
