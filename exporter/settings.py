@@ -325,6 +325,14 @@ def load_settings(environ: Mapping[str, str] | None = None, **flag_overrides: An
         raise TypeError(f"unknown flag override(s): {', '.join(unknown)}")
     src = _Source(os.environ if environ is None else environ, flag_overrides)
     kw: dict[str, Any] = {}
+    for section in (_server, _limits, _storage, _audit, _logging):
+        kw.update(section(src))
+    return Settings(**kw)
+
+
+def _server(src: _Source) -> dict[str, Any]:
+    """Where and how the sidecar serves: listen address, tokens, shard, scheduler, name."""
+    kw: dict[str, Any] = {}
     value = src.get
     if got := value("EXPORTER_CONFIG"):
         kw["config"] = _path(*got)
@@ -347,6 +355,15 @@ def load_settings(environ: Mapping[str, str] | None = None, **flag_overrides: An
         if not _SERVICE_NAME.fullmatch(got[0]):
             raise SettingsError(got[1], f"invalid value {got[0][:64]!r}: letters, digits, _ . -, up to 63")
         kw["service_name"] = got[0]
+    if got := value("EXPORTER_URL"):
+        kw["exporter_url"] = _url(*got, ("http", "https"), secret=False).rstrip("/")
+    return kw
+
+
+def _limits(src: _Source) -> dict[str, Any]:
+    """The counts the mirror, the signal history and the latency monitor keep at most."""
+    kw: dict[str, Any] = {}
+    value = src.get
     if got := value("MIRROR_SYMBOLS"):
         kw["mirror_symbols"] = _symbols(*got)
     for variable, key, low, high in (
@@ -362,8 +379,29 @@ def load_settings(environ: Mapping[str, str] | None = None, **flag_overrides: An
     cap = kw.get("mirror_max_symbols", Settings.mirror_max_symbols)
     if len(symbols) > cap:
         raise SettingsError("MIRROR_SYMBOLS", f"lists {len(symbols)} symbols, more than MIRROR_MAX_SYMBOLS ({cap})")
+    if got := value("MIRROR_INTERVAL"):
+        kw["mirror_interval"] = _duration(*got)
+    return kw
+
+
+def _storage(src: _Source) -> dict[str, Any]:
+    """Redis and Postgres: where they are and how to reach them."""
+    kw: dict[str, Any] = {"redis_url": _redis_url(src)}
+    if got := src.get("REDIS_NAMESPACE"):
+        if not _NAMESPACE.fullmatch(got[0]):
+            raise SettingsError(got[1], f"invalid value {got[0][:64]!r}: letters, digits, _ . -, up to 64, no ':'")
+        kw["redis_namespace"] = got[0]
+    for variable, key in (("POSTGRES_URL", "postgres_url"), ("POSTGRES_ADMIN_URL", "postgres_admin_url")):
+        if secret := _text_secret(src, variable):
+            kw[key] = _url(*secret, ("postgresql", "postgres"), secret=True, need_host=False)
+    return kw
+
+
+def _audit(src: _Source) -> dict[str, Any]:
+    """The audit trail: timing, retention, checkpoints, files and the checkpoint key."""
+    kw: dict[str, Any] = {}
+    value = src.get
     for variable, key in (
-        ("MIRROR_INTERVAL", "mirror_interval"),
         ("AUDIT_VERIFY_INTERVAL", "audit_verify_interval"),
         ("AUDIT_MAX_FUTURE_SKEW", "audit_max_future_skew"),
         ("AUDIT_RETENTION", "audit_retention"),
@@ -376,16 +414,6 @@ def load_settings(environ: Mapping[str, str] | None = None, **flag_overrides: An
             kw["audit_checkpoint_events"] = events
         if seconds is not None:
             kw["audit_checkpoint_seconds"] = seconds
-    if got := value("EXPORTER_URL"):
-        kw["exporter_url"] = _url(*got, ("http", "https"), secret=False).rstrip("/")
-    kw["redis_url"] = _redis_url(src)
-    if got := value("REDIS_NAMESPACE"):
-        if not _NAMESPACE.fullmatch(got[0]):
-            raise SettingsError(got[1], f"invalid value {got[0][:64]!r}: letters, digits, _ . -, up to 64, no ':'")
-        kw["redis_namespace"] = got[0]
-    for variable, key in (("POSTGRES_URL", "postgres_url"), ("POSTGRES_ADMIN_URL", "postgres_admin_url")):
-        if secret := _text_secret(src, variable):
-            kw[key] = _url(*secret, ("postgresql", "postgres"), secret=True, need_host=False)
     for variable, key in (
         ("AUDIT_SQLITE_PATH", "audit_sqlite_path"),
         ("AUDIT_SPOOL_DIR", "audit_spool_dir"),
@@ -399,18 +427,24 @@ def load_settings(environ: Mapping[str, str] | None = None, **flag_overrides: An
         if len(key[0]) < MIN_CHECKPOINT_KEY:
             raise SettingsError(key[1], f"an HMAC key needs at least {MIN_CHECKPOINT_KEY} bytes")
         kw["audit_checkpoint_key"] = key[0]
-    if got := value("LOG_LEVEL"):
+    return kw
+
+
+def _logging(src: _Source) -> dict[str, Any]:
+    """LOG_LEVEL and LOG_FORMAT (text on a terminal, JSON otherwise)."""
+    kw: dict[str, Any] = {}
+    if got := src.get("LOG_LEVEL"):
         level = str(got[0]).lower()
         if level not in LOG_LEVELS:
             raise SettingsError(got[1], f"expected debug, info, warn, warning, error, fatal or critical, got {got[0]!r}")
         kw["log_level"] = LOG_LEVELS[level]
-    if got := value("LOG_FORMAT"):
+    if got := src.get("LOG_FORMAT"):
         if str(got[0]).lower() not in ("json", "text"):
             raise SettingsError(got[1], f"expected json or text, got {got[0]!r}")
         kw["log_format"] = str(got[0]).lower()
     else:
         kw["log_format"] = "text" if _stderr_is_tty() else "json"
-    return Settings(**kw)
+    return kw
 
 
 def _spool_bytes(value: str, name: str) -> int:
