@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
@@ -13,25 +12,13 @@ import pytest
 from exporter.audit.events import parse_event
 from exporter.audit.store_pg import PgStore
 from exporter.audit.store_sqlite import SqliteStore
+from tests.support.clock import FakeClock
 from tests.support.private_pg import PrivatePostgres
 
 
-@dataclass
-class Clock:
-    """A settable receipt clock for stores; None (the default) means the real clock."""
-
-    now: datetime | None = None
-
-    def __call__(self) -> datetime | None:
-        return self.now
-
-    def set(self, value: datetime | None) -> None:
-        self.now = value
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock(None)
 
 
 def settings(tmp_path, **overrides) -> SimpleNamespace:

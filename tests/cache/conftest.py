@@ -10,21 +10,8 @@ import redis.asyncio as aioredis
 from loguru import logger
 
 from exporter.cache import CacheMetrics, RedisClient
+from tests.support.clock import FakeClock
 from tests.support.private_redis import private_redis  # noqa: F401  (fixture)
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        """Move time forward."""
-        self.now += seconds
 
 
 @pytest.fixture

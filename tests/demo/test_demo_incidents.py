@@ -12,6 +12,7 @@ from exporter.demo.incidents import ACTOR, PHANTOM_SYMBOL, SCHEDULE, Incidents
 from exporter.demo.runner import app_parts, embedded_sidecar
 from exporter.desk.halt import HALT_KEY
 from exporter.settings import Settings
+from tests.support.clock import FakeClock
 
 
 @pytest.fixture
@@ -28,16 +29,6 @@ async def sidecar(tmp_path):
         yield app, base
 
 
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def _halt(base: str) -> dict:
     async with aiohttp.ClientSession() as session, session.get(base + "/api/trading/halt") as r:
         return await r.json()
@@ -47,7 +38,7 @@ async def test_the_cycle_halts_resumes_and_plants_a_phantom_position(sidecar):
     app, base = sidecar
     parts = app_parts(app)
     engine = DemoEngine(parts, seed=4)
-    clock = Clock()
+    clock = FakeClock()
     incidents = Incidents(engine, base, cycle=150.0, clock=clock)  # steps at 10, 40, 50, 120 s
     try:
         assert await incidents.step() == []

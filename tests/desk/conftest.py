@@ -15,20 +15,6 @@ from exporter.settings import load_settings
 WRITER = {"Authorization": "Bearer writer-token-0123456789"}
 
 
-class Clock:
-    """Wall-clock seconds the test sets and moves."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        """Move time forward."""
-        self.now += seconds
-
-
 @pytest.fixture
 async def redis_client(redis_url, redis_namespace):
     """A RedisClient on the machine's Redis (db 11) in this test's namespace."""

@@ -11,7 +11,8 @@ import redis.asyncio as aioredis
 from exporter.audit.errors import AuditUnavailable
 from exporter.desk.halt import HALT_KEY, HaltConflict, HaltSwitch, iso_utc
 from tests.conftest import REDIS_TEST_URL
-from tests.desk.conftest import WRITER, Clock
+from tests.desk.conftest import WRITER
+from tests.support.clock import FakeClock
 
 PATH = "/api/trading/halt"
 JSON = {"Content-Type": "application/json"}
@@ -24,7 +25,7 @@ async def raw_redis(namespace: str):
 
 async def test_halt_writes_the_key_and_an_audit_event_then_resume_removes_it(
         redis_client, redis_namespace, audit_logger):
-    clock = Clock(float(int(time.time())))  # the audit trail refuses times outside its horizon
+    clock = FakeClock(float(int(time.time())))  # the audit trail refuses times outside its horizon
     when = iso_utc(clock.now)
     switch = HaltSwitch(redis_client, audit=audit_logger, clock=clock)
     halt, created, event = await switch.halt("incident", "ana", "feed frozen")

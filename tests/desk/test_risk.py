@@ -16,8 +16,8 @@ from exporter.desk.calendar import TradingCalendar
 from exporter.desk.metrics import DeskMetrics
 from exporter.desk.risk import BASELINE_KEY, BREACHES_KEY, Baseline, RiskMonitor, evaluate
 from tests.conftest import REDIS_TEST_URL
-from tests.desk.conftest import Clock
 from tests.desk.test_calendar import at
+from tests.support.clock import FakeClock
 
 LIMITS = RiskLimits(max_drawdown=0.10, daily_loss=1000.0, max_position=(("USDCOP", 100.0), ("*", 10.0)),
                     max_open_positions=2, min_win_ratio=0.5, min_trades=20)
@@ -90,7 +90,7 @@ async def breach_events(audit_logger) -> list[dict]:
 async def test_a_breach_writes_one_event_however_often_it_is_seen(
         redis_client, trading, audit_logger, registry):
     cache, mirror = trading
-    clock = Clock(at("2025-03-03T10:00:00-05:00"))
+    clock = FakeClock(at("2025-03-03T10:00:00-05:00"))
     risk = monitor(redis_client, mirror, clock, audit_logger, registry)
     await financial(cache, mirror, total_pnl=0.0, max_drawdown=-0.05)
     for _ in range(3):
@@ -121,7 +121,7 @@ async def test_a_breach_writes_one_event_however_often_it_is_seen(
 async def test_a_restart_during_a_breach_writes_no_second_event(
         redis_client, redis_namespace, trading, audit_logger):
     cache, mirror = trading
-    clock = Clock(at("2025-03-03T10:00:00-05:00"))
+    clock = FakeClock(at("2025-03-03T10:00:00-05:00"))
     await cache.set_position({"position_id": "p1", "symbol": "USDCOP", "side": "LONG", "quantity": 150,
                               "entry_price": 4000, "entry_time": "2025-03-03T14:00:00Z"})
     await financial(cache, mirror, total_pnl=0.0)
@@ -144,7 +144,7 @@ async def test_a_restart_during_a_breach_writes_no_second_event(
 async def test_the_daily_loss_baseline_is_the_pnl_at_the_open_and_survives_a_restart(
         redis_client, redis_namespace, trading, audit_logger):
     cache, mirror = trading
-    clock = Clock(at("2025-03-03T08:00:05-05:00"))  # just after Monday's open
+    clock = FakeClock(at("2025-03-03T08:00:05-05:00"))  # just after Monday's open
     await financial(cache, mirror, total_pnl=5000.0)
     risk = monitor(redis_client, mirror, clock, audit_logger)
     await risk.step()
@@ -187,7 +187,7 @@ async def test_readings_follow_a_reload_of_the_limits(redis_client, trading):
     desk = {"now": DESK}
     calendar = TradingCalendar.from_config(DESK)
     risk = RiskMonitor(redis_client, lambda: mirror.snapshot, lambda: desk["now"], lambda: calendar,
-                       clock=Clock(at("2025-03-03T10:00:00-05:00")))
+                       clock=FakeClock(at("2025-03-03T10:00:00-05:00")))
     assert risk.readings()["max_drawdown"].utilization == 0.5
     desk["now"] = parse_config("services: []\ndesk: {limits: {max_drawdown: 0.05}}\n").desk
     assert risk.readings()["max_drawdown"].utilization == 1.0

@@ -12,25 +12,13 @@ from exporter.api.errors import error_middleware
 from exporter.api.keys import READY, REGISTRY, SETTINGS
 from exporter.api.routes import add_routes
 from exporter.api.validation import BATCH_BODY_LIMIT
-
-
-class FakeClock:
-    """Callable clock; `advance(seconds)` moves it."""
-
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.support.clock import FakeClock
 
 
 @pytest.fixture
 def clock() -> FakeClock:
     """A fake wall clock starting at a fixed instant."""
-    return FakeClock()
+    return FakeClock(1_700_000_000.0)
 
 
 @pytest.fixture

@@ -6,16 +6,9 @@ import aiohttp
 import pytest
 
 from exporter.security.ratelimit import TokenBucket
+from tests.support.clock import FakeClock
 
 from .conftest import limit_count, running
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_bucket_starts_full_refills_and_caps():
