@@ -24,6 +24,8 @@ import pytest
 from exporter.audit.store_pg import PgStore
 from exporter.audit.verify import verify_store
 
+pytestmark = pytest.mark.slow
+
 EXE = Path(sys.executable).parent / "usdcop-exporter"
 READY = re.compile(r"listening on http://([0-9.]+):(\d+)")
 PATH = "/api/audit/signals"
@@ -105,7 +107,6 @@ async def spool_events(base: str) -> float | None:
     return float(match.group(1)) if match else None
 
 
-@pytest.mark.slow
 async def test_no_acknowledged_event_lost_or_duplicated_through_kill_9(private_pg, tmp_path):
     if not private_pg.running():
         private_pg.start()

@@ -36,7 +36,9 @@ async def test_financial_round_trip(metrics_cache):
 
 
 async def test_only_timestamp_is_required(metrics_cache):
-    await metrics_cache.set_financial_metrics({"timestamp": iso()})
+    m = {"timestamp": iso()}
+    await metrics_cache.set_financial_metrics(m)
+    assert await metrics_cache.get_financial_metrics() == m
 
 
 @pytest.mark.parametrize(

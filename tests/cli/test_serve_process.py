@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 SCRIPT = shutil.which("usdcop-exporter", path=str(Path(sys.executable).parent))
 READY = re.compile(r"listening on http://([\d.]+):(\d+)")
 

@@ -17,6 +17,8 @@ from exporter.demo.runner import embedded_sidecar
 from exporter.settings import Settings
 from tests.e2e import stack as s
 
+pytestmark = pytest.mark.slow
+
 SIDECAR = re.compile(r"sidecar\s+(http://127\.0\.0\.1:\d+)/metrics")
 FAST = ["--ports", "0,0,0,0", "--listen", "127.0.0.1:0", "--tick", "200ms",
         "--probe-interval", "500ms", "--slow-delay", "200ms", "--seed", "5",

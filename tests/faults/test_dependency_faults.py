@@ -17,6 +17,8 @@ from tests.support.tools import require_initdb
 
 from .conftest import running
 
+pytestmark = pytest.mark.slow
+
 RECOVERY: dict[str, float] = {}  # case -> seconds from "server back" to a healthy answer
 
 

@@ -8,6 +8,8 @@ import pytest
 
 from tests.support.faultproxy import FaultProxy
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 async def echo():

@@ -7,11 +7,14 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import pytest
 
 from tests.support.faultproxy import FaultProxy
 from tests.support.tools import free_port
 
 from .conftest import running
+
+pytestmark = pytest.mark.slow
 
 OUTCOMES: dict[str, tuple] = {}  # case -> (reason, message) for the closing report
 

@@ -15,8 +15,11 @@ import uuid
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.cli.test_serve_process import Proc
+
+pytestmark = pytest.mark.slow
 
 SCRIPT = shutil.which("usdcop-exporter", path=str(Path(sys.executable).parent))
 WORKERS = 8

@@ -14,6 +14,8 @@ import yaml
 from tests.ops import artefacts as a
 from tests.support.tools import free_port, ready_server, require_tool
 
+pytestmark = pytest.mark.slow
+
 CONFIG = a.PROMETHEUS_DIR / "alertmanager.yml"
 TICKET_WARNINGS = {
     "UsdcopCertificateExpiringSoon",

@@ -12,6 +12,8 @@ import yaml
 from tests.ops import artefacts as a
 from tests.support.tools import require_tool
 
+pytestmark = pytest.mark.slow
+
 COMPOSE = a.REPO / "docker-compose.yml"
 DOCKERFILE = a.REPO / "Dockerfile"
 

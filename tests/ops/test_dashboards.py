@@ -20,6 +20,8 @@ from tests.ops.promql import ranges, selector_labels, series_names
 from tests.ops.spec_metrics import series_labels
 from tests.support.tools import free_port, ready_server, require_tool
 
+pytestmark = pytest.mark.slow
+
 EXPECTED_UIDS = {
     "usdcop-overview",
     "usdcop-service",

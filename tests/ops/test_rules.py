@@ -15,6 +15,8 @@ from tests.ops.promql import grouping_labels, selector_labels, series_names
 from tests.ops.spec_metrics import series_labels
 from tests.support.tools import require_tool
 
+pytestmark = pytest.mark.slow
+
 
 def _run(*cmd: str, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=60)

@@ -11,7 +11,11 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from tests.cli.test_serve_process import Proc
+
+pytestmark = pytest.mark.slow
 
 SCRIPT = shutil.which("usdcop-exporter", path=str(Path(sys.executable).parent))
 

@@ -20,8 +20,10 @@ import pytest
 
 from exporter.health.shard import shard_of
 from tests.cache.helpers import make_signal
-from tests.perf.sidecars import SCRIPT, Sidecar, clean_env, request, series_services, wait_until
+from tests.support.sidecars import SCRIPT, Sidecar, clean_env, request, series_services, wait_until
 from tests.support.tools import free_port, require_tool
+
+pytestmark = pytest.mark.slow
 
 NAMES = [f"svc-{i:02d}" for i in range(24)] + ["trading-api", "ml-analytics", "pipeline-api",
                                                "websocket", "postgres", "redis"]
