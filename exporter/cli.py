@@ -219,10 +219,10 @@ async def _serve(app: web.Application, settings) -> int:
     if settings.api_token is None and settings.admin_token is None:
         logger.warning("no EXPORTER_API_TOKEN or EXPORTER_ADMIN_TOKEN: write routes are open "
                        "to anyone who can reach this port; admin routes are refused")
-    sockets = site._server.sockets if site._server else []  # the real port, also for :0
-    host, port = sockets[0].getsockname()[:2] if sockets else (settings.listen_host, settings.listen_port)
+    bound = runner.addresses  # the real port, also for :0
+    host, port = bound[0][:2] if bound else (settings.listen_host, settings.listen_port)
     shown = f"[{host}]" if ":" in host else host
-    logger.info("listening on {}://{}:{}", "https" if site._ssl_context else "http", shown, port)
+    logger.info("listening on {}://{}:{}", site.name.partition(":")[0], shown, port)
     await stop.wait()
     logger.info("stopping")
     try:
