@@ -3,6 +3,7 @@
 import asyncio
 
 import pytest
+from loguru import logger
 from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.config.model import Config, ServiceConfig
@@ -137,6 +138,37 @@ async def test_listeners_see_changes_but_leaving_unknown_is_not_one():
         ("healthy", "unhealthy", True),
         ("unhealthy", "healthy", True),
     ]
+
+
+async def test_a_failure_below_the_threshold_claims_no_health():
+    """threshold 2, first probe fails: unknown in the API and in /metrics, no "now healthy"
+    log line, and the later turn to unhealthy is reported as leaving unknown."""
+    checker = HealthChecker(ServiceRegistry(Config(services=(
+        py_service("down", quick_fail, failure_threshold=2),
+    ))))
+    prom = CollectorRegistry()
+    prom.register(ServiceCollector(checker))
+    events, lines = [], []
+    checker.add_listener(events.append)
+    sink = logger.add(lambda message: lines.append(message.record["message"]), level="DEBUG")
+    try:
+        health = await checker.check_service("down")
+        assert health["status"] == "unknown"
+        assert health["metadata"]["probe"]["reason"] == "reported_unhealthy"
+        assert prom.get_sample_value("usdcop_service_up", {"service": "down"}) == 0
+        for status, value in (("unknown", 1), ("healthy", 0), ("degraded", 0), ("unhealthy", 0)):
+            assert prom.get_sample_value(
+                "usdcop_service_status", {"service": "down", "status": status}) == value, status
+        assert checker.overview()["summary"]["unknown"] == 1
+        assert (await checker.check_service("down"))["status"] == "unhealthy"
+    finally:
+        logger.remove(sink)
+    assert [(e.old_status, e.new_status, e.changed) for e in events] == [
+        ("unknown", "unknown", False),
+        ("unknown", "unhealthy", False),
+    ]
+    assert not [line for line in lines if "healthy" in line and "unhealthy" not in line], lines
+    assert [line for line in lines if "is now unhealthy" in line]
 
 
 async def test_a_failing_listener_does_not_stop_probing():
