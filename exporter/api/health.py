@@ -66,6 +66,7 @@ async def _checker_ctx(app: web.Application):
     checker.http = session
     if settings.scheduler:
         await checker.start_monitoring(lag_observer=app[METRICS].schedule_lag.observe)
+        app[METRICS].scheduler_enabled.set(1)
     else:
         logger.info("scheduler off: probing only when asked (/probe, POST /api/health/services)")
     app[READY]["health"] = True
@@ -73,6 +74,7 @@ async def _checker_ctx(app: web.Application):
         yield
     finally:
         app[READY]["health"] = False
+        app[METRICS].scheduler_enabled.set(0)
         await checker.stop_monitoring()
         await session.close()
 

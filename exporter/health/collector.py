@@ -25,7 +25,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from .result import PHASES, REASONS
-from .state import PROBE_BUCKETS, STATUSES, ServiceState, overall_status
+from .state import OVERALL_STATUSES, PROBE_BUCKETS, STATUSES, ServiceState, overall_status
 
 if TYPE_CHECKING:
     from .checker import HealthChecker
@@ -318,7 +318,7 @@ class ServiceCollector(Collector):
         current = overall_status(states)
         columns.append(tuple(
             f'usdcop_overall_status{{status="{st}"}} {"1.0" if st == current else "0.0"}\n'
-            for st in ("healthy", "degraded", "unhealthy")
+            for st in OVERALL_STATUSES
         ))
         return columns
 
@@ -388,6 +388,6 @@ class ServiceCollector(Collector):
             if result.clock_skew_s is not None:
                 families[_SKEW].add_metric([name], result.clock_skew_s)
         current = overall_status(states)
-        for st in ("healthy", "degraded", "unhealthy"):
+        for st in OVERALL_STATUSES:
             families[-1].add_metric([st], 1 if current == st else 0)
         return families

@@ -103,9 +103,15 @@ class ServiceState:
         return self.health
 
 
+OVERALL_STATUSES = ("healthy", "degraded", "unhealthy", "unknown")
+
+
 def overall_status(states: list[ServiceState]) -> str:
-    """Overall: unhealthy if a critical service is; degraded if any is degraded or a
+    """Overall: unknown while no service has a state (none configured, or all still
+    unknown); else unhealthy if a critical service is; degraded if any is degraded or a
     non-critical one unhealthy; unknown services count as neither."""
+    if all(state.status == "unknown" for state in states):
+        return "unknown"
     overall = "healthy"
     for state in states:
         if state.status == "unhealthy":

@@ -39,8 +39,12 @@ async def test_healthz_and_readyz(sidecar):
 async def test_services_are_unknown_before_any_probe_then_probed_on_post(sidecar):
     body = await (await sidecar.get("/api/health/services")).json()
     assert body["summary"] == {"total": 2, "healthy": 0, "degraded": 0, "unhealthy": 0, "unknown": 2}
-    assert body["overall_status"] == "healthy"
+    assert body["overall_status"] == "unknown"  # nothing probed yet: nothing to claim
     assert body["shard"] == "0/1"
+    metrics = await (await sidecar.get("/metrics")).text()
+    assert 'usdcop_overall_status{status="unknown"} 1.0' in metrics
+    assert 'usdcop_overall_status{status="healthy"} 0.0' in metrics
+    assert "usdcop_probe_scheduler_enabled 0.0" in metrics.splitlines()
     up = await sidecar.post("/api/health/services", json={"service": "up-svc"})
     assert up.status == 200
     health = await up.json()
@@ -51,6 +55,9 @@ async def test_services_are_unknown_before_any_probe_then_probed_on_post(sidecar
     body = await (await sidecar.get("/api/health/services")).json()
     assert body["overall_status"] == "degraded"  # down-svc is not critical
     assert body["summary"]["unknown"] == 0
+    metrics = await (await sidecar.get("/metrics")).text()
+    assert 'usdcop_overall_status{status="degraded"} 1.0' in metrics
+    assert 'usdcop_overall_status{status="unknown"} 0.0' in metrics
 
 
 async def test_post_errors_are_json_and_name_the_field(sidecar):
@@ -215,3 +222,10 @@ async def test_openapi_lists_every_route(sidecar):
 async def test_server_header_hides_versions(sidecar):
     for path in ("/healthz", "/nope", "/metrics"):
         assert (await sidecar.get(path)).headers["Server"] == "usdcop-exporter"
+
+
+async def test_scheduler_enabled_is_exported(aiohttp_client, make_app, target):
+    app, _ = make_app(services_yaml(target), EXPORTER_SCHEDULER="on")
+    client = await aiohttp_client(app)
+    metrics = await (await client.get("/metrics")).text()
+    assert "usdcop_probe_scheduler_enabled 1.0" in metrics.splitlines()

@@ -105,8 +105,9 @@ def _state(status, critical=True):
 @pytest.mark.parametrize(
     ("statuses", "expected"),
     [
-        ([], "healthy"),
-        ([("unknown", True)], "healthy"),
+        ([], "unknown"),
+        ([("unknown", True)], "unknown"),
+        ([("unknown", True), ("unknown", False)], "unknown"),
         ([("healthy", True), ("unknown", True)], "healthy"),
         ([("healthy", True), ("degraded", False)], "degraded"),
         ([("healthy", True), ("unhealthy", False)], "degraded"),

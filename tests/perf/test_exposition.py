@@ -152,7 +152,8 @@ def test_an_empty_checker_still_writes_every_family():
     body, _ = render_now(registry)
     assert body == generate_latest(registry)
     assert b"# TYPE usdcop_service_probe_duration_seconds histogram" in body
-    assert b'usdcop_overall_status{status="healthy"} 1.0' in body
+    assert b'usdcop_overall_status{status="unknown"} 1.0' in body  # no service: nothing seen
+    assert b'usdcop_overall_status{status="healthy"} 0.0' in body
 
 
 async def test_render_yields_to_the_loop_while_it_works():
