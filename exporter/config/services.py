@@ -20,7 +20,7 @@ from .yamlsafe import Node
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-RESERVED_LABELS = ("service", "type", "job", "instance")
+RESERVED_LABELS = ("service", "type", "critical", "job", "instance")
 MAX_LABELS = 5
 MAX_DURATION = 86400.0  # interval, timeout, degraded_latency
 MAX_THRESHOLD = 1000

@@ -98,7 +98,9 @@ async def test_metrics_text_openmetrics_and_promtool(sidecar, tmp_path):
     text = await (await sidecar.get("/metrics")).text()
     assert 'usdcop_service_up{service="up-svc"} 1.0' in text
     assert 'usdcop_service_status{service="down-svc",status="unhealthy"} 1.0' in text
-    assert 'usdcop_service_info{service="up-svc",team="desk",type="http"} 1.0' in text
+    assert 'usdcop_service_info{critical="true",service="up-svc",team="desk",type="http"} 1.0' in text
+    # down-svc is `critical: false`: its alerts warn instead of paging
+    assert 'usdcop_service_info{critical="false",service="down-svc",team="",type="http"} 1.0' in text
     assert 'usdcop_service_probe_failures_total{reason="status",service="down-svc"} 1.0' in text
     assert 'usdcop_service_http_status_code{service="down-svc"} 503.0' in text
     assert 'usdcop_http_requests_total{code="200",method="POST",route="/api/health/services"}' in text
@@ -153,7 +155,7 @@ async def test_reload_adds_removes_and_keeps_old_config_on_error(aiohttp_client,
     assert "name" in (await resp.json())["detail"]
     text = await (await client.get("/metrics")).text()
     assert "usdcop_config_last_reload_successful 0.0" in text
-    assert 'usdcop_service_info{service="added"' in text  # old configuration still runs
+    assert 'usdcop_service_info{critical="true",service="added"' in text  # old configuration still runs
 
 
 async def test_auth_levels_with_tokens(aiohttp_client, make_app, target):

@@ -73,7 +73,7 @@ def test_serve_reload_and_stop(tmp_path, env):
         host, port = proc.wait_line(READY.pattern).groups()
         base = f"http://{host}:{port}"
         status, text = get(base + "/metrics")
-        assert status == 200 and 'usdcop_service_info{service="one",type="tcp"} 1.0' in text
+        assert status == 200 and 'usdcop_service_info{critical="true",service="one",type="tcp"} 1.0' in text
         # a bad file keeps the old configuration
         cfg.write_text("services:\n  - name: one\n    type: tcp\n    addres: 127.0.0.1:1\n")
         proc.proc.send_signal(signal.SIGHUP)
@@ -87,7 +87,7 @@ def test_serve_reload_and_stop(tmp_path, env):
         proc.wait_line("reloaded ")
         text = get(base + "/metrics")[1]
         assert "usdcop_config_last_reload_successful 1.0" in text
-        assert 'usdcop_service_info{service="two",type="tcp"} 1.0' in text
+        assert 'usdcop_service_info{critical="true",service="two",type="tcp"} 1.0' in text
         assert 'service="one"' not in text
         proc.proc.send_signal(signal.SIGTERM)
         assert proc.proc.wait(timeout=15) == 0

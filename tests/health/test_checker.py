@@ -205,7 +205,8 @@ async def test_reload_keeps_unchanged_and_drops_removed_series():
     # unknown: info, status, interval/timeout and zero counters; no up or durations yet
     assert prom.get_sample_value("usdcop_service_up", {"service": "new"}) is None
     assert prom.get_sample_value("usdcop_service_probes_total", {"service": "new", "result": "failure"}) == 0
-    assert prom.get_sample_value("usdcop_service_info", {"service": "new", "type": "python"}) == 1
+    assert prom.get_sample_value(
+        "usdcop_service_info", {"service": "new", "type": "python", "critical": "true"}) == 1
     lines = generate_latest(prom).decode().splitlines()
     assert not [line for line in lines if "duration_seconds" in line and 'service="new"' in line]
     assert [line for line in lines if "duration_seconds_count" in line and 'service="keep"' in line]

@@ -101,7 +101,7 @@ def test_fast_text_follows_every_change():
     checker.register_service("svc-new", url="http://127.0.0.1:9/h", labels={"owner": "ops"})
     text = render_now(registry)[0].decode()
     assert text.encode() == generate_latest(registry)
-    assert 'usdcop_service_info{owner="",service="svc-000",team=' in text
+    assert 'usdcop_service_info{critical="true",owner="",service="svc-000",team=' in text
     assert 'usdcop_service_status{service="svc-new",status="unknown"} 1.0' in text
 
 
