@@ -5,9 +5,13 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from exporter.api.keys import ROUTE_INDEX
 from exporter.api.routes import LEVELS
+from exporter.app import create_app
+from exporter.config.errors import ConfigError
+from exporter.settings import load_settings
 from tests.api.conftest import services_yaml
 from tests.support.tools import require_tool
 
@@ -231,3 +235,29 @@ async def test_scheduler_enabled_is_exported(aiohttp_client, make_app, target):
     client = await aiohttp_client(app)
     metrics = await (await client.get("/metrics")).text()
     assert "usdcop_probe_scheduler_enabled 1.0" in metrics.splitlines()
+
+
+async def test_a_python_check_that_cannot_be_imported_stops_start_and_reload(
+        aiohttp_client, make_app, target, tmp_path):
+    bad = services_yaml(target, "  - name: model\n    type: python\n    check: 'no.such:fn'\n")
+    path = tmp_path / "bad-services.yaml"
+    path.write_text(bad)
+    settings = load_settings({"EXPORTER_CONFIG": str(path), "EXPORTER_SCHEDULER": "off",
+                              "AUDIT_SQLITE_PATH": str(tmp_path / "bad.sqlite3"),
+                              "AUDIT_SPOOL_DIR": str(tmp_path / "bad-spool"),
+                              "AUDIT_CHECKPOINT_DIR": str(tmp_path / "bad-checkpoints")})
+    with pytest.raises(ConfigError) as info:
+        create_app(settings, CollectorRegistry())
+    assert (info.value.file, info.value.line) == (str(path), 9)  # the service entry
+    assert (info.value.service, info.value.field) == ("model", "check")
+    assert "cannot import no.such" in str(info.value)
+    app, path = make_app(services_yaml(target))
+    client = await aiohttp_client(app)
+    path.write_text(bad)
+    resp = await client.post("/-/reload")
+    assert resp.status == 400
+    body = await resp.json()
+    assert body["field"] == "check" and "service 'model'" in body["detail"]
+    assert "usdcop_config_last_reload_successful 0.0" in await (await client.get("/metrics")).text()
+    assert "model" not in {s["service"] for s in
+                           (await (await client.get("/api/health/services")).json())["services"]}

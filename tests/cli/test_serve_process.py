@@ -107,6 +107,21 @@ def test_bad_config_exits_2_with_the_error(tmp_path, env):
     assert "services.yaml" in out.stderr and "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
+def test_a_python_check_that_cannot_be_imported_stops_serve_and_check_config(tmp_path, env):
+    cfg = tmp_path / "services.yaml"
+    cfg.write_text("services:\n  - name: model\n    type: python\n    check: 'no.such:fn'\n")
+    where = f"{cfg}:2: service 'model': field 'check': check 'no.such:fn': cannot import no.such"
+    out = subprocess.run([SCRIPT, "serve", "--config", str(cfg), "--listen", "127.0.0.1:0"],
+                         env=env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2  # like every configuration error of serve
+    assert where in out.stderr and "Traceback" not in out.stderr
+    out = subprocess.run([SCRIPT, "check-config", str(cfg)], env=env, capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 1
+    assert where in out.stderr and "Traceback" not in out.stderr
+
+
 def test_bad_setting_exits_2_naming_the_variable(tmp_path, env):
     env["EXPORTER_SHARD"] = "3/2"
     out = subprocess.run([SCRIPT, "serve", "--listen", "127.0.0.1:0"], env=env,
