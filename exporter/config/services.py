@@ -22,7 +22,8 @@ NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 RESERVED_LABELS = ("service", "type", "critical", "job", "instance")
 MAX_LABELS = 5
-MAX_DURATION = 86400.0  # interval, timeout, degraded_latency
+MAX_DURATION = 86400.0  # interval, degraded_latency
+MAX_TIMEOUT = 600.0  # a probe that may take longer is a mistake (often milliseconds meant)
 MAX_THRESHOLD = 1000
 MAX_BODY = 64 << 20
 
@@ -287,7 +288,9 @@ def build_service(ctx: f.Ctx, node: Node, index: int, defaults: Defaults,
 
 def read_default(ctx: f.Ctx, node: Node, name: str) -> Any:
     """One of the fields that `defaults:` may set, read and checked."""
-    if name in ("interval", "timeout", "degraded_latency"):
+    if name == "timeout":
+        return f.duration(ctx, node, name, MAX_TIMEOUT)
+    if name in ("interval", "degraded_latency"):
         return f.duration(ctx, node, name, MAX_DURATION)
     if name in ("failure_threshold", "success_threshold"):
         return f.integer(ctx, node, name, 1, MAX_THRESHOLD)
