@@ -254,3 +254,31 @@ async def test_a_shorter_interval_on_reload_brings_the_next_probe_in():
         await wait_for(lambda: checker.states["x"].probes["success"] >= 3)
     finally:
         await checker.stop_monitoring()
+
+
+async def test_the_shipped_pipeline_api_when_dead_is_unknown_then_unhealthy_never_healthy():
+    """services.yaml's pipeline-api (failure_threshold 2, critical: false) on a closed port."""
+    from pathlib import Path
+
+    from exporter.config.loader import load_config
+    from tests.support.tools import free_port
+
+    shipped = Path(__file__).resolve().parents[2] / "services.yaml"
+    dead = f"http://127.0.0.1:{free_port()}/health"
+    config = load_config(shipped, environ={"PIPELINE_API_URL": dead.removesuffix("/health")})
+    (svc,) = [s for s in config.services if s.name == "pipeline-api"]
+    assert (svc.url, svc.failure_threshold, svc.critical) == (dead, 2, False)
+    checker = HealthChecker(ServiceRegistry(Config(services=(svc,))))
+    prom = CollectorRegistry()
+    prom.register(ServiceCollector(checker))
+    first = await checker.check_service("pipeline-api")
+    assert (first["status"], first["metadata"]["probe"]["reason"]) == ("unknown", "connect")
+    assert checker.overview()["overall_status"] == "unknown"
+    assert prom.get_sample_value("usdcop_overall_status", {"status": "unknown"}) == 1
+    assert prom.get_sample_value(
+        "usdcop_service_status", {"service": "pipeline-api", "status": "healthy"}) == 0
+    assert prom.get_sample_value("usdcop_service_info", {
+        "service": "pipeline-api", "type": "http", "critical": "false",
+        "team": "data", "component": "pipeline"}) == 1
+    assert (await checker.check_service("pipeline-api"))["status"] == "unhealthy"
+    assert checker.overview()["overall_status"] == "degraded"  # not critical
