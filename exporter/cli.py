@@ -91,10 +91,11 @@ def _fail(code: int, message: str) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     """check-config FILE."""
-    from .config.loader import load_config
+    from .config.loader import import_checks, load_config
 
     try:
         config = load_config(args.file)
+        import_checks(config)  # a python check that cannot be imported is an error here too
     except ConfigError as exc:
         return _fail(EXIT_FAIL, str(exc))
     print(f"{args.file}: ok, {len(config.services)} services")

@@ -27,6 +27,11 @@ class CoreMetrics:
             "Actual start minus planned start of scheduled probes.",
             buckets=LAG_BUCKETS, registry=registry,
         )
+        self.scheduler_enabled = Gauge(
+            "usdcop_probe_scheduler_enabled",
+            "1 while this sidecar probes its services on a schedule; 0 when it probes only "
+            "when asked (--no-scheduler).", registry=registry,
+        )
         self.reload_ok = Gauge(
             "usdcop_config_last_reload_successful",
             "Whether the last configuration load or reload succeeded.", registry=registry,

@@ -101,7 +101,7 @@ def test_fast_text_follows_every_change():
     checker.register_service("svc-new", url="http://127.0.0.1:9/h", labels={"owner": "ops"})
     text = render_now(registry)[0].decode()
     assert text.encode() == generate_latest(registry)
-    assert 'usdcop_service_info{owner="",service="svc-000",team=' in text
+    assert 'usdcop_service_info{critical="true",owner="",service="svc-000",team=' in text
     assert 'usdcop_service_status{service="svc-new",status="unknown"} 1.0' in text
 
 
@@ -152,7 +152,8 @@ def test_an_empty_checker_still_writes_every_family():
     body, _ = render_now(registry)
     assert body == generate_latest(registry)
     assert b"# TYPE usdcop_service_probe_duration_seconds histogram" in body
-    assert b'usdcop_overall_status{status="healthy"} 1.0' in body
+    assert b'usdcop_overall_status{status="unknown"} 1.0' in body  # no service: nothing seen
+    assert b'usdcop_overall_status{status="healthy"} 0.0' in body
 
 
 async def test_render_yields_to_the_loop_while_it_works():

@@ -10,7 +10,8 @@ from aiohttp import web
 from loguru import logger
 
 from ..config.errors import ConfigError
-from ..config.loader import diff_configs, load_config
+from ..config.loader import diff_configs, import_checks, load_config
+from ..config.model import Config
 from ..health.checker import HealthChecker, NotInShard
 from ..health.collector import ServiceCollector
 from ..health.probes.http_client import create_session
@@ -34,7 +35,7 @@ def setup(app: web.Application) -> list[Route]:
     settings = app[SETTINGS]
     metrics = CoreMetrics(app[REGISTRY])
     app[METRICS] = metrics
-    config = load_config(settings.config)
+    config = _load(settings.config)
     metrics.reload_ok.set(1)
     metrics.reload_ts.set(time.time())
     checker = HealthChecker(
@@ -59,6 +60,13 @@ def setup(app: web.Application) -> list[Route]:
     ]
 
 
+def _load(path: str) -> Config:
+    """Load the services file and import its python checks (ConfigError for either)."""
+    config = load_config(path)
+    import_checks(config)
+    return config
+
+
 async def _checker_ctx(app: web.Application):
     settings = app[SETTINGS]
     checker = app[CHECKER]
@@ -66,6 +74,7 @@ async def _checker_ctx(app: web.Application):
     checker.http = session
     if settings.scheduler:
         await checker.start_monitoring(lag_observer=app[METRICS].schedule_lag.observe)
+        app[METRICS].scheduler_enabled.set(1)
     else:
         logger.info("scheduler off: probing only when asked (/probe, POST /api/health/services)")
     app[READY]["health"] = True
@@ -73,6 +82,7 @@ async def _checker_ctx(app: web.Application):
         yield
     finally:
         app[READY]["health"] = False
+        app[METRICS].scheduler_enabled.set(0)
         await checker.stop_monitoring()
         await session.close()
 
@@ -88,7 +98,7 @@ async def reload_config(app: web.Application) -> dict:
     path = app[SETTINGS].config
     async with app[RELOAD_LOCK]:
         try:
-            config = await asyncio.to_thread(load_config, path)
+            config = await asyncio.to_thread(_load, path)
         except ConfigError as exc:
             metrics.reload_ok.set(0)
             logger.error("reload of {} failed, keeping the running configuration: {}", path, exc)

@@ -54,7 +54,7 @@ _OVERVIEW = {
     "type": "object",
     "required": ["overall_status", "services", "summary", "timestamp", "shard"],
     "properties": {
-        "overall_status": {"type": "string", "enum": ["healthy", "degraded", "unhealthy"]},
+        "overall_status": {"type": "string", "enum": ["healthy", "degraded", "unhealthy", "unknown"]},
         "services": {"type": "array", "items": {"$ref": "#/components/schemas/Health"}},
         "summary": {
             "type": "object",

@@ -136,7 +136,13 @@ def duration(ctx: Ctx, node: Node, field: str, maximum: float) -> float:
         except UnitError as exc:
             raise ctx.error(node, field, f"invalid duration {shown}: {exc.hint}") from None
     if not 0 < seconds <= maximum:
-        raise ctx.error(node, field, f"must be more than 0s and at most {format_duration(maximum)}, got {shown}")
+        hint = ""
+        if node.python and node.kind in ("int", "float") and seconds > maximum:
+            # A number from code is seconds; a caller used to milliseconds gets told.
+            hint = (f": the unit is seconds ({shown} s is {format_duration(seconds)}); "
+                    f"for milliseconds write '{shown}ms'")
+        raise ctx.error(node, field, f"must be more than 0s and at most {format_duration(maximum)}, "
+                                     f"got {shown}{hint}")
     return seconds
 
 

@@ -13,7 +13,7 @@ from . import fields as f
 from .desk import parse_desk
 from .errors import ConfigError
 from .model import Config, Defaults, DeskConfig, ServiceConfig
-from .services import build_service, join_host_port, read_default, split_host_port
+from .services import build_service, join_host_port, read_default, resolve_check, split_host_port
 from .yamlsafe import MAX_BYTES, compose, decode, from_python
 
 TOP_KEYS = ("defaults", "services", "allowed_targets", "desk")
@@ -69,6 +69,23 @@ def parse_bytes(data: bytes, source: str, environ: Mapping[str, str] | None, bas
     desk = parse_desk(ctx, top["desk"]) if "desk" in top else DeskConfig()
     return Config(services=services, defaults=defaults, allowed_targets=targets, source=source,
                   digest=hashlib.sha256(data).hexdigest(), desk=desk)
+
+
+def import_checks(config: Config) -> None:
+    """Import every python service's `check` and make sure it names a callable.
+
+    Loading a file never imports user code; `check-config`, `serve` and reload call this
+    after loading, so a check that cannot be imported stops them (ConfigError naming
+    file:line, service and field) instead of failing every probe later.
+    """
+    for svc in config.services:
+        if svc.type != "python" or svc.check is None:
+            continue
+        try:
+            resolve_check(svc.check)
+        except ConfigError as exc:
+            raise ConfigError(exc.message, file=config.source, line=svc.line, service=svc.name,
+                              field="check") from None
 
 
 def _defaults(ctx: f.Ctx, node: Any) -> Defaults:

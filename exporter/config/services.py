@@ -20,16 +20,17 @@ from .yamlsafe import Node
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-RESERVED_LABELS = ("service", "type", "job", "instance")
+RESERVED_LABELS = ("service", "type", "critical", "job", "instance")
 MAX_LABELS = 5
-MAX_DURATION = 86400.0  # interval, timeout, degraded_latency
+MAX_DURATION = 86400.0  # interval, degraded_latency
+MAX_TIMEOUT = 600.0  # a probe that may take longer is a mistake (often milliseconds meant)
 MAX_THRESHOLD = 1000
 MAX_BODY = 64 << 20
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}")
 _HEADER_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
 _HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*\.?")
-_CHECK = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
+_CHECK = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
 _STATUS_CLASS = re.compile(r"[1-5]xx", re.IGNORECASE)
 _TYPE = re.compile("|".join(PROBE_TYPES))
 _METHOD = re.compile("GET|HEAD")
@@ -206,7 +207,8 @@ def _conditions(ctx: f.Ctx, node: Node, kind: str, method: str) -> tuple[Conditi
 
 
 def check_target(spec: str) -> tuple[str, str] | None:
-    """(module, function) of a `module:function` check, or None when malformed."""
+    """(module, attribute path) of a `module.path:function` check (`module:Class.method`
+    too), or None when malformed."""
     if not _CHECK.fullmatch(spec):
         return None
     module, _, function = spec.partition(":")
@@ -214,19 +216,30 @@ def check_target(spec: str) -> tuple[str, str] | None:
 
 
 def resolve_check(spec: str) -> Callable[..., Any]:
-    """Import the `module:function` of a python check; ConfigError when it is not there."""
+    """Import the module of a python check and return the callable it names.
+
+    The one way a `check` string becomes a function: `check-config`, `serve` and reload
+    call it through `import_checks`, the python prober on its first probe. ConfigError
+    (without a location) when the spec is malformed, the module cannot be imported, the
+    attribute is missing or is not callable.
+    """
     target = check_target(spec)
     if target is None:
         raise ConfigError(f"invalid check {spec!r}: expected module.path:function")
-    module_name, function = target
+    module_name, path = target
     try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # any import-time failure of the user's module is a config problem
+        obj: Any = importlib.import_module(module_name)
+    except (Exception, SystemExit) as exc:  # any import-time failure of the user's module
         raise ConfigError(f"check {spec!r}: cannot import {module_name}: {type(exc).__name__}: {exc}") from None
-    fn = getattr(module, function, None)
-    if not callable(fn):
-        raise ConfigError(f"check {spec!r}: {module_name} has no callable {function}")
-    return fn
+    for part in path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except Exception:  # AttributeError, or a property of the user's that raised
+            raise ConfigError(f"check {spec!r}: {module_name} has no {path}") from None
+    if not callable(obj):
+        raise ConfigError(f"check {spec!r}: {module_name}:{path} is not callable "
+                          f"(it is {type(obj).__name__})")
+    return obj
 
 
 def _service_label(entries: list[tuple[Node, Node]], index: int) -> str:
@@ -275,7 +288,9 @@ def build_service(ctx: f.Ctx, node: Node, index: int, defaults: Defaults,
 
 def read_default(ctx: f.Ctx, node: Node, name: str) -> Any:
     """One of the fields that `defaults:` may set, read and checked."""
-    if name in ("interval", "timeout", "degraded_latency"):
+    if name == "timeout":
+        return f.duration(ctx, node, name, MAX_TIMEOUT)
+    if name in ("interval", "degraded_latency"):
         return f.duration(ctx, node, name, MAX_DURATION)
     if name in ("failure_threshold", "success_threshold"):
         return f.integer(ctx, node, name, 1, MAX_THRESHOLD)

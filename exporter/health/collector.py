@@ -25,7 +25,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from .result import PHASES, REASONS
-from .state import PROBE_BUCKETS, STATUSES, ServiceState, overall_status
+from .state import OVERALL_STATUSES, PROBE_BUCKETS, STATUSES, ServiceState, overall_status
 
 if TYPE_CHECKING:
     from .checker import HealthChecker
@@ -38,11 +38,13 @@ _REPORTED = (
     ("memory_usage_mb", "usdcop_service_reported_memory_bytes",
      "Memory the service reports using.", float(2**20)),
 )
+_CRITICAL = {True: "true", False: "false"}  # usdcop_service_info's `critical` label
 _BOUNDS = [repr(float(b)) if b != int(b) else f"{b:.1f}" for b in PROBE_BUCKETS] + ["+Inf"]
 
 # (name, type, help), in the order both renderings yield them.
 FAMILIES = (
-    ("usdcop_service_info", "gauge", "Static facts of a configured service."),
+    ("usdcop_service_info", "gauge",
+     "Static facts of a configured service (type, critical, its labels)."),
     ("usdcop_service_status", "gauge", "Thresholded state of a service (one-hot)."),
     ("usdcop_service_up", "gauge", "Whether the last probe succeeded."),
     ("usdcop_service_probe_duration_seconds", "histogram", "Duration of probes."),
@@ -113,8 +115,8 @@ class _Block:
         self.state, self.config, self.label_names = state, cfg, label_names
         svc = self._svc = f'service="{_esc(cfg.name)}"'
         labels = {**dict(cfg.labels), "during": cfg.during}  # `during` only when in label_names
-        pairs = sorted([("service", cfg.name), ("type", cfg.type),
-                        *((k, labels.get(k, "")) for k in label_names)])
+        pairs = sorted([("critical", _CRITICAL[cfg.critical]), ("service", cfg.name),
+                        ("type", cfg.type), *((k, labels.get(k, "")) for k in label_names)])
         info = ",".join(f'{k}="{_esc(v)}"' for k, v in pairs)
         # The one-hot families take a few fixed texts: render them all now.
         self._status = {
@@ -318,7 +320,7 @@ class ServiceCollector(Collector):
         current = overall_status(states)
         columns.append(tuple(
             f'usdcop_overall_status{{status="{st}"}} {"1.0" if st == current else "0.0"}\n'
-            for st in ("healthy", "degraded", "unhealthy")
+            for st in OVERALL_STATUSES
         ))
         return columns
 
@@ -332,7 +334,7 @@ class ServiceCollector(Collector):
         for index, (name, kind, doc) in enumerate(FAMILIES):
             labels = ["service"]
             if index == _INFO:
-                labels = ["service", "type", *label_names]
+                labels = ["service", "type", "critical", *label_names]
             elif index == _STATUS:
                 labels = ["service", "status"]
             elif index == _PHASES:
@@ -353,7 +355,8 @@ class ServiceCollector(Collector):
             cfg = state.config
             name = cfg.name
             labels = {**dict(cfg.labels), "during": cfg.during}
-            info.add_metric([name, cfg.type, *(labels.get(k, "") for k in label_names)], 1)
+            info.add_metric([name, cfg.type, _CRITICAL[cfg.critical],
+                             *(labels.get(k, "") for k in label_names)], 1)
             for st in STATUSES:
                 status.add_metric([name, st], 1 if state.status == st else 0)
             interval.add_metric([name], cfg.interval)
@@ -388,6 +391,6 @@ class ServiceCollector(Collector):
             if result.clock_skew_s is not None:
                 families[_SKEW].add_metric([name], result.clock_skew_s)
         current = overall_status(states)
-        for st in ("healthy", "degraded", "unhealthy"):
+        for st in OVERALL_STATUSES:
             families[-1].add_metric([st], 1 if current == st else 0)
         return families

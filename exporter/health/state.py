@@ -64,13 +64,11 @@ class ServiceState:
             self.consecutive_successes = 0
             self.probes["failure"] += 1
             self.failures[result.reason or "other"] += 1
+            # Below the threshold the status stays what it was: `unknown` until a probe
+            # succeeds or the threshold is met, since no probe has shown the service
+            # healthy (usdcop_service_up and metadata.probe show the failure meanwhile).
             if self.consecutive_failures >= cfg.failure_threshold:
                 self.status = "unhealthy"
-            elif old == "unknown":
-                # `unknown` means no result yet. Below the threshold nothing is decided
-                # against the service, so it counts as healthy until the threshold is met
-                # (usdcop_service_up shows the failed probe meanwhile).
-                self.status = "healthy"
         self.buckets[bisect.bisect_left(PROBE_BUCKETS, result.duration_s)] += 1
         self.duration_sum += result.duration_s
         self.last_result = result
@@ -105,9 +103,15 @@ class ServiceState:
         return self.health
 
 
+OVERALL_STATUSES = ("healthy", "degraded", "unhealthy", "unknown")
+
+
 def overall_status(states: list[ServiceState]) -> str:
-    """Overall: unhealthy if a critical service is; degraded if any is degraded or a
+    """Overall: unknown while no service has a state (none configured, or all still
+    unknown); else unhealthy if a critical service is; degraded if any is degraded or a
     non-critical one unhealthy; unknown services count as neither."""
+    if all(state.status == "unknown" for state in states):
+        return "unknown"
     overall = "healthy"
     for state in states:
         if state.status == "unhealthy":

@@ -5,9 +5,13 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from exporter.api.keys import ROUTE_INDEX
 from exporter.api.routes import LEVELS
+from exporter.app import create_app
+from exporter.config.errors import ConfigError
+from exporter.settings import load_settings
 from tests.api.conftest import services_yaml
 from tests.support.tools import require_tool
 
@@ -39,8 +43,12 @@ async def test_healthz_and_readyz(sidecar):
 async def test_services_are_unknown_before_any_probe_then_probed_on_post(sidecar):
     body = await (await sidecar.get("/api/health/services")).json()
     assert body["summary"] == {"total": 2, "healthy": 0, "degraded": 0, "unhealthy": 0, "unknown": 2}
-    assert body["overall_status"] == "healthy"
+    assert body["overall_status"] == "unknown"  # nothing probed yet: nothing to claim
     assert body["shard"] == "0/1"
+    metrics = await (await sidecar.get("/metrics")).text()
+    assert 'usdcop_overall_status{status="unknown"} 1.0' in metrics
+    assert 'usdcop_overall_status{status="healthy"} 0.0' in metrics
+    assert "usdcop_probe_scheduler_enabled 0.0" in metrics.splitlines()
     up = await sidecar.post("/api/health/services", json={"service": "up-svc"})
     assert up.status == 200
     health = await up.json()
@@ -51,6 +59,9 @@ async def test_services_are_unknown_before_any_probe_then_probed_on_post(sidecar
     body = await (await sidecar.get("/api/health/services")).json()
     assert body["overall_status"] == "degraded"  # down-svc is not critical
     assert body["summary"]["unknown"] == 0
+    metrics = await (await sidecar.get("/metrics")).text()
+    assert 'usdcop_overall_status{status="degraded"} 1.0' in metrics
+    assert 'usdcop_overall_status{status="unknown"} 0.0' in metrics
 
 
 async def test_post_errors_are_json_and_name_the_field(sidecar):
@@ -91,7 +102,9 @@ async def test_metrics_text_openmetrics_and_promtool(sidecar, tmp_path):
     text = await (await sidecar.get("/metrics")).text()
     assert 'usdcop_service_up{service="up-svc"} 1.0' in text
     assert 'usdcop_service_status{service="down-svc",status="unhealthy"} 1.0' in text
-    assert 'usdcop_service_info{service="up-svc",team="desk",type="http"} 1.0' in text
+    assert 'usdcop_service_info{critical="true",service="up-svc",team="desk",type="http"} 1.0' in text
+    # down-svc is `critical: false`: its alerts warn instead of paging
+    assert 'usdcop_service_info{critical="false",service="down-svc",team="",type="http"} 1.0' in text
     assert 'usdcop_service_probe_failures_total{reason="status",service="down-svc"} 1.0' in text
     assert 'usdcop_service_http_status_code{service="down-svc"} 503.0' in text
     assert 'usdcop_http_requests_total{code="200",method="POST",route="/api/health/services"}' in text
@@ -146,7 +159,7 @@ async def test_reload_adds_removes_and_keeps_old_config_on_error(aiohttp_client,
     assert "name" in (await resp.json())["detail"]
     text = await (await client.get("/metrics")).text()
     assert "usdcop_config_last_reload_successful 0.0" in text
-    assert 'usdcop_service_info{service="added"' in text  # old configuration still runs
+    assert 'usdcop_service_info{critical="true",service="added"' in text  # old configuration still runs
 
 
 async def test_auth_levels_with_tokens(aiohttp_client, make_app, target):
@@ -215,3 +228,36 @@ async def test_openapi_lists_every_route(sidecar):
 async def test_server_header_hides_versions(sidecar):
     for path in ("/healthz", "/nope", "/metrics"):
         assert (await sidecar.get(path)).headers["Server"] == "usdcop-exporter"
+
+
+async def test_scheduler_enabled_is_exported(aiohttp_client, make_app, target):
+    app, _ = make_app(services_yaml(target), EXPORTER_SCHEDULER="on")
+    client = await aiohttp_client(app)
+    metrics = await (await client.get("/metrics")).text()
+    assert "usdcop_probe_scheduler_enabled 1.0" in metrics.splitlines()
+
+
+async def test_a_python_check_that_cannot_be_imported_stops_start_and_reload(
+        aiohttp_client, make_app, target, tmp_path):
+    bad = services_yaml(target, "  - name: model\n    type: python\n    check: 'no.such:fn'\n")
+    path = tmp_path / "bad-services.yaml"
+    path.write_text(bad)
+    settings = load_settings({"EXPORTER_CONFIG": str(path), "EXPORTER_SCHEDULER": "off",
+                              "AUDIT_SQLITE_PATH": str(tmp_path / "bad.sqlite3"),
+                              "AUDIT_SPOOL_DIR": str(tmp_path / "bad-spool"),
+                              "AUDIT_CHECKPOINT_DIR": str(tmp_path / "bad-checkpoints")})
+    with pytest.raises(ConfigError) as info:
+        create_app(settings, CollectorRegistry())
+    assert (info.value.file, info.value.line) == (str(path), 9)  # the service entry
+    assert (info.value.service, info.value.field) == ("model", "check")
+    assert "cannot import no.such" in str(info.value)
+    app, path = make_app(services_yaml(target))
+    client = await aiohttp_client(app)
+    path.write_text(bad)
+    resp = await client.post("/-/reload")
+    assert resp.status == 400
+    body = await resp.json()
+    assert body["field"] == "check" and "service 'model'" in body["detail"]
+    assert "usdcop_config_last_reload_successful 0.0" in await (await client.get("/metrics")).text()
+    assert "model" not in {s["service"] for s in
+                           (await (await client.get("/api/health/services")).json())["services"]}

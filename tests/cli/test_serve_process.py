@@ -75,7 +75,7 @@ def test_serve_reload_and_stop(tmp_path, env):
         host, port = proc.wait_line(READY.pattern).groups()
         base = f"http://{host}:{port}"
         status, text = get(base + "/metrics")
-        assert status == 200 and 'usdcop_service_info{service="one",type="tcp"} 1.0' in text
+        assert status == 200 and 'usdcop_service_info{critical="true",service="one",type="tcp"} 1.0' in text
         # a bad file keeps the old configuration
         cfg.write_text("services:\n  - name: one\n    type: tcp\n    addres: 127.0.0.1:1\n")
         proc.proc.send_signal(signal.SIGHUP)
@@ -89,7 +89,7 @@ def test_serve_reload_and_stop(tmp_path, env):
         proc.wait_line("reloaded ")
         text = get(base + "/metrics")[1]
         assert "usdcop_config_last_reload_successful 1.0" in text
-        assert 'usdcop_service_info{service="two",type="tcp"} 1.0' in text
+        assert 'usdcop_service_info{critical="true",service="two",type="tcp"} 1.0' in text
         assert 'service="one"' not in text
         proc.proc.send_signal(signal.SIGTERM)
         assert proc.proc.wait(timeout=15) == 0
@@ -107,6 +107,21 @@ def test_bad_config_exits_2_with_the_error(tmp_path, env):
                          env=env, capture_output=True, text=True, timeout=30)
     assert out.returncode == 2
     assert "services.yaml" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+def test_a_python_check_that_cannot_be_imported_stops_serve_and_check_config(tmp_path, env):
+    cfg = tmp_path / "services.yaml"
+    cfg.write_text("services:\n  - name: model\n    type: python\n    check: 'no.such:fn'\n")
+    where = f"{cfg}:2: service 'model': field 'check': check 'no.such:fn': cannot import no.such"
+    out = subprocess.run([SCRIPT, "serve", "--config", str(cfg), "--listen", "127.0.0.1:0"],
+                         env=env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2  # like every configuration error of serve
+    assert where in out.stderr and "Traceback" not in out.stderr
+    out = subprocess.run([SCRIPT, "check-config", str(cfg)], env=env, capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 1
+    assert where in out.stderr and "Traceback" not in out.stderr
 
 
 def test_bad_setting_exits_2_naming_the_variable(tmp_path, env):

@@ -280,7 +280,9 @@ def test_resolve_check_imports_module_and_function(tmp_path: Path, monkeypatch: 
     assert resolve_check("usdcop_checks_fixture:ready").__name__ == "ready"
     with pytest.raises(ConfigError) as info:
         resolve_check("usdcop_checks_fixture:NOT_CALLABLE")
-    assert str(info.value) == "check 'usdcop_checks_fixture:NOT_CALLABLE': usdcop_checks_fixture has no callable NOT_CALLABLE"
+    assert str(info.value) == (
+        "check 'usdcop_checks_fixture:NOT_CALLABLE': usdcop_checks_fixture:NOT_CALLABLE is not callable (it is int)"
+    )
     with pytest.raises(ConfigError) as info:
         resolve_check("usdcop_no_such_module_xyz:ready")
     assert str(info.value) == (

@@ -83,13 +83,14 @@ services:
     assert -5.35 < skew["behind"] < -5.15  # the body's time refines Date
     assert abs(skew["right"]) < 0.5
     info = {name: registry.get_sample_value("usdcop_service_info",
-                                            {"service": name, "type": "http", "during": during})
+                                            {"service": name, "type": "http", "critical": "true",
+                                             "during": during})
             for name, during in (("ahead", "session"), ("behind", "always"), ("right", "always"))}
     assert info == {"ahead": 1.0, "behind": 1.0, "right": 1.0}
     # The fast /metrics rendering writes the same bytes as prometheus_client.
     fast = render_now(registry)[0]
     assert fast == generate_latest(registry)
-    assert b'usdcop_service_info{during="session",service="ahead",type="http"} 1.0' in fast
+    assert b'usdcop_service_info{critical="true",during="session",service="ahead",type="http"} 1.0' in fast
     assert b'usdcop_service_clock_skew_seconds{service="behind"} -5.2' in fast
 
 
@@ -98,4 +99,5 @@ async def test_without_during_the_info_series_keeps_its_labels(registry):
         "services:\n  - {name: api, url: 'http://127.0.0.1:1/h', labels: {team: desk}}\n")))
     registry.register(ServiceCollector(checker))
     assert registry.get_sample_value("usdcop_service_info",
-                                     {"service": "api", "type": "http", "team": "desk"}) == 1.0
+                                     {"service": "api", "type": "http", "critical": "true",
+                                      "team": "desk"}) == 1.0

@@ -173,5 +173,5 @@ desk:
         for metric, label, _op, _value in selector_labels(expr):
             if metric in scraped:
                 assert any(label in series for series in scraped[metric]), (metric, label)
-    assert {"service": "model", "type": "http", "during": "session"} in scraped["usdcop_service_info"]
+    assert {"service": "model", "type": "http", "critical": "true", "during": "session"} in scraped["usdcop_service_info"]
     assert len(used) >= 18

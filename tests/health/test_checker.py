@@ -3,6 +3,7 @@
 import asyncio
 
 import pytest
+from loguru import logger
 from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.config.model import Config, ServiceConfig
@@ -139,6 +140,37 @@ async def test_listeners_see_changes_but_leaving_unknown_is_not_one():
     ]
 
 
+async def test_a_failure_below_the_threshold_claims_no_health():
+    """threshold 2, first probe fails: unknown in the API and in /metrics, no "now healthy"
+    log line, and the later turn to unhealthy is reported as leaving unknown."""
+    checker = HealthChecker(ServiceRegistry(Config(services=(
+        py_service("down", quick_fail, failure_threshold=2),
+    ))))
+    prom = CollectorRegistry()
+    prom.register(ServiceCollector(checker))
+    events, lines = [], []
+    checker.add_listener(events.append)
+    sink = logger.add(lambda message: lines.append(message.record["message"]), level="DEBUG")
+    try:
+        health = await checker.check_service("down")
+        assert health["status"] == "unknown"
+        assert health["metadata"]["probe"]["reason"] == "reported_unhealthy"
+        assert prom.get_sample_value("usdcop_service_up", {"service": "down"}) == 0
+        for status, value in (("unknown", 1), ("healthy", 0), ("degraded", 0), ("unhealthy", 0)):
+            assert prom.get_sample_value(
+                "usdcop_service_status", {"service": "down", "status": status}) == value, status
+        assert checker.overview()["summary"]["unknown"] == 1
+        assert (await checker.check_service("down"))["status"] == "unhealthy"
+    finally:
+        logger.remove(sink)
+    assert [(e.old_status, e.new_status, e.changed) for e in events] == [
+        ("unknown", "unknown", False),
+        ("unknown", "unhealthy", False),
+    ]
+    assert not [line for line in lines if "healthy" in line and "unhealthy" not in line], lines
+    assert [line for line in lines if "is now unhealthy" in line]
+
+
 async def test_a_failing_listener_does_not_stop_probing():
     checker = HealthChecker(ServiceRegistry(Config(services=(py_service("m", quick_ok),))))
 
@@ -173,7 +205,8 @@ async def test_reload_keeps_unchanged_and_drops_removed_series():
     # unknown: info, status, interval/timeout and zero counters; no up or durations yet
     assert prom.get_sample_value("usdcop_service_up", {"service": "new"}) is None
     assert prom.get_sample_value("usdcop_service_probes_total", {"service": "new", "result": "failure"}) == 0
-    assert prom.get_sample_value("usdcop_service_info", {"service": "new", "type": "python"}) == 1
+    assert prom.get_sample_value(
+        "usdcop_service_info", {"service": "new", "type": "python", "critical": "true"}) == 1
     lines = generate_latest(prom).decode().splitlines()
     assert not [line for line in lines if "duration_seconds" in line and 'service="new"' in line]
     assert [line for line in lines if "duration_seconds_count" in line and 'service="keep"' in line]
@@ -221,3 +254,31 @@ async def test_a_shorter_interval_on_reload_brings_the_next_probe_in():
         await wait_for(lambda: checker.states["x"].probes["success"] >= 3)
     finally:
         await checker.stop_monitoring()
+
+
+async def test_the_shipped_pipeline_api_when_dead_is_unknown_then_unhealthy_never_healthy():
+    """services.yaml's pipeline-api (failure_threshold 2, critical: false) on a closed port."""
+    from pathlib import Path
+
+    from exporter.config.loader import load_config
+    from tests.support.tools import free_port
+
+    shipped = Path(__file__).resolve().parents[2] / "services.yaml"
+    dead = f"http://127.0.0.1:{free_port()}/health"
+    config = load_config(shipped, environ={"PIPELINE_API_URL": dead.removesuffix("/health")})
+    (svc,) = [s for s in config.services if s.name == "pipeline-api"]
+    assert (svc.url, svc.failure_threshold, svc.critical) == (dead, 2, False)
+    checker = HealthChecker(ServiceRegistry(Config(services=(svc,))))
+    prom = CollectorRegistry()
+    prom.register(ServiceCollector(checker))
+    first = await checker.check_service("pipeline-api")
+    assert (first["status"], first["metadata"]["probe"]["reason"]) == ("unknown", "connect")
+    assert checker.overview()["overall_status"] == "unknown"
+    assert prom.get_sample_value("usdcop_overall_status", {"status": "unknown"}) == 1
+    assert prom.get_sample_value(
+        "usdcop_service_status", {"service": "pipeline-api", "status": "healthy"}) == 0
+    assert prom.get_sample_value("usdcop_service_info", {
+        "service": "pipeline-api", "type": "http", "critical": "false",
+        "team": "data", "component": "pipeline"}) == 1
+    assert (await checker.check_service("pipeline-api"))["status"] == "unhealthy"
+    assert checker.overview()["overall_status"] == "degraded"  # not critical

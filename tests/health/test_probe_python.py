@@ -161,11 +161,13 @@ async def test_check_by_name_is_resolved_once(check_module):
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("no_colon", "ValueError: check 'no_colon' is not module:function"),
-        (":fn", "ValueError: check ':fn' is not module:function"),
-        ("usdcop_no_such_module_xyz:fn", "ModuleNotFoundError: No module named 'usdcop_no_such_module_xyz'"),
-        ("{mod}:missing", "AttributeError: module 'usdcop_probe_checks' has no attribute 'missing'"),
-        ("{mod}:NOT_CALLABLE", "ValueError: check 'usdcop_probe_checks:NOT_CALLABLE' is not callable"),
+        ("no_colon", "invalid check 'no_colon': expected module.path:function"),
+        (":fn", "invalid check ':fn': expected module.path:function"),
+        ("usdcop_no_such_module_xyz:fn", "check 'usdcop_no_such_module_xyz:fn': cannot import "
+         "usdcop_no_such_module_xyz: ModuleNotFoundError: No module named 'usdcop_no_such_module_xyz'"),
+        ("{mod}:missing", "check 'usdcop_probe_checks:missing': usdcop_probe_checks has no missing"),
+        ("{mod}:NOT_CALLABLE", "check 'usdcop_probe_checks:NOT_CALLABLE': "
+         "usdcop_probe_checks:NOT_CALLABLE is not callable (it is int)"),
     ],
 )
 async def test_unresolvable_check_is_other(check_module, spec, message):

@@ -49,12 +49,25 @@ def test_failure_threshold_and_success_threshold():
     assert state.status == "unhealthy"
 
 
-def test_from_unknown_failures_below_the_threshold_count_as_healthy():
-    state = ServiceState(svc(failure_threshold=2))
-    assert state.apply(fail()) == ("unknown", "healthy")  # a result exists: not unknown
-    assert state.apply(fail()) == ("healthy", "unhealthy")
+def test_from_unknown_failures_below_the_threshold_stay_unknown():
+    state = ServiceState(svc(failure_threshold=3))
+    assert state.apply(fail("timeout")) == ("unknown", "unknown")  # no probe showed it healthy
+    health = state.health_format()
+    assert health["status"] == "unknown"
+    assert health["metadata"]["probe"]["reason"] == "timeout"  # the last result is still shown
+    assert health["latency_ms"] is not None and health["last_check"] is not None
+    assert state.apply(fail()) == ("unknown", "unknown")
+    assert state.apply(fail()) == ("unknown", "unhealthy")
     single = ServiceState(svc())
     assert single.apply(fail()) == ("unknown", "unhealthy")
+
+
+def test_from_unknown_a_success_after_failures_below_the_threshold_is_healthy():
+    state = ServiceState(svc(failure_threshold=2, success_threshold=3))
+    assert state.apply(fail()) == ("unknown", "unknown")
+    assert state.apply(ok()) == ("unknown", "healthy")  # success_threshold is for leaving unhealthy
+    assert state.apply(fail()) == ("healthy", "healthy")  # flap control after a real healthy
+    assert state.apply(fail()) == ("healthy", "unhealthy")
 
 
 def test_counters_and_histogram():
@@ -92,8 +105,9 @@ def _state(status, critical=True):
 @pytest.mark.parametrize(
     ("statuses", "expected"),
     [
-        ([], "healthy"),
-        ([("unknown", True)], "healthy"),
+        ([], "unknown"),
+        ([("unknown", True)], "unknown"),
+        ([("unknown", True), ("unknown", False)], "unknown"),
         ([("healthy", True), ("unknown", True)], "healthy"),
         ([("healthy", True), ("degraded", False)], "degraded"),
         ([("healthy", True), ("unhealthy", False)], "degraded"),

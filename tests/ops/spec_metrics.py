@@ -51,6 +51,7 @@ GAUGES: dict[str, frozenset[str]] = {
     "usdcop_audit_last_verify_ok": frozenset(),
     "usdcop_audit_last_checkpoint_timestamp_seconds": frozenset(),
     "usdcop_postgres_up": frozenset(),
+    "usdcop_probe_scheduler_enabled": frozenset(),
     "usdcop_config_last_reload_successful": frozenset(),
     "usdcop_config_last_reload_success_timestamp_seconds": frozenset(),
     # Desk-aware monitoring (issue 9; README "Desk" section extends SPEC section 6).
@@ -107,7 +108,7 @@ HISTOGRAMS: dict[str, frozenset[str]] = {
 }
 
 # usdcop_service_info carries the service's configured `labels` (team, tier, ...) too.
-OPEN_LABELS = {"usdcop_service_info": frozenset({"service", "type"})}
+OPEN_LABELS = {"usdcop_service_info": frozenset({"service", "type", "critical"})}
 
 # Series Prometheus makes itself.
 PROMETHEUS_OWN: dict[str, frozenset[str] | None] = {

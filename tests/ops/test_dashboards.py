@@ -504,3 +504,41 @@ def test_status_encoding_shows_the_worst_state_per_service(tmp_path):
         [promtool, "test", "rules", str(path)], capture_output=True, text=True, timeout=60
     )
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_overall_status_panel_shows_unknown_only_when_every_sidecar_is_unknown(tmp_path):
+    """-1 (unknown) while no sidecar has a state; a sidecar with one outranks an unknown one."""
+    promtool = require_tool("promtool")
+
+    def overall(job: str, states: dict[str, str]) -> list[dict]:
+        return [
+            {
+                "series": f'usdcop_overall_status{{job="{job}",instance="{instance}",status="{status}"}}',
+                "values": f"{int(status == state)}x5",
+            }
+            for instance, state in states.items()
+            for status in ("healthy", "degraded", "unhealthy", "unknown")
+        ]
+
+    expr = _panel_expr("usdcop-overview", "Overall status")
+    cases = {
+        "all-unknown": ({"a:9322": "unknown", "b:9322": "unknown"}, -1),
+        "one-healthy": ({"a:9322": "unknown", "b:9322": "healthy"}, 0),
+        "one-degraded": ({"a:9322": "unknown", "b:9322": "degraded"}, 1),
+    }
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": overall("usdcop-exporter", states),
+            "promql_expr_test": [
+                {"expr": expr, "eval_time": "2m", "exp_samples": [{"labels": "{}", "value": value}]}
+            ],
+        }
+        for states, value in cases.values()
+    ]
+    path = tmp_path / "overall-status.test.yml"
+    path.write_text(yaml.safe_dump({"rule_files": [], "evaluation_interval": "1m", "tests": tests}))
+    res = subprocess.run(
+        [promtool, "test", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert res.returncode == 0, res.stdout + res.stderr

@@ -54,10 +54,47 @@ def test_every_spec_alert_exists_with_its_severity_and_hold():
     assert not missing, f"alerts named by the SPEC but not defined: {sorted(missing)}"
     for name, severity in a.SPEC_ALERTS.items():
         for rule in by_name[name]:
-            assert rule.body["labels"]["severity"] == severity, name
+            if _for_non_critical(rule):
+                assert rule.body["labels"]["severity"] == "warning", name
+            else:
+                assert rule.body["labels"]["severity"] == severity, name
     for name, hold in a.SPEC_FOR.items():
-        assert [r.body.get("for") for r in by_name[name]] == [hold], name
+        assert {r.body.get("for") for r in by_name[name]} == {hold}, name
     assert by_name["Watchdog"][0].expr.strip() == "vector(1)"
+
+
+_NON_CRITICAL = 'and on (service) usdcop_service_info{critical="false"}'
+_CRITICAL = 'unless on (service) usdcop_service_info{critical="false"}'
+
+
+def _for_non_critical(rule) -> bool:
+    """The rule only fires for services marked critical: false."""
+    return _NON_CRITICAL in " ".join(rule.expr.split())
+
+
+def test_paging_service_alerts_page_only_for_critical_services():
+    """Every critical alert on a service's series has a twin for critical: false services
+    that only warns, with the same hold; the critical one leaves those services out."""
+    by_name = defaultdict(list)
+    for rule in a.alerts():
+        by_name[rule.alert].append(rule)
+    paging = {"UsdcopServiceUnhealthy", "UsdcopCertificateExpiring", "UsdcopServiceErrorBudgetBurn"}
+    for name in paging:
+        critical = [r for r in by_name[name] if r.body["labels"]["severity"] == "critical"]
+        assert critical, name
+        for rule in critical:
+            assert _CRITICAL in " ".join(rule.expr.split()), name
+            twins = [r for r in by_name[name] if _for_non_critical(r)
+                     and r.body.get("for") == rule.body.get("for")
+                     and r.body["labels"].get("long") == rule.body["labels"].get("long")]
+            assert [t.body["labels"]["severity"] for t in twins] == ["warning"], name
+    for rule in a.alerts():
+        if rule.body["labels"].get("severity") != "critical" or rule.alert in paging:
+            continue
+        labels = set()
+        for metric in series_names(rule.expr):
+            labels |= series_labels().get(metric) or set()
+        assert "service" not in labels, f"{rule.alert} pages per service without a critical twin"
 
 
 def test_alerts_carry_severity_summary_description_and_runbook_url():

@@ -11,32 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import importlib
 import inspect
 import math
 from collections.abc import Callable, Mapping
 from time import perf_counter
 from typing import Any
 
+from ...config.errors import ConfigError
 from ...config.model import ServiceConfig
+from ...config.services import resolve_check as config_resolve_check
 from ..result import ProbeResult
 from .base import ProbeContext
 
 ALLOWED_KEYS = ("success", "latency_ms", "metadata")
 
 
-@functools.lru_cache(maxsize=256)
-def resolve_check(spec: str) -> Callable[[], Any]:
-    """The callable `module:function` names (dotted attributes allowed after the colon)."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(f"check {spec!r} is not module:function")
-    obj: Any = importlib.import_module(module_name)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise ValueError(f"check {spec!r} is not callable")
-    return obj
+# The configuration's own resolver (the one check-config, serve and reload use through
+# import_checks), remembered per spec so that a probe looks a check up once.
+resolve_check = functools.lru_cache(maxsize=256)(config_resolve_check)
 
 
 def _is_async(fn: Any) -> bool:
@@ -84,7 +76,9 @@ async def probe_python(service: ServiceConfig, ctx: ProbeContext) -> ProbeResult
         fn = service.check_fn if service.check_fn is not None else resolve_check(service.check or "")
     except asyncio.CancelledError:
         raise
-    except BaseException as exc:  # ImportError, AttributeError, ValueError, SystemExit...
+    except ConfigError as exc:  # not importable, missing or not callable: says which
+        return ProbeResult.failure("other", perf_counter() - start, exc.message[:200])
+    except BaseException as exc:  # what the resolver lets through (KeyboardInterrupt...)
         return ProbeResult.failure("other", perf_counter() - start, f"{type(exc).__name__}: {exc}"[:200])
     try:
         answer = await _call(fn)
