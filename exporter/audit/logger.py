@@ -225,9 +225,9 @@ class AuditLogger:
 
     def status_listener(self, event) -> None:
         """Health checker listener: a status change becomes SERVICE_STATUS_CHANGED (never blocks)."""
-        old, new = event.old_status, event.new_status
-        if old == new or old == "unknown" or new == "unknown":
+        if not event.changed:
             return
+        old, new = event.old_status, event.new_status
         health = event.health or {}
         probe = (health.get("metadata") or {}).get("probe") or {}
         item = {

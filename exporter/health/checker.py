@@ -31,8 +31,12 @@ class HealthEvent:
 
     @property
     def changed(self) -> bool:
-        """A change between healthy, degraded and unhealthy (leaving unknown is not one)."""
-        return self.old_status != self.new_status and self.old_status != "unknown"
+        """A change worth a record: between healthy, degraded and unhealthy, or the first
+        trouble seen of a new service (unknown to degraded or unhealthy). A new service
+        found healthy, and a service going back to unknown, are not changes."""
+        if self.old_status == self.new_status or self.new_status == "unknown":
+            return False
+        return self.old_status != "unknown" or self.new_status != "healthy"
 
 
 class NotInShard(LookupError):

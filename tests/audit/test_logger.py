@@ -83,16 +83,18 @@ def _event(old: str, new: str) -> HealthEvent:
 
 
 async def test_status_listener_records_changes_only(audit, tmp_path):
-    audit.status_listener(_event("unknown", "healthy"))  # leaving unknown: not a change
+    audit.status_listener(_event("unknown", "healthy"))  # a new service found healthy: no record
+    audit.status_listener(_event("unknown", "unhealthy"))  # the first trouble seen: recorded
     audit.status_listener(_event("healthy", "healthy"))
     audit.status_listener(_event("healthy", "unhealthy"))  # before start: kept until start
+    audit.status_listener(_event("unhealthy", "unknown"))  # removed from the config: no record
     await audit.start()
     audit.status_listener(_event("unhealthy", "degraded"))
     await audit.close()  # waits for the hook queue
     async with AuditLogger.from_settings(settings(tmp_path)) as reader:
         trail = await reader.get_audit_trail(event_type="SERVICE_STATUS_CHANGED")
     changes = [(e["data"]["old_status"], e["data"]["new_status"]) for e in trail["events"]]
-    assert changes == [("unhealthy", "degraded"), ("healthy", "unhealthy")]
+    assert changes == [("unhealthy", "degraded"), ("healthy", "unhealthy"), ("unknown", "unhealthy")]
     assert trail["events"][0]["data"]["reason"] == "timeout"
     assert trail["events"][0]["actor"] == "usdcop-exporter"
 

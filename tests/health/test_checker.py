@@ -119,7 +119,7 @@ async def test_scheduler_probes_repeatedly_and_skips_overlaps():
     assert gate.running == 0  # stop cancels and awaits the probe in flight
 
 
-async def test_listeners_see_changes_but_leaving_unknown_is_not_one():
+async def test_listeners_see_changes_but_a_new_service_found_healthy_is_not_one():
     flip = {"ok": True}
 
     async def flapping():
@@ -165,7 +165,7 @@ async def test_a_failure_below_the_threshold_claims_no_health():
         logger.remove(sink)
     assert [(e.old_status, e.new_status, e.changed) for e in events] == [
         ("unknown", "unknown", False),
-        ("unknown", "unhealthy", False),
+        ("unknown", "unhealthy", True),  # the first trouble seen is recorded, from unknown
     ]
     assert not [line for line in lines if "healthy" in line and "unhealthy" not in line], lines
     assert [line for line in lines if "is now unhealthy" in line]
