@@ -125,3 +125,30 @@ async def test_service_checkpoints_and_verification_set_their_gauges(tmp_path, r
         await service.close()
     # A last checkpoint at shutdown covers the event written after the previous one.
     assert (tmp_path / "checkpoints" / "checkpoint-00000000000000000005.json").exists()
+
+
+@pytest.mark.parametrize("event_type", ["AUDIT_PURGED", "CONFIG_CHANGED", "SERVICE_STATUS_CHANGED",
+                                        "TRADING_HALTED", "TRADING_RESUMED",
+                                        "RISK_LIMIT_BREACHED"])
+async def test_the_library_refuses_reserved_types_and_the_sidecar_path_writes_them(audit,
+                                                                                  event_type):
+    from exporter.audit.events import parse_event
+    with pytest.raises(AuditValidationError, match="written by the sidecar") as info:
+        await audit.log_event(event_type, data={"through_sequence": 5})
+    assert info.value.field == "event_type"
+    validated = parse_event({"event_type": event_type}, now=datetime.now(UTC), reserved=True)
+    with pytest.raises(AuditValidationError) as info:
+        await audit.submit([validated])  # validated elsewhere: still refused
+    assert info.value.field == "event_type"
+    assert (await audit.get_audit_trail())["events"] == []
+    stored = await SidecarEvents(audit).log_event(event_type, data={"i": 1})
+    assert stored["event_type"] == event_type and stored["sequence"] == 1
+
+
+async def test_the_reserved_helpers_keep_their_names_and_refuse(audit):
+    with pytest.raises(AuditValidationError) as info:
+        await audit.log_risk_limit_breached({"limit": "max_drawdown", "value": 1})
+    assert info.value.field == "event_type"
+    with pytest.raises(AuditValidationError) as info:
+        await audit.log_config_changed({"what": "model", "old": 1, "new": 2})
+    assert info.value.field == "event_type"
