@@ -17,6 +17,7 @@ from ..audit.errors import (
 from ..audit.events import EVENT_TYPE_RE, SYMBOL_RE, parse_time
 from ..audit.query import MAX_LIMIT, Query, decode_cursor, page
 from ..audit.service import AuditService
+from ..audit.verify import VERIFY_KEYS
 from .errors import ApiError, bad_request, invalid, unavailable
 from .keys import DEPENDENCIES, READY, REGISTRY, SETTINGS
 from .routes import Route
@@ -43,10 +44,10 @@ def setup(app: web.Application) -> list[Route]:
     app[AUDIT] = service
     checker = app.get(CHECKER)
     if checker is not None:
-        checker.add_listener(service.logger.status_listener)
+        checker.add_listener(service.own.status_listener)
     listeners = app.get(CONFIG_LISTENERS)
     if listeners is not None:
-        listeners.append(service.logger.record_config_change)
+        listeners.append(service.own.record_config_change)
     if service.postgres:
         app[DEPENDENCIES]["postgres"] = service.dependency
     app[READY]["audit"] = False
@@ -61,7 +62,12 @@ def setup(app: web.Application) -> list[Route]:
         Route("DELETE", PATH, delete_events, "admin",
               "Purge events older than the retention horizon (recorded as AUDIT_PURGED first)"),
         Route("GET", "/api/audit/verify", get_verify, "read",
-              "Verify the whole chain and the checkpoints; names the first broken link"),
+              "Verify the chain, its checkpoints and purge records; names the first broken"
+              " link. Incremental from the newest signed checkpoint; ?full=true re-hashes"
+              " every event", spec={"parameters": [_param(
+                  "full", {"type": "string", "enum": ["true", "false"], "default": "false"},
+                  "re-hash every stored event instead of continuing from the newest signed"
+                  " checkpoint")]}),
     ]
 
 
@@ -202,12 +208,16 @@ async def delete_events(request: web.Request) -> web.Response:
                               "through_sequence": result["through_sequence"]})
 
 
+
+
 async def get_verify(request: web.Request) -> web.Response:
-    """GET /api/audit/verify."""
-    check_query(request, ())
+    """GET /api/audit/verify[?full=true]."""
+    query = check_query(request, ("full",))
+    full = query.get("full", "false")
+    if full not in ("true", "false"):
+        raise bad_request(f"full must be true or false, got {full[:20]!r}", "full")
     try:
-        result = await request.app[AUDIT].verify()
+        result = await request.app[AUDIT].verify(full=full == "true")
     except AuditError as exc:
         raise _api_error(exc) from None
-    keys = ("ok", "checked", "head_sequence", "first_broken", "checkpoint", "warnings")
-    return web.json_response({k: result[k] for k in keys})
+    return web.json_response({k: result[k] for k in VERIFY_KEYS})

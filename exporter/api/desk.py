@@ -51,7 +51,7 @@ def setup(app: web.Application) -> list[Route]:
     spool = audit.state.spool if audit is not None else None
     desk = Desk(
         cache.client, cache.mirror, config, metrics=DeskMetrics(registry),
-        audit=audit.logger if audit is not None else None,
+        audit=audit.own if audit is not None else None,
         audit_store=audit.store if audit is not None else None,
         audit_pending=(lambda: spool.pending) if spool is not None else (lambda: 0),
         writer=getattr(settings, "shard_index", 0) == 0,

@@ -61,12 +61,17 @@ def file_name(sequence: int) -> str:
 
 def write_file(directory: str | Path, cp: dict[str, Any]) -> Path:
     """Write a checkpoint atomically and durably (temp file, fsync, rename, fsync dir)."""
+    return write_json(directory, file_name(cp["sequence"]), cp)
+
+
+def write_json(directory: str | Path, name: str, obj: dict[str, Any]) -> Path:
+    """Write `obj` as `name` in `directory` atomically and durably."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / file_name(cp["sequence"])
+    path = directory / name
     tmp = directory / (path.name + ".tmp")
     with open(tmp, "w") as f:
-        f.write(json.dumps(cp, sort_keys=True) + "\n")
+        f.write(json.dumps(obj, sort_keys=True) + "\n")
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)

@@ -13,7 +13,7 @@ from .errors import AuditError, AuditValidationError
 from .events import parse_time
 from .store_pg import PgStore
 from .store_sqlite import SqliteStore
-from .verify import verify_file, verify_store
+from .verify import VERIFY_KEYS, verify_file, verify_store
 
 EXIT_OK, EXIT_BROKEN, EXIT_CANNOT = 0, 1, 2
 
@@ -26,16 +26,22 @@ def add_parser(subparsers) -> None:
         "export it as JSON lines. The store is POSTGRES_URL, else AUDIT_SQLITE_PATH.")
     sub = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
     verify = sub.add_parser(
-        "verify", help="check every hash, link and checkpoint",
-        description="Check the chain: every hash, every link, the checkpoint signatures "
-        "(AUDIT_CHECKPOINT_KEY) and that the head is not behind the newest checkpoint in the "
-        "checkpoint directory. Prints the result as JSON. Exit 0 when intact, 1 naming the "
-        "first broken link, 2 when it cannot verify (store unreachable, unreadable file).")
+        "verify", help="check the hashes, links, checkpoints and purge records",
+        description="Check the chain: hashes, links, the checkpoint and purge-record "
+        "signatures (AUDIT_CHECKPOINT_KEY), that every purge removed only events older than "
+        "its horizon, and that the head is not behind the newest checkpoint in the "
+        "checkpoint directory. In the database it continues from the newest signed "
+        "checkpoint unless --full is given. Prints the result as JSON. Exit 0 when intact, "
+        "1 naming the first broken link, 2 when it cannot verify (store unreachable, "
+        "unreadable file).")
     verify.add_argument("--file", metavar="EXPORT.jsonl",
                         help="verify an `audit export` file offline instead of the database")
     verify.add_argument("--checkpoint-dir", metavar="DIR",
                         help="checkpoints written outside the database (AUDIT_CHECKPOINT_DIR;"
                         " with --file, used only when given)")
+    verify.add_argument("--full", action="store_true",
+                        help="re-hash every stored event instead of continuing from the newest"
+                        " signed checkpoint (an export file is always checked in full)")
     verify.set_defaults(func=cmd_verify)
     export = sub.add_parser(
         "export", help="write events as JSON lines",
@@ -64,19 +70,19 @@ def _store(settings):
     return SqliteStore(path)
 
 
-async def _verify_db(settings) -> dict:
+async def _verify_db(settings, full: bool) -> dict:
     store = _store(settings)
     await store.open()  # no migration: verifying never changes the database
     try:
         return await verify_store(store, settings.audit_checkpoint_dir,
-                                  settings.audit_checkpoint_key)
+                                  settings.audit_checkpoint_key, full=full,
+                                  retention=settings.audit_retention)
     finally:
         await store.close()
 
 
 def _report(result: dict) -> int:
-    print(json.dumps({k: result[k] for k in ("ok", "checked", "head_sequence", "first_broken",
-                                             "checkpoint", "warnings")}, indent=2))
+    print(json.dumps({k: result[k] for k in VERIFY_KEYS}, indent=2))
     for warning in result["warnings"]:
         print(f"usdcop-exporter audit: warning: {warning}", file=sys.stderr)
     if result["ok"]:
@@ -87,7 +93,7 @@ def _report(result: dict) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    """audit verify [--file] [--checkpoint-dir]."""
+    """audit verify [--file] [--checkpoint-dir] [--full]."""
     try:
         settings = load_settings(checkpoint_dir=args.checkpoint_dir)
     except SettingsError as exc:
@@ -95,9 +101,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     try:
         if args.file:
             result = asyncio.run(verify_file(args.file, args.checkpoint_dir,
-                                             settings.audit_checkpoint_key))
+                                             settings.audit_checkpoint_key,
+                                             retention=settings.audit_retention))
         else:
-            result = asyncio.run(_verify_db(settings))
+            result = asyncio.run(_verify_db(settings, args.full))
     except (AuditError, OSError, ValueError) as exc:
         return _fail(EXIT_CANNOT, f"cannot verify: {exc}")
     return _report(result)

@@ -24,6 +24,11 @@ KNOWN_TYPES = (
     "RISK_LIMIT_BREACHED", "CONFIG_CHANGED", "SERVICE_STATUS_CHANGED", "TRADING_HALTED",
     "TRADING_RESUMED", "AUDIT_PURGED",
 )
+# Written by the sidecar itself (health, reloads, the desk, retention); refused from callers.
+RESERVED_TYPES = frozenset((
+    "AUDIT_PURGED", "CONFIG_CHANGED", "SERVICE_STATUS_CHANGED", "TRADING_HALTED",
+    "TRADING_RESUMED", "RISK_LIMIT_BREACHED",
+))
 EVENT_FIELDS = ("event_type", "event_id", "timestamp", "symbol", "actor", "data")
 EVENT_TYPE_RE = re.compile(r"[A-Z][A-Z0-9_]{2,63}")
 SYMBOL_RE = re.compile(r"[A-Z0-9]{3,12}")
@@ -191,8 +196,11 @@ def parse_event(
     now: datetime,
     max_future_skew: float = 300.0,
     retention: float | None = None,
+    reserved: bool = False,
 ) -> PendingEvent:
-    """Validate one event object `{event_type, event_id?, timestamp?, symbol?, actor?, data?}`."""
+    """Validate one event object `{event_type, event_id?, timestamp?, symbol?, actor?, data?}`.
+
+    The RESERVED_TYPES are refused unless `reserved` is True (the sidecar's own writers)."""
     if not isinstance(obj, dict):
         raise AuditValidationError(f"{where or 'event'} must be a JSON object", where or None)
     for key in obj:
@@ -204,6 +212,9 @@ def parse_event(
         raise AuditValidationError("field 'event_type' is required", path)
     if not isinstance(event_type, str) or not EVENT_TYPE_RE.fullmatch(event_type):
         raise AuditValidationError(f"{path} must match ^[A-Z][A-Z0-9_]{{2,63}}$", path)
+    if event_type in RESERVED_TYPES and not reserved:
+        raise AuditValidationError(
+            f"{path}: {event_type} is written by the sidecar itself and cannot be submitted", path)
     raw_id = obj.get("event_id")
     if raw_id is None:
         event_id = str(uuid.uuid4())

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from loguru import logger
-
 from .errors import AuditConflict, AuditUnavailable, AuditValidationError
-from .events import PendingEvent, parse_event, parse_time
+from .events import RESERVED_TYPES, PendingEvent, parse_event, parse_time
 from .metrics import AuditMetrics, AuditState
 from .query import MAX_LIMIT, Query, decode_cursor, page
 from .spool import Spool
@@ -21,7 +18,6 @@ from .store_sqlite import SqliteStore
 from .writer import AuditWriter
 
 DAY = 86400.0
-ACTOR = "usdcop-exporter"
 _HELPERS = {
     # helper: (event type, identifying field)
     "log_signal_generated": ("SIGNAL_GENERATED", "signal_id"),
@@ -31,6 +27,8 @@ _HELPERS = {
     "log_risk_limit_breached": ("RISK_LIMIT_BREACHED", "limit"),
     "log_config_changed": ("CONFIG_CHANGED", "what"),
 }
+# RISK_LIMIT_BREACHED and CONFIG_CHANGED are RESERVED_TYPES: their helpers keep their names
+# and refuse, as log_event does.
 
 
 def build_store(settings, clock=None):
@@ -44,11 +42,15 @@ def build_store(settings, clock=None):
 
 
 class AuditLogger:
-    """Compliance audit trail; every write is durable before it returns."""
+    """Compliance audit trail; every write is durable before it returns.
+
+    Callers write their own event types; the RESERVED_TYPES (what the sidecar itself
+    records) are refused with AuditValidationError naming `event_type`. The sidecar writes
+    those through SidecarEvents (exporter/audit/own.py)."""
 
     def __init__(self, writer: AuditWriter, *, max_future_skew: float = 300.0,
-                 retention: float | None = 30 * DAY, clock: Callable[[], datetime] | None = None,
-                 queue_max: int = 10000) -> None:
+                 retention: float | None = 30 * DAY, clock: Callable[[], datetime] | None = None
+                 ) -> None:
         self.writer = writer
         self.store = writer.store
         self.max_future_skew = max_future_skew
@@ -57,10 +59,6 @@ class AuditLogger:
         self._started = False
         self._closed = False
         self._start_lock: asyncio.Lock | None = None
-        self._hooks: asyncio.Queue | None = None
-        self._queue_max = queue_max
-        self._hook_task: asyncio.Task | None = None
-        self._early: list[dict] = []
 
     @classmethod
     def from_settings(cls, settings, registry=None) -> AuditLogger:
@@ -85,23 +83,12 @@ class AuditLogger:
             if self._closed:
                 raise AuditUnavailable("this AuditLogger was closed")
             await self.writer.start()
-            self._hooks = asyncio.Queue(self._queue_max)
-            for item in self._early:
-                self._hooks.put_nowait(item)
-            self._early.clear()
-            self._hook_task = asyncio.create_task(self._hook_loop(), name="audit-hooks")
             self._started = True
 
     async def close(self) -> None:
-        """Write pending hook events and accepted batches, then stop."""
+        """Write accepted batches, then stop."""
         if not self._started:
             return
-        if self._hooks is not None and self._hook_task is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._hooks.join(), 2.0)
-            self._hook_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._hook_task
         await self.writer.close(flush_timeout=3.0)
         self._started = False
         self._closed = True
@@ -115,14 +102,30 @@ class AuditLogger:
 
     # -- writing ------------------------------------------------------------------------
 
-    def validate(self, obj: Any, where: str = "", now: datetime | None = None) -> PendingEvent:
-        """Validate one event object (AuditValidationError names the field)."""
+    def validate(self, obj: Any, where: str = "", now: datetime | None = None,
+                 *, reserved: bool = False) -> PendingEvent:
+        """Validate one event object (AuditValidationError names the field); the reserved
+        types only with `reserved` (the sidecar's own path)."""
         return parse_event(obj, where, now=now or self.clock(),
-                           max_future_skew=self.max_future_skew, retention=self.retention)
+                           max_future_skew=self.max_future_skew, retention=self.retention,
+                           reserved=reserved)
 
     async def submit(self, events: list[PendingEvent], batch: bool = False
                      ) -> list[tuple[str, dict]]:
-        """Append validated events as one unit: (outcome, event) each, once durable."""
+        """Append validated events as one unit: (outcome, event) each, once durable.
+
+        Events of the reserved types are refused here too, whoever validated them."""
+        for index, event in enumerate(events):
+            if event.event_type in RESERVED_TYPES:
+                where = f"events[{index}].event_type" if batch else "event_type"
+                raise AuditValidationError(
+                    f"{where}: {event.event_type} is written by the sidecar itself and cannot"
+                    " be submitted", where)
+        return await self.submit_own(events, batch)
+
+    async def submit_own(self, events: list[PendingEvent], batch: bool = False
+                         ) -> list[tuple[str, dict]]:
+        """The sidecar's own path (SidecarEvents): any type, reserved ones included."""
         seen: dict[str, bytes] = {}
         for index, event in enumerate(events):
             if seen.setdefault(event.event_id, event.digest) != event.digest:
@@ -142,21 +145,7 @@ class AuditLogger:
                         timestamp: datetime | str | None = None, actor: str | None = None
                         ) -> dict[str, Any]:
         """Append one event; returns it (with sequence and hash, or null ones when spooled)."""
-        obj: dict[str, Any] = {"event_type": event_type}
-        if symbol is not None:
-            obj["symbol"] = symbol
-        if data is not None:
-            obj["data"] = dict(data)
-        if event_id is not None:
-            obj["event_id"] = str(event_id)
-        if timestamp is not None:
-            if isinstance(timestamp, datetime):
-                if timestamp.tzinfo is None:
-                    raise AuditValidationError("timestamp must carry an offset", "timestamp")
-                timestamp = timestamp.isoformat()
-            obj["timestamp"] = timestamp
-        if actor is not None:
-            obj["actor"] = actor
+        obj = event_object(event_type, symbol, data, event_id, timestamp, actor)
         (outcome, event), = await self.submit([self.validate(obj)])
         return event
 
@@ -192,12 +181,14 @@ class AuditLogger:
 
     async def log_risk_limit_breached(self, breach: Mapping, *, event_id=None, timestamp=None,
                                       actor=None) -> dict:
-        """RISK_LIMIT_BREACHED: {limit, value, threshold}."""
+        """Refused (AuditValidationError on `event_type`): RISK_LIMIT_BREACHED is recorded
+        by the sidecar's desk risk monitor only."""
         return await self._helper("log_risk_limit_breached", breach, event_id, timestamp, actor)
 
     async def log_config_changed(self, change: Mapping, *, event_id=None, timestamp=None,
                                  actor=None) -> dict:
-        """CONFIG_CHANGED: {what, old, new}."""
+        """Refused (AuditValidationError on `event_type`): CONFIG_CHANGED is recorded by the
+        sidecar on every reload only."""
         return await self._helper("log_config_changed", change, event_id, timestamp, actor)
 
     # -- reading ------------------------------------------------------------------------
@@ -215,49 +206,6 @@ class AuditLogger:
         await self.start()
         return page(await self.store.query(q), limit)
 
-    # -- sidecar hooks ------------------------------------------------------------------
-
-    async def record_config_change(self, digest: str, added, removed, changed) -> dict:
-        """CONFIG_CHANGED for a services file reload: its hash and the service names only."""
-        return await self.log_event("CONFIG_CHANGED", data={
-            "what": "services", "sha256": digest, "added": sorted(added),
-            "removed": sorted(removed), "changed": sorted(changed)}, actor=ACTOR)
-
-    def status_listener(self, event) -> None:
-        """Health checker listener: a status change becomes SERVICE_STATUS_CHANGED (never blocks)."""
-        if not event.changed:
-            return
-        old, new = event.old_status, event.new_status
-        health = event.health or {}
-        probe = (health.get("metadata") or {}).get("probe") or {}
-        item = {
-            "event_type": "SERVICE_STATUS_CHANGED", "actor": ACTOR,
-            "data": {"service": event.service.name, "old_status": old, "new_status": new,
-                     "reason": probe.get("reason"), "latency_ms": health.get("latency_ms"),
-                     "last_check": health.get("last_check")},
-        }
-        if self._hooks is None:
-            self._early.append(item)
-            return
-        try:
-            self._hooks.put_nowait(item)
-        except asyncio.QueueFull:
-            logger.error("audit: status change of {} dropped, the hook queue is full",
-                         event.service.name)
-            if self.writer.metrics:
-                self.writer.metrics.count("SERVICE_STATUS_CHANGED", "rejected")
-
-    async def _hook_loop(self) -> None:
-        while True:
-            item = await self._hooks.get()
-            try:
-                await self.submit([self.validate(item)])
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # logged, never fatal to the loop
-                logger.error("audit: could not record {}: {}", item["event_type"], exc)
-            finally:
-                self._hooks.task_done()
 
 
 def _time(value: datetime | str | None, field: str) -> datetime | None:
@@ -266,3 +214,25 @@ def _time(value: datetime | str | None, field: str) -> datetime | None:
             raise AuditValidationError(f"{field} must carry an offset", field)
         return value
     return parse_time(value, field)
+
+
+def event_object(event_type: str, symbol: str | None = None, data: Mapping | None = None,
+                 event_id: str | uuid.UUID | None = None, timestamp: datetime | str | None = None,
+                 actor: str | None = None) -> dict[str, Any]:
+    """log_event's arguments as an event object for validation."""
+    obj: dict[str, Any] = {"event_type": event_type}
+    if symbol is not None:
+        obj["symbol"] = symbol
+    if data is not None:
+        obj["data"] = dict(data)
+    if event_id is not None:
+        obj["event_id"] = str(event_id)
+    if timestamp is not None:
+        if isinstance(timestamp, datetime):
+            if timestamp.tzinfo is None:
+                raise AuditValidationError("timestamp must carry an offset", "timestamp")
+            timestamp = timestamp.isoformat()
+        obj["timestamp"] = timestamp
+    if actor is not None:
+        obj["actor"] = actor
+    return obj

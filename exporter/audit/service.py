@@ -14,6 +14,7 @@ from .checkpoints import Checkpointer
 from .errors import AuditError
 from .logger import AuditLogger, build_store
 from .metrics import AuditMetrics, AuditState
+from .own import SidecarEvents
 from .retention import Retention
 from .verify import verify_store
 from .writer import AuditWriter
@@ -32,13 +33,17 @@ class AuditService:
         self.writer = AuditWriter(store, spool, self.metrics)
         self.logger = AuditLogger(self.writer, max_future_skew=settings.audit_max_future_skew,
                                   retention=settings.audit_retention)
+        self.own = SidecarEvents(self.logger)  # the only writer of the reserved types
         self.store = store
         self.checkpointer = Checkpointer(
             store, settings.audit_checkpoint_dir, settings.audit_checkpoint_key,
             settings.audit_checkpoint_events, settings.audit_checkpoint_seconds, self.state)
-        self.retention = Retention(store, settings.audit_retention)
+        self.retention = Retention(store, settings.audit_retention,
+                                   key=settings.audit_checkpoint_key,
+                                   directory=settings.audit_checkpoint_dir)
         self.last_verify: dict[str, Any] | None = None
         self._verifying: asyncio.Task | None = None
+        self._verifying_full = False
         self._tasks: list[asyncio.Task] = []
 
     @property
@@ -48,7 +53,7 @@ class AuditService:
 
     async def start(self) -> None:
         """Start the writer, then the background loops."""
-        await self.logger.start()
+        await self.own.start()
         loops = [("audit-checkpoints", self.checkpointer.run()),
                  ("audit-verify", self._verify_loop()),
                  ("audit-retention", self._retention_loop())]
@@ -64,6 +69,7 @@ class AuditService:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._tasks = []
+        await self.own.close()  # queued status changes first: the last checkpoint covers them
         if self.writer.store_up:
             with contextlib.suppress(TimeoutError):  # a frozen store must not hold up the stop
                 await asyncio.wait_for(self.checkpointer.final(), 2.0)
@@ -75,15 +81,22 @@ class AuditService:
         return {"up": self.writer.store_up,
                 "spool_events": spool.pending if spool is not None else 0}
 
-    async def verify(self) -> dict[str, Any]:
-        """Verify the whole chain now; a verification already running is joined."""
-        if self._verifying is None or self._verifying.done():
-            self._verifying = asyncio.create_task(self._verify(), name="audit-verify-once")
+    async def verify(self, full: bool = False) -> dict[str, Any]:
+        """Verify the chain now (incremental unless `full`); a running verification that
+        covers as much is joined, one that does not is waited for first."""
+        while self._verifying is not None and not self._verifying.done():
+            if self._verifying_full or not full:
+                return await asyncio.shield(self._verifying)
+            with contextlib.suppress(AuditError):
+                await asyncio.shield(self._verifying)
+        self._verifying_full = full
+        self._verifying = asyncio.create_task(self._verify(full), name="audit-verify-once")
         return await asyncio.shield(self._verifying)
 
-    async def _verify(self) -> dict[str, Any]:
+    async def _verify(self, full: bool) -> dict[str, Any]:
         result = await verify_store(self.store, self.settings.audit_checkpoint_dir,
-                                    self.settings.audit_checkpoint_key)
+                                    self.settings.audit_checkpoint_key, full=full,
+                                    retention=self.settings.audit_retention)
         self.last_verify = result
         self.state.last_verify_ts = time.time()
         self.state.last_verify_ok = result["ok"]
@@ -97,7 +110,7 @@ class AuditService:
         await asyncio.sleep(min(60.0, self.settings.audit_verify_interval))
         while True:
             try:
-                await self.verify()
+                await self.verify(full=True)
             except AuditError as exc:
                 logger.warning("audit verification could not run: {}", exc)
             await asyncio.sleep(self.settings.audit_verify_interval)

@@ -17,7 +17,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from . import pg_schema
+from . import pg_schema, purges
 from .batch import plan_append, resolve, row_view
 from .chain import format_time
 from .errors import AuditRejected, StoreUnavailable
@@ -407,11 +407,7 @@ class PgStore:
             cur = await conn.execute(
                 "SELECT sequence, hash, count, at, prev_checkpoint, signature"
                 " FROM usdcop_audit.checkpoints ORDER BY sequence")
-            return [
-                {"sequence": s, "hash": bytes(h).hex(), "count": c, "at": format_time(at),
-                 "prev_checkpoint": p, "signature": sig}
-                for s, h, c, at, p, sig in await cur.fetchall()
-            ]
+            return [_checkpoint(row) for row in await cur.fetchall()]
 
     # -- maintenance and retention (owner role) ----------------------------------------
 
@@ -457,10 +453,16 @@ class PgStore:
                 tail = await conn.execute(
                     "SELECT hash FROM usdcop_audit.events WHERE sequence = %s", (through,))
                 (through_hash,) = await tail.fetchone()
+                covered = await conn.execute(
+                    "SELECT sequence, hash, count, at, prev_checkpoint, signature"
+                    " FROM usdcop_audit.checkpoints WHERE sequence <= %s"
+                    " ORDER BY sequence DESC LIMIT 1", (through,))
+                newest = await covered.fetchone()
                 event = make_event({
                     "from_sequence": stats["min_seq"], "through_sequence": through,
                     "through_hash": bytes(through_hash).hex(), "purged": stats["count"],
                     "horizon": format_time(horizon), "partitions": victims,
+                    "checkpoint": purges.named_checkpoint(_checkpoint(newest) if newest else None),
                 })
                 head_cur = await conn.execute(
                     "SELECT sequence, hash, clock_timestamp() FROM usdcop_audit.chain_head")
@@ -498,6 +500,13 @@ class PgStore:
         ).format(sql.Identifier("usdcop_audit", name)))
         count, lo, hi, max_time = await cur.fetchone()
         return {"count": count, "min_seq": lo, "max_seq": hi, "max_time": max_time}
+
+
+def _checkpoint(row) -> dict[str, Any]:
+    """A checkpoints row in the checkpoint document form."""
+    sequence, digest, count, at, prev, signature = row
+    return {"sequence": sequence, "hash": bytes(digest).hex(), "count": count,
+            "at": format_time(at), "prev_checkpoint": prev, "signature": signature}
 
 
 def _forget(tasks: set):

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from . import purges
 from .batch import plan_append, resolve, row_view
 from .chain import format_time
 from .errors import AuditRejected, StoreUnavailable
@@ -292,10 +293,14 @@ class SqliteStore:
                                             (through,)).fetchone()[0])
             count = db.execute("SELECT count(*) FROM events WHERE sequence <= ?",
                                (through,)).fetchone()[0]
+            newest = db.execute(
+                "SELECT sequence, hash, count, at, prev_checkpoint, signature FROM checkpoints"
+                " WHERE sequence <= ? ORDER BY sequence DESC LIMIT 1", (through,)).fetchone()
             event = make_event({
                 "from_sequence": first, "through_sequence": through,
                 "through_hash": through_hash.hex(), "purged": count,
                 "horizon": format_time(horizon), "partitions": [],
+                "checkpoint": purges.named_checkpoint(dict(newest) if newest else None),
             })
             plan = plan_append([[event]], {}, (seq, digest), self._received(last))
             self._insert(db, plan.rows)

@@ -10,6 +10,13 @@ The first broken link is named by sequence and reason:
   checkpoint_signature a checkpoint's HMAC does not verify under AUDIT_CHECKPOINT_KEY
   checkpoint_unsigned  a key is configured but a checkpoint carries no signature
   tail_cut             the head is behind the newest checkpoint (events cut off the end)
+  purge_*              an AUDIT_PURGED record that does not account for what it removed
+                       (exporter/audit/purges.py lists the reasons)
+
+A full run re-hashes every stored event. An incremental run trusts the events up to the
+newest signed checkpoint (after checking that checkpoint's event and the chain's first
+link) and re-hashes only those after it; the answer's `mode`, `range` and `trusted` say
+which. Without AUDIT_CHECKPOINT_KEY every run is full and `status` is `unauthenticated`.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from . import checkpoints as cps
+from . import purges
 from .chain import GENESIS, event_hash
 
 
@@ -31,12 +39,20 @@ class _Broken(Exception):
         self.link = {"sequence": sequence, "reason": reason, "detail": detail}
 
 
+# What the API and the command line show of a verification.
+VERIFY_KEYS = ("ok", "status", "mode", "checked", "range", "trusted", "head_sequence",
+               "first_broken", "checkpoint", "warnings")
+PurgeCheck = Callable[[dict[str, Any]], None]
+
+
 class _Walk:
     """The chain walk's state; `feed` checks a run of consecutive events."""
 
-    def __init__(self, checkpoints: list[dict[str, Any]]) -> None:
+    def __init__(self, checkpoints: list[dict[str, Any]], purge_check: PurgeCheck) -> None:
         self.checked, self.head, self.prev = 0, 0, GENESIS
         self.expected: int | None = None
+        self.first: int | None = None
+        self.purge_check = purge_check
         self.by_seq: dict[int, list[dict]] = {}
         for cp in checkpoints:
             self.by_seq.setdefault(cp["sequence"], []).append(cp)
@@ -58,6 +74,10 @@ class _Walk:
                 if cp["hash"] != event["hash"].hex():
                     raise _Broken(seq, "checkpoint_mismatch",
                                   f"checkpoint at {seq} ({_source(cp)}) records another hash")
+            if event["event_type"] == "AUDIT_PURGED":
+                self.purge_check(event)
+            if self.first is None:
+                self.first = seq
             prev, self.head, expected = event["hash"], seq, seq + 1
             self.prev, self.expected = prev, expected
             self.checked += 1
@@ -74,27 +94,53 @@ async def _chunks(events: AsyncIterator[dict[str, Any]], size: int):
         yield chunk
 
 
+def purge_checker(checkpoints: list[dict[str, Any]], key: bytes | None,
+                  retention: float | None, on_disk: dict[int, dict[str, Any]]) -> PurgeCheck:
+    """A function raising _Broken when an AUDIT_PURGED record does not account for its range."""
+    def check(event: dict[str, Any]) -> None:
+        try:
+            purges.check(event, checkpoints, key, retention, on_disk)
+        except purges.PurgeRefused as exc:
+            raise _Broken(event["sequence"], exc.reason, exc.detail) from None
+    return check
+
+
 async def verify_events(
     events: AsyncIterator[dict[str, Any]],
     anchor: Callable[[int], Awaitable[dict[str, Any] | None]],
     checkpoints: list[dict[str, Any]],
     key: bytes | None = None,
     chunk: int = 2000,
+    *,
+    retention: float | None = None,
+    on_disk: dict[int, dict[str, Any]] | None = None,
+    start: Callable[[PurgeCheck], Awaitable[tuple[int, bytes, dict[str, Any]] | None]]
+    | None = None,
 ) -> dict[str, Any]:
     """Verify events (chain form, ascending) against checkpoints; `anchor(n)` finds the purge of 1..n.
 
-    The hashing runs on a worker thread, a chunk at a time, so a long verification inside
-    the sidecar leaves its event loop answering."""
+    Without `start`, or when it returns None, the events are the whole stored chain (a
+    full run). Otherwise `start` has checked the chain's first event and a signed
+    checkpoint's event and returned (sequence, hash, what is trusted) to continue after;
+    `events` are then those after that sequence (an incremental run). The
+    hashing runs on a worker thread, a chunk at a time, so a long verification inside the
+    sidecar leaves its event loop answering."""
     started = time.time()
     warnings: list[str] = []
-    walk = _Walk(checkpoints)
-    newest = None
+    check_purge = purge_checker(checkpoints, key, retention, on_disk or {})
+    walk = _Walk(checkpoints, check_purge)
+    newest, trusted = None, None
     try:
         for cp in checkpoints:
             _check_signature(cp, key)
         if checkpoints and not key:
             warnings.append("checkpoints are unsigned or their signatures were not checked"
                             " (no AUDIT_CHECKPOINT_KEY)")
+        if start is not None:
+            begin = await start(check_purge)
+            if begin is not None:
+                sequence, digest, trusted = begin
+                walk.head, walk.prev, walk.expected = sequence, digest, sequence + 1
         async for run in _chunks(events, chunk):
             if walk.expected is None:
                 first = run[0]["sequence"]
@@ -104,6 +150,8 @@ async def verify_events(
                         raise _Broken(first, "sequence_gap",
                                       f"events before {first} are missing and no AUDIT_PURGED"
                                       " record covers them")
+                    if not purge.get("_given"):
+                        check_purge(purge)
                     walk.prev = bytes.fromhex(purge["data"]["through_hash"])
                 walk.expected = first
             await asyncio.to_thread(walk.feed, run)
@@ -120,8 +168,16 @@ async def verify_events(
     if not checkpoints:
         warnings.append("no checkpoints found: the chain alone was checked, a cut-off tail"
                         " cannot be detected")
+    if not key:
+        warnings.append("no AUDIT_CHECKPOINT_KEY: purges cannot be authenticated, so a prefix"
+                        " removed behind a forged AUDIT_PURGED record is caught only by the"
+                        " checkpoints it contradicts")
+    status = "broken" if broken is not None else "ok" if key else "unauthenticated"
     return {
-        "ok": broken is None, "checked": walk.checked, "head_sequence": walk.head or None,
+        "ok": broken is None, "status": status,
+        "mode": "incremental" if trusted is not None else "full", "checked": walk.checked, "head_sequence": walk.head or None,
+        "range": {"from": walk.first, "through": walk.head} if walk.checked else None,
+        "trusted": trusted,
         "first_broken": broken,
         "checkpoint": _public(newest, key) if newest else None,
         "warnings": warnings, "started_at": started, "duration_seconds": time.time() - started,
@@ -152,14 +208,70 @@ def _public(cp: dict[str, Any], key: bytes | None) -> dict[str, Any]:
     return out
 
 
-async def verify_store(store, checkpoint_dir: str | Path | None, key: bytes | None = None
-                       ) -> dict[str, Any]:
-    """Verify a store's chain with its checkpoints and those on disk (read first)."""
+async def verify_store(store, checkpoint_dir: str | Path | None, key: bytes | None = None,
+                       *, full: bool = True, retention: float | None = None) -> dict[str, Any]:
+    """Verify a store's chain with its checkpoints and those on disk (read first).
+
+    `full` re-hashes every stored event. Otherwise (incremental) the events up to the newest
+    checkpoint whose signature verifies under `key` are trusted, once that checkpoint's
+    event still hashes to it and the chain's first event still links to genesis or to its
+    purge record; only the events after it are re-hashed. Without a key nothing can be
+    trusted and the run is full."""
     disk, errors = cps.read_dir(checkpoint_dir) if checkpoint_dir else ([], [])
+    on_disk, purge_errors = purges.read_dir(checkpoint_dir)
     stored = await store.checkpoints()
-    result = await verify_events(store.iter_events(), store.find_purge, disk + stored, key)
-    result["warnings"].extend(f"unreadable checkpoint file {e}" for e in errors)
+    checkpoints = disk + stored
+    after = {"sequence": 0}
+
+    async def events():
+        async for event in store.iter_events(after=after["sequence"]):
+            yield event
+
+    async def begin(check_purge: PurgeCheck):
+        signed = [cp for cp in checkpoints if cp.get("signature") and cps.signature_ok(cp, key)]
+        first = await store.first_sequence()
+        usable = [cp for cp in signed if first is not None and cp["sequence"] >= first]
+        if not usable:
+            return None
+        cp = max(usable, key=lambda c: (c["sequence"], bool(c.get("_file"))))
+        head = await store.get_event(first)
+        link = GENESIS
+        if first > 1:
+            purge = await store.find_purge(first - 1)
+            if purge is None:
+                raise _Broken(first, "sequence_gap", f"events before {first} are missing and no"
+                              " AUDIT_PURGED record covers them")
+            check_purge(purge)
+            link = bytes.fromhex(purge["data"]["through_hash"])
+        _check_event(head, link)
+        event = head if cp["sequence"] == first else await store.get_event(cp["sequence"])
+        if event is None:
+            return None  # the full walk names what is missing
+        _check_event(event, None)
+        if event["hash"].hex() != cp["hash"]:
+            raise _Broken(event["sequence"], "checkpoint_mismatch", f"checkpoint at"
+                          f" {event['sequence']} ({_source(cp)}) records another hash")
+        after["sequence"] = cp["sequence"]
+        return cp["sequence"], event["hash"], {
+            "from": first, "through": cp["sequence"],
+            "checkpoint": "directory" if cp.get("_file") else "database"}
+
+    result = await verify_events(events(), store.find_purge, checkpoints, key,
+                                 retention=retention, on_disk=on_disk,
+                                 start=None if full or not key else begin)
+    result["warnings"].extend(f"unreadable checkpoint file {e}" for e in errors + purge_errors)
     return result
+
+
+def _check_event(event: dict[str, Any], prev: bytes | None) -> None:
+    """One event's own hash, and its link to `prev` when given."""
+    seq = event["sequence"]
+    if prev is not None and event["prev_hash"] != prev:
+        raise _Broken(seq, "prev_hash_mismatch", f"prev_hash of {seq} is not the hash of"
+                      f" {seq - 1}" if seq > 1 else "the first event does not link to genesis"
+                      " or to its purge record")
+    if event_hash(event["prev_hash"], event) != event["hash"]:
+        raise _Broken(seq, "hash_mismatch", f"event {seq} does not match its hash")
 
 
 def _from_export(obj: dict[str, Any]) -> dict[str, Any]:
@@ -192,27 +304,30 @@ def _read_export(path: Path):
 
 
 async def verify_file(path: str | Path, checkpoint_dir: str | Path | None,
-                      key: bytes | None = None) -> dict[str, Any]:
-    """Verify an `audit export` file (JSON lines) offline."""
+                      key: bytes | None = None, *, retention: float | None = None
+                      ) -> dict[str, Any]:
+    """Verify an `audit export` file (JSON lines) offline, every event (a full run)."""
     path = Path(path)
-    purges = _purge_records(path)  # first pass: the purge records anchoring a late start
+    records = _purge_records(path)  # first pass: the purge records anchoring a late start
     late: list[str] = []
 
     async def anchor(through: int):
-        if through in purges:
-            return purges[through]
+        if through in records:
+            return records[through]
         # An export of a window starts mid-chain: its first link is taken as given.
         first = next(_read_export(path))
         late.append(f"the export starts at sequence {through + 1}: the link to the events"
                     " before it was not checked")
-        return {"data": {"through_hash": first["prev_hash"].hex()}}
+        return {"data": {"through_hash": first["prev_hash"].hex()}, "_given": True}
 
     async def events():
         for event in _read_export(path):
             yield event
 
     disk, errors = cps.read_dir(checkpoint_dir) if checkpoint_dir else ([], [])
-    result = await verify_events(events(), anchor, disk, key)
+    on_disk, purge_errors = purges.read_dir(checkpoint_dir)
+    result = await verify_events(events(), anchor, disk, key, retention=retention,
+                                 on_disk=on_disk)
     result["warnings"].extend(late)
-    result["warnings"].extend(f"unreadable checkpoint file {e}" for e in errors)
+    result["warnings"].extend(f"unreadable checkpoint file {e}" for e in errors + purge_errors)
     return result

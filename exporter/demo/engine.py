@@ -30,7 +30,6 @@ DEFAULT_SYMBOLS = ("USDCOP", "EURCOP")
 START_PRICES = {"USDCOP": 4100.0, "EURCOP": 4450.0}
 CAPITAL = 1_000_000_000.0  # account currency (COP)
 QUANTITY = 100_000.0  # units of the base currency per position
-RISK_LIMIT = 4_000_000.0  # unrealized loss per position that counts as a breach
 MODEL_VERSION = "demo-1.0"
 ACTOR = "trading-engine"
 
@@ -76,7 +75,6 @@ class DemoEngine:
         self.ticks = 0
         self.audit_failures = 0
         self.halted = False  # trading:halted was set at the last round's start
-        self.breached: set[str] = set()  # positions the engine's own loss check reported
 
     # -- one round -------------------------------------------------------------------
 
@@ -196,12 +194,9 @@ class DemoEngine:
         position = self.positions[symbol]
         price = round(self.prices[symbol], 2)
         position.update(current_price=price, unrealized_pnl=round(self._pnl(position, price), 2))
+        # RISK_LIMIT_BREACHED is the sidecar's to record (its desk risk monitor): the
+        # library refuses it from engines.
         await self.parts.metrics.set_position(position)
-        if position["unrealized_pnl"] < -RISK_LIMIT and position["position_id"] not in self.breached:
-            self.breached.add(position["position_id"])  # the engine's own check: once per position
-            await self._audit("log_risk_limit_breached", {
-                "limit": "max_unrealized_loss", "symbol": symbol,
-                "value": -position["unrealized_pnl"], "threshold": RISK_LIMIT})
 
     @staticmethod
     def _pnl(position: dict[str, Any], price: float) -> float:

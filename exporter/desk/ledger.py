@@ -1,8 +1,9 @@
 """What the audit trail says about positions, trades and signals, folded in sequence order.
 
-The ledger reads events once each (it remembers the last sequence folded), so each
-reconciliation only reads what was appended since. Audit `data` is free-form: an event
-missing what the fold needs is noted as an issue and skipped, never fatal.
+The ledger reads events once each (it remembers the last sequence folded and its hash),
+so each reconciliation only reads what was appended since; `snapshot` and `restore` carry
+that state across restarts. Audit `data` is free-form: an event missing what the fold
+needs is noted as an issue and skipped, never fatal.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ SIDES = {"LONG": 1.0, "SHORT": -1.0}
 MAX_SIGNALS = 200_000  # signal ids remembered for the orphan check (oldest dropped first)
 MAX_ISSUES = 100
 MAX_ORPHANS = 10_000
+SNAPSHOT_VERSION = 1
 
 
 @dataclass
@@ -79,6 +81,7 @@ class AuditLedger:
 
     def __init__(self, max_signals: int = MAX_SIGNALS) -> None:
         self.through = 0  # the last sequence folded
+        self.through_hash: str | None = None  # its hash (hex), to recognise the same chain
         self.open: dict[str, OpenPosition] = {}
         self.signals: OrderedDict[str, float] = OrderedDict()  # signal id → event time
         self.orphans: deque[OrphanTrade] = deque(maxlen=MAX_ORPHANS)
@@ -91,6 +94,8 @@ class AuditLedger:
         if not isinstance(sequence, int) or sequence <= self.through:
             return
         self.through = sequence
+        digest = event.get("hash")
+        self.through_hash = digest.hex() if isinstance(digest, bytes) else digest
         kind = event.get("event_type")
         if kind not in FOLDED_TYPES:
             return
@@ -169,3 +174,49 @@ class AuditLedger:
         for position in self.open.values():
             out[position.symbol] = out.get(position.symbol, 0.0) + position.signed
         return out
+
+    # -- persistence ---------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The ledger as JSON values (what `restore` reads back)."""
+        return {
+            "version": SNAPSHOT_VERSION, "through": self.through,
+            "through_hash": self.through_hash,
+            "open": [[p.position_id, p.symbol, p.side, p.quantity, p.opened_at, p.sequence]
+                     for p in self.open.values()],
+            "signals": [[signal_id, at] for signal_id, at in self.signals.items()],
+            "orphans": [[o.trade_id, o.signal_id, o.symbol, o.at, o.sequence]
+                        for o in self.orphans],
+            "issues": list(self.issues),
+        }
+
+    @classmethod
+    def restore(cls, obj: Any, max_signals: int = MAX_SIGNALS) -> AuditLedger | None:
+        """A ledger from `snapshot()`'s form, or None when `obj` is not one."""
+        if not isinstance(obj, dict) or obj.get("version") != SNAPSHOT_VERSION:
+            return None
+        ledger = cls(max_signals)
+        try:
+            through, digest = obj["through"], obj["through_hash"]
+            if isinstance(through, bool) or not isinstance(through, int) or through < 0 \
+                    or not (digest is None or isinstance(digest, str)):
+                return None
+            ledger.through, ledger.through_hash = through, digest
+            for position_id, symbol, side, quantity, opened_at, sequence in obj["open"]:
+                if side not in SIDES:
+                    return None
+                ledger.open[str(position_id)] = OpenPosition(
+                    str(position_id), str(symbol), side, float(quantity), float(opened_at),
+                    int(sequence))
+            for signal_id, at in obj["signals"][-max_signals:]:
+                ledger.signals[str(signal_id)] = float(at)
+            for trade_id, signal_id, symbol, at, sequence in obj["orphans"]:
+                ledger.orphans.append(OrphanTrade(
+                    str(trade_id), None if signal_id is None else str(signal_id),
+                    None if symbol is None else str(symbol), float(at), int(sequence)))
+            for issue in obj["issues"]:
+                if isinstance(issue, dict):
+                    ledger.issues.append(issue)
+        except (KeyError, TypeError, ValueError):
+            return None
+        return ledger

@@ -1,7 +1,8 @@
 """Reconciliation: the audit trail's open positions against the active positions in Redis.
 
 A background job, never on the scrape path. Each run folds the events appended since the
-last run into the ledger, reads the active position of every symbol either side knows,
+last run into the ledger (kept in Redis at `<ns>:desk:reconciliation:ledger` after each
+run, so a restart reads only what came after it), reads the active position of every symbol either side knows,
 and publishes an immutable report: per-symbol mismatch, orphan trades, stale positions.
 While the audit spool holds events not yet in the store, the trail is incomplete and the
 run is skipped (the last report stays, marked with the reason).
@@ -29,12 +30,17 @@ from .ledger import SIDES, AuditLedger
 from .metrics import DeskMetrics
 
 MAX_SYMBOLS = 500
+LEDGER_KEY = "desk:reconciliation:ledger"
 
 
 class EventSource(Protocol):
     """The part of an audit store reconciliation reads: stored events in sequence order."""
 
     def iter_events(self, after: int = 0) -> Any: ...
+
+    async def get_event(self, sequence: int) -> dict[str, Any] | None: ...
+
+    async def first_sequence(self) -> int | None: ...
 
 
 def _same(a: float, b: float) -> bool:
@@ -55,6 +61,7 @@ class Reconciler:
         self.metrics = metrics
         self.clock = clock
         self.ledger = AuditLedger()
+        self._resumed = False
         self.report: dict[str, Any] | None = None
         self.last_problem: str | None = None  # why the last run did not complete
         self._lock = asyncio.Lock()
@@ -73,6 +80,7 @@ class Reconciler:
                 self._count("skipped")
                 return None
             try:
+                await self._resume()
                 report = await self._compare()
             except asyncio.CancelledError:
                 raise
@@ -84,7 +92,40 @@ class Reconciler:
                 return None
             self.report, self.last_problem = report, None
             self._count("success")
+            await self._save()
             return report
+
+    async def _resume(self) -> None:
+        """Once, before the first fold: take up the saved ledger if it is of this chain."""
+        if self._resumed:
+            return
+        self._resumed = True
+        try:
+            saved = AuditLedger.restore(await self.client.get(LEDGER_KEY, count=False))
+        except CacheError as exc:
+            logger.warning("reconciliation: saved ledger not readable ({}); reading the whole"
+                           " audit trail", exc)
+            return
+        if saved is None or saved.through == 0:
+            return
+        event = await self.store.get_event(saved.through)
+        if event is not None:
+            same = event["hash"].hex() == saved.through_hash
+        else:  # purged since (the chain starts after it), or another, shorter chain
+            first = await self.store.first_sequence()
+            same = first is not None and first > saved.through
+        if same:
+            self.ledger = saved
+        else:
+            logger.warning("reconciliation: the saved ledger (through {}) is not of this audit"
+                           " trail; reading it whole", saved.through)
+
+    async def _save(self) -> None:
+        try:
+            await self.client.set(LEDGER_KEY, self.ledger.snapshot(), ttl=0)
+        except CacheError as exc:
+            logger.warning("reconciliation: ledger not saved ({}); a restart reads the whole"
+                           " audit trail", exc)
 
     async def _compare(self) -> dict[str, Any]:
         # aclosing: a cancelled run hands the store's cursor and connection back at once.

@@ -303,3 +303,59 @@ async def test_outage_through_the_api(aiohttp_client, tmp_path, registry, privat
     events = await until(drained, timeout=30, what="the spool to drain")
     assert events[0]["event_id"] == spooled["event_id"] and events[0]["sequence"] == 2
     assert (await (await client.get("/api/audit/verify")).json())["ok"]
+
+
+RESERVED = ["AUDIT_PURGED", "CONFIG_CHANGED", "SERVICE_STATUS_CHANGED", "TRADING_HALTED",
+            "TRADING_RESUMED", "RISK_LIMIT_BREACHED"]
+
+
+@pytest.mark.parametrize("event_type", RESERVED)
+async def test_reserved_event_types_are_refused_naming_the_field(sidecar, event_type):
+    resp = await sidecar.post(PATH, json=signal_event(event_type=event_type))
+    assert resp.status == 422
+    body = await resp.json()
+    assert body["field"] == "event_type" and event_type in body["detail"]
+    resp = await sidecar.post(PATH, json={"events": [signal_event(),
+                                                     signal_event(event_type=event_type)]})
+    assert resp.status == 422
+    assert (await resp.json())["field"] == "events[1].event_type"
+    assert (await (await sidecar.get(PATH)).json())["events"] == []
+
+
+async def test_a_purge_posted_with_the_write_token_cannot_cover_a_deleted_prefix(sidecar):
+    from exporter.api.audit import AUDIT
+
+    from .conftest import Tamper
+    resp = await sidecar.post(PATH, json={"events": [signal_event() for _ in range(6)]})
+    head = (await resp.json())["events"][3]
+    forged = {"event_type": "AUDIT_PURGED", "actor": "usdcop-exporter", "data": {
+        "from_sequence": 1, "through_sequence": 4, "through_hash": head["hash"], "purged": 4,
+        "horizon": (datetime.now(UTC) - timedelta(days=30)).isoformat(), "partitions": []}}
+    resp = await sidecar.post(PATH, json=forged)
+    assert resp.status == 422 and (await resp.json())["field"] == "event_type"
+    store = sidecar.app[AUDIT].store
+    statements = [("DELETE FROM {events} WHERE sequence <= %s", (4,))]
+    if sidecar.kind == "postgres":
+        statements.append(("DELETE FROM usdcop_audit.event_ids WHERE sequence <= %s", (4,)))
+    Tamper(store).run(*statements)
+    for params in ({}, {"full": "true"}):
+        body = await (await sidecar.get("/api/audit/verify", params=params)).json()
+        assert not body["ok"] and body["status"] == "broken"
+        assert body["first_broken"]["reason"] == "sequence_gap"
+        assert body["first_broken"]["sequence"] == 5
+
+
+async def test_verify_says_which_range_it_checked(sidecar):
+    from exporter.api.audit import AUDIT
+    await sidecar.post(PATH, json={"events": [signal_event() for _ in range(4)]})
+    await sidecar.app[AUDIT].checkpointer.maybe(force=True)
+    await sidecar.post(PATH, json={"events": [signal_event() for _ in range(2)]})
+    body = await (await sidecar.get("/api/audit/verify")).json()
+    assert body["ok"] and body["status"] == "ok" and body["mode"] == "incremental"
+    assert body["trusted"] == {"from": 1, "through": 4, "checkpoint": "directory"}
+    assert body["range"] == {"from": 5, "through": 6} and body["checked"] == 2
+    body = await (await sidecar.get("/api/audit/verify", params={"full": "true"})).json()
+    assert body["mode"] == "full" and body["range"] == {"from": 1, "through": 6}
+    assert body["trusted"] is None and body["checked"] == 6
+    resp = await sidecar.get("/api/audit/verify", params={"full": "yes"})
+    assert resp.status == 400 and (await resp.json())["field"] == "full"

@@ -49,7 +49,15 @@ def test_verify_intact_chain(env, capsys):
     fill(env / "audit.sqlite3", 4, env / "checkpoints")
     assert main(["audit", "verify"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["ok"] and result["checked"] == 4 and result["checkpoint"]["sequence"] == 4
+    # Incremental: 1..4 are anchored by the signed checkpoint at 4, nothing after it.
+    assert result["ok"] and result["status"] == "ok" and result["mode"] == "incremental"
+    assert result["checked"] == 0 and result["range"] is None
+    assert result["trusted"] == {"from": 1, "through": 4, "checkpoint": "directory"}
+    assert result["checkpoint"]["sequence"] == 4
+    assert main(["audit", "verify", "--full"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["mode"] == "full" and result["checked"] == 4
+    assert result["range"] == {"from": 1, "through": 4} and result["trusted"] is None
 
 
 def test_verify_names_the_first_broken_link(env, capsys):

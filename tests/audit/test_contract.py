@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -240,7 +241,8 @@ async def test_data_survives_the_store_exactly_as_hashed(store):
     assert result["ok"], result
 
 
-async def test_retention_purges_old_events_records_it_and_verification_continues(store, clock):
+async def test_retention_purges_old_events_records_it_and_verification_continues(store, clock,
+                                                                                  tmp_path):
     old = datetime.now(UTC) - timedelta(days=80)
     if store.kind == "postgres":
         from exporter.audit.pg_schema import month_start
@@ -251,7 +253,7 @@ async def test_retention_purges_old_events_records_it_and_verification_continues
                                          now=old, retention=None)]])
     clock.set(None)
     recent = await _fill(store, 3)
-    retention = Retention(store, 30 * 86400.0)
+    retention = Retention(store, 30 * 86400.0, key=KEY, directory=tmp_path / "cp")
     result = await retention.purge()
     assert result["purged"] == 5 and result["through_sequence"] == 5
     if store.kind == "postgres":
@@ -263,10 +265,13 @@ async def test_retention_purges_old_events_records_it_and_verification_continues
     assert purge["data"]["through_sequence"] == 5 and purge["data"]["from_sequence"] == 1
     assert purge["data"]["through_hash"] == remaining[0]["prev_hash"].hex()
     assert recent[0]["sequence"] == 6
+    assert purge["data"]["signature"] and purge["data"]["retention"] == 30 * 86400.0
+    on_disk = json.loads((tmp_path / "cp" / "purge-00000000000000000005.json").read_text())
+    assert on_disk == purge["data"]
     await _fill(store, 2)
-    verified = await verify_store(store, None, KEY)
+    verified = await verify_store(store, tmp_path / "cp", KEY)
     assert verified["ok"], verified
-    assert verified["checked"] == 6
+    assert verified["checked"] == 6 and verified["status"] == "ok"
     again = await retention.purge()
     assert again == {"purged": 0, "through_sequence": None, "partitions": []}
 

@@ -9,6 +9,7 @@ import pytest
 
 from exporter.audit.errors import AuditConflict, AuditValidationError
 from exporter.audit.logger import AuditLogger
+from exporter.audit.own import SidecarEvents
 from exporter.audit.service import AuditService
 from exporter.config.model import ServiceConfig
 from exporter.health.checker import HealthEvent
@@ -34,14 +35,12 @@ async def test_helpers_split_symbol_from_data_and_start_lazily(audit):
     assert ev["actor"] == "engine" and ev["sequence"] == 1
     for helper, record in ((audit.log_signal_generated, {"signal_id": "s"}),
                            (audit.log_position_closed, {"position_id": "p"}),
-                           (audit.log_trade_executed, {"trade_id": "t"}),
-                           (audit.log_risk_limit_breached, {"limit": "max_drawdown"}),
-                           (audit.log_config_changed, {"what": "model", "old": 1, "new": 2})):
+                           (audit.log_trade_executed, {"trade_id": "t"})):
         await helper(record)
     trail = await audit.get_audit_trail(limit=3)
-    assert [e["sequence"] for e in trail["events"]] == [6, 5, 4] and trail["next_cursor"]
+    assert [e["sequence"] for e in trail["events"]] == [4, 3, 2] and trail["next_cursor"]
     rest = await audit.get_audit_trail(limit=10, cursor=trail["next_cursor"])
-    assert [e["sequence"] for e in rest["events"]] == [3, 2, 1] and rest["next_cursor"] is None
+    assert [e["sequence"] for e in rest["events"]] == [1] and rest["next_cursor"] is None
 
 
 async def test_helpers_require_their_identifying_field(audit):
@@ -55,16 +54,16 @@ async def test_helpers_require_their_identifying_field(audit):
 async def test_log_event_idempotency_and_times(audit):
     eid = uuid.uuid4()
     when = datetime.now(UTC) - timedelta(minutes=1)
-    first = await audit.log_event("TRADING_HALTED", data={"why": "drill"}, event_id=eid,
+    first = await audit.log_event("ORDER_CANCELLED", data={"why": "drill"}, event_id=eid,
                                   timestamp=when)
-    again = await audit.log_event("TRADING_HALTED", data={"why": "drill"}, event_id=str(eid),
+    again = await audit.log_event("ORDER_CANCELLED", data={"why": "drill"}, event_id=str(eid),
                                   timestamp=when.isoformat())
     assert again == first
     with pytest.raises(AuditConflict):
-        await audit.log_event("TRADING_HALTED", data={"why": "real"}, event_id=eid,
+        await audit.log_event("ORDER_CANCELLED", data={"why": "real"}, event_id=eid,
                               timestamp=when)
     with pytest.raises(AuditValidationError, match="offset"):
-        await audit.log_event("TRADING_HALTED", timestamp=datetime(2026, 1, 1))
+        await audit.log_event("ORDER_CANCELLED", timestamp=datetime(2026, 1, 1))
     with pytest.raises(AuditValidationError) as info:
         await audit.get_audit_trail(limit=0)
     assert info.value.field == "limit"
@@ -83,14 +82,16 @@ def _event(old: str, new: str) -> HealthEvent:
 
 
 async def test_status_listener_records_changes_only(audit, tmp_path):
-    audit.status_listener(_event("unknown", "healthy"))  # a new service found healthy: no record
-    audit.status_listener(_event("unknown", "unhealthy"))  # the first trouble seen: recorded
-    audit.status_listener(_event("healthy", "healthy"))
-    audit.status_listener(_event("healthy", "unhealthy"))  # before start: kept until start
-    audit.status_listener(_event("unhealthy", "unknown"))  # removed from the config: no record
-    await audit.start()
-    audit.status_listener(_event("unhealthy", "degraded"))
-    await audit.close()  # waits for the hook queue
+    own = SidecarEvents(audit)
+    own.status_listener(_event("unknown", "healthy"))  # a new service found healthy: no record
+    own.status_listener(_event("unknown", "unhealthy"))  # the first trouble seen: recorded
+    own.status_listener(_event("healthy", "healthy"))
+    own.status_listener(_event("healthy", "unhealthy"))  # before start: kept until start
+    own.status_listener(_event("unhealthy", "unknown"))  # removed from the config: no record
+    await own.start()
+    own.status_listener(_event("unhealthy", "degraded"))
+    await own.close()  # waits for the hook queue
+    await audit.close()
     async with AuditLogger.from_settings(settings(tmp_path)) as reader:
         trail = await reader.get_audit_trail(event_type="SERVICE_STATUS_CHANGED")
     changes = [(e["data"]["old_status"], e["data"]["new_status"]) for e in trail["events"]]
@@ -100,7 +101,7 @@ async def test_status_listener_records_changes_only(audit, tmp_path):
 
 
 async def test_config_change_carries_hash_and_names_only(audit):
-    ev = await audit.record_config_change("ab" * 32, ["b", "a"], [], ["c"])
+    ev = await SidecarEvents(audit).record_config_change("ab" * 32, ["b", "a"], [], ["c"])
     assert ev["event_type"] == "CONFIG_CHANGED"
     assert ev["data"] == {"what": "services", "sha256": "ab" * 32, "added": ["a", "b"],
                           "removed": [], "changed": ["c"]}
@@ -111,7 +112,7 @@ async def test_service_checkpoints_and_verification_set_their_gauges(tmp_path, r
     await service.start()
     try:
         for i in range(4):
-            await service.logger.log_event("TRADING_RESUMED", data={"i": i})
+            await service.own.log_event("TRADING_RESUMED", data={"i": i})
         cp = await service.checkpointer.maybe()
         assert cp["sequence"] == 4 and cp["count"] == 4 and cp["signature"]
         assert (tmp_path / "checkpoints" / "checkpoint-00000000000000000004.json").exists()
@@ -121,8 +122,35 @@ async def test_service_checkpoints_and_verification_set_their_gauges(tmp_path, r
         assert registry.get_sample_value("usdcop_audit_head_sequence") == 4
         assert registry.get_sample_value("usdcop_audit_last_checkpoint_timestamp_seconds") > 0
         assert registry.get_sample_value("usdcop_postgres_up") is None  # embedded mode
-        await service.logger.log_event("TRADING_RESUMED")
+        await service.own.log_event("TRADING_RESUMED")
     finally:
         await service.close()
     # A last checkpoint at shutdown covers the event written after the previous one.
     assert (tmp_path / "checkpoints" / "checkpoint-00000000000000000005.json").exists()
+
+
+@pytest.mark.parametrize("event_type", ["AUDIT_PURGED", "CONFIG_CHANGED", "SERVICE_STATUS_CHANGED",
+                                        "TRADING_HALTED", "TRADING_RESUMED",
+                                        "RISK_LIMIT_BREACHED"])
+async def test_the_library_refuses_reserved_types_and_the_sidecar_path_writes_them(audit,
+                                                                                  event_type):
+    from exporter.audit.events import parse_event
+    with pytest.raises(AuditValidationError, match="written by the sidecar") as info:
+        await audit.log_event(event_type, data={"through_sequence": 5})
+    assert info.value.field == "event_type"
+    validated = parse_event({"event_type": event_type}, now=datetime.now(UTC), reserved=True)
+    with pytest.raises(AuditValidationError) as info:
+        await audit.submit([validated])  # validated elsewhere: still refused
+    assert info.value.field == "event_type"
+    assert (await audit.get_audit_trail())["events"] == []
+    stored = await SidecarEvents(audit).log_event(event_type, data={"i": 1})
+    assert stored["event_type"] == event_type and stored["sequence"] == 1
+
+
+async def test_the_reserved_helpers_keep_their_names_and_refuse(audit):
+    with pytest.raises(AuditValidationError) as info:
+        await audit.log_risk_limit_breached({"limit": "max_drawdown", "value": 1})
+    assert info.value.field == "event_type"
+    with pytest.raises(AuditValidationError) as info:
+        await audit.log_config_changed({"what": "model", "old": 1, "new": 2})
+    assert info.value.field == "event_type"

@@ -154,14 +154,14 @@ async def test_both_plans_for_time_windows_give_the_same_answers(pg_dsn, monkeyp
     try:
         base = datetime(2026, 1, 1, tzinfo=UTC)
         now = datetime.now(UTC)
-        units = [[parse_event({"event_type": "TRADE_EXECUTED" if i % 3 else "TRADING_HALTED",
+        units = [[parse_event({"event_type": "TRADE_EXECUTED" if i % 3 else "POSITION_OPENED",
                                "symbol": "USDCOP" if i % 2 else "EURUSD",
                                "timestamp": (base + timedelta(minutes=(i * 7) % 60)).isoformat()},
                               now=now)] for i in range(60)]
         await store.append(units)
         queries = [Query(start=base + timedelta(minutes=10), end=base + timedelta(minutes=30),
                          limit=7),
-                   Query(start=base + timedelta(minutes=20), event_type="TRADING_HALTED", limit=50),
+                   Query(start=base + timedelta(minutes=20), event_type="POSITION_OPENED", limit=50),
                    Query(end=base + timedelta(minutes=5), symbol="EURUSD", before=40, limit=3)]
         sorted_plan = [await store.query(q) for q in queries]
         monkeypatch.setattr(store_pg, "WINDOW_SORT_MAX", -1)

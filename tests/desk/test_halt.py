@@ -9,6 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from exporter.audit.errors import AuditUnavailable
+from exporter.audit.own import SidecarEvents
 from exporter.desk.halt import HALT_KEY, HaltConflict, HaltSwitch, iso_utc
 from tests.conftest import REDIS_TEST_URL
 from tests.desk.conftest import WRITER
@@ -27,7 +28,7 @@ async def test_halt_writes_the_key_and_an_audit_event_then_resume_removes_it(
         redis_client, redis_namespace, audit_logger):
     clock = FakeClock(float(int(time.time())))  # the audit trail refuses times outside its horizon
     when = iso_utc(clock.now)
-    switch = HaltSwitch(redis_client, audit=audit_logger, clock=clock)
+    switch = HaltSwitch(redis_client, audit=SidecarEvents(audit_logger), clock=clock)
     halt, created, event = await switch.halt("incident", "ana", "feed frozen")
     assert created and halt.when == when and when.endswith(".000000Z")
     assert event["event_type"] == "TRADING_HALTED" and event["actor"] == "ana"

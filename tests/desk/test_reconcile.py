@@ -12,7 +12,7 @@ from exporter.api.desk import DESK
 from exporter.cache.trading_metrics import MetricsCache
 from exporter.config import parse_config
 from exporter.desk.metrics import DeskMetrics
-from exporter.desk.reconcile import Reconciler
+from exporter.desk.reconcile import LEDGER_KEY, Reconciler
 from tests.conftest import REDIS_TEST_URL
 from tests.support.tools import free_port
 
@@ -184,3 +184,71 @@ async def test_without_a_report_the_route_answers_503_with_the_reason(sidecar):
     answer = await client.get("/api/desk/reconciliation")
     assert answer.status == 503 and answer.headers["Retry-After"] == "5"
     assert "no reconciliation report yet" in (await answer.json())["detail"]
+
+
+class CountingStore:
+    """The real audit store, noting where each read of the trail starts and what it returns."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self.starts: list[int] = []
+        self.read = 0
+
+    async def iter_events(self, after: int = 0):
+        self.starts.append(after)
+        async for event in self.store.iter_events(after=after):
+            self.read += 1
+            yield event
+
+    async def get_event(self, sequence: int):
+        return await self.store.get_event(sequence)
+
+    async def first_sequence(self):
+        return await self.store.first_sequence()
+
+
+def _fresh(store, redis_client, symbols=("USDCOP", "EURUSD")) -> Reconciler:
+    return Reconciler(store, redis_client, lambda: symbols, lambda: DESK_CONFIG)
+
+
+def _story(report) -> tuple:
+    return (rows(report), report["orphan_trades"], report["issues"], report["through_sequence"],
+            [(s["position_id"], s["source"]) for s in report["stale_positions"]])
+
+
+async def test_a_restart_reads_only_what_came_after_the_saved_ledger(audit_logger, redis_client):
+    await audit_logger.log_signal_generated({"signal_id": "s1", "symbol": "USDCOP"})
+    await opened(audit_logger, "p1", "USDCOP", "LONG", 100)
+    await opened(audit_logger, "p2", "EURUSD", "SHORT", 50)
+    await closed(audit_logger, "p2", "EURUSD", 20)
+    await audit_logger.log_trade_executed({"trade_id": "t1", "signal_id": "s9", "symbol": "USDCOP"})
+    await closed(audit_logger, "ghost", "USDCOP")
+    first = await _fresh(audit_logger.store, redis_client).run_once()
+    assert first["through_sequence"] == 6
+    await audit_logger.log_trade_executed({"trade_id": "t2", "signal_id": "s1", "symbol": "USDCOP"})
+    await opened(audit_logger, "p3", "USDCOP", "SHORT", 30)
+    # A new process: it takes up the saved ledger and reads the two new events only.
+    counting = CountingStore(audit_logger.store)
+    resumed = await _fresh(counting, redis_client).run_once()
+    assert counting.starts == [6] and counting.read == 2
+    assert rows(resumed)["USDCOP"] == (70.0, 0.0, True) and rows(resumed)["EURUSD"][0] == -30.0
+    # The same answer as reading the whole trail.
+    await redis_client.delete(LEDGER_KEY)
+    whole = CountingStore(audit_logger.store)
+    assert _story(await _fresh(whole, redis_client).run_once()) == _story(resumed)
+    assert whole.starts == [0] and whole.read == 8
+
+
+async def test_a_saved_ledger_of_another_trail_is_not_taken_up(audit_logger, redis_client):
+    await opened(audit_logger, "p1", "USDCOP", "LONG", 5)
+    await _fresh(audit_logger.store, redis_client).run_once()
+    saved = await redis_client.get(LEDGER_KEY)
+    assert saved["through"] == 1 and saved["open"][0][0] == "p1"
+    await redis_client.set(LEDGER_KEY, {**saved, "through_hash": "00" * 32}, ttl=0)
+    counting = CountingStore(audit_logger.store)
+    await _fresh(counting, redis_client).run_once()
+    assert counting.starts == [0] and counting.read == 1
+    await redis_client.set(LEDGER_KEY, {"version": 1, "through": "junk"}, ttl=0)
+    counting = CountingStore(audit_logger.store)
+    report = await _fresh(counting, redis_client).run_once()
+    assert counting.starts == [0] and rows(report)["USDCOP"][0] == 5.0

@@ -8,6 +8,7 @@ import math
 import pytest
 import redis.asyncio as aioredis
 
+from exporter.audit.own import SidecarEvents
 from exporter.cache.mirror import Mirror, PositionView
 from exporter.cache.trading_metrics import MetricsCache
 from exporter.config import parse_config
@@ -79,7 +80,8 @@ def monitor(redis_client, mirror, clock, audit, registry=None, desk=DESK) -> Ris
     metrics = DeskMetrics(registry) if registry is not None else None
     calendar = TradingCalendar.from_config(desk)
     return RiskMonitor(redis_client, lambda: mirror.snapshot, lambda: desk, lambda: calendar,
-                       audit=audit, metrics=metrics, clock=clock)
+                       audit=SidecarEvents(audit) if audit is not None else None,
+                       metrics=metrics, clock=clock)
 
 
 async def breach_events(audit_logger) -> list[dict]:

@@ -196,7 +196,7 @@ def test_two_sidecars_share_redis_and_keep_one_audit_chain(tmp_path, listener, r
         sequences = sorted(body["sequence"] for _, body in results)
         assert len(set(sequences)) == 60
         for sidecar in pair:
-            status, verdict = sidecar.get("/api/audit/verify")
+            status, verdict = sidecar.get("/api/audit/verify?full=true")
             assert status == 200 and verdict["ok"] is True and verdict["first_broken"] is None, verdict
             assert verdict["checked"] == verdict["head_sequence"] >= sequences[-1]
         status, page = a.get("/api/audit/signals?limit=1000")

@@ -255,10 +255,10 @@ async def _posts(session, sidecar: str) -> None:
     assert (status, body) == (200, {"accepted": 2})
     status, body = await _json(session, "POST", sidecar + "/api/audit/signals", json={
         "events": [
-            {"event_type": "CONFIG_CHANGED", "actor": "e2e",
-             "data": {"what": "risk_limits", "old": {"max": 1}, "new": {"max": 2}}},
-            {"event_type": "TRADING_HALTED", "symbol": "USDCOP", "actor": "e2e",
-             "data": {"reason": "end-to-end test"}},
+            {"event_type": "TRADE_EXECUTED", "symbol": "USDCOP", "actor": "e2e",
+             "data": {"trade_id": "e2e-1", "side": "BUY", "price": 4250.5, "quantity": 1}},
+            {"event_type": "POSITION_OPENED", "symbol": "USDCOP", "actor": "e2e",
+             "data": {"position_id": "e2e-1", "side": "LONG", "quantity": 1}},
         ]})
     assert status == 201, body
     status, body = await _json(session, "GET", sidecar + "/api/cache/signals",
