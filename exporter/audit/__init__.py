@@ -2,7 +2,7 @@
 signed checkpoints, verification, retention."""
 
 from .errors import AuditConflict, AuditError, AuditRejected, AuditUnavailable, AuditValidationError
-from .events import KNOWN_TYPES, PendingEvent, parse_event
+from .events import KNOWN_TYPES, RESERVED_TYPES, PendingEvent, parse_event
 from .logger import AuditLogger
 from .metrics import AuditMetrics, AuditState
 from .spool import Spool
@@ -13,6 +13,7 @@ from .writer import AuditWriter
 
 __all__ = [
     "KNOWN_TYPES",
+    "RESERVED_TYPES",
     "AuditConflict",
     "AuditError",
     "AuditLogger",

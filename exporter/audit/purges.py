@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from .chain import canonical
 
 CLOCK_TOLERANCE = 300.0  # seconds: the sidecar's and the database's clocks may differ this much
 _DOMAIN = b"usdcop-audit-purge\n"
+_HASH_RE = re.compile(r"[0-9a-f]{64}")
 
 
 class PurgeRefused(Exception):
@@ -117,7 +119,8 @@ def check(event: dict[str, Any], checkpoints: list[dict[str, Any]], key: bytes |
         raise PurgeRefused("purge_malformed", f"purge record {seq} has no data")
     through, horizon = data.get("through_sequence"), _time(data.get("horizon"))
     if not isinstance(through, int) or isinstance(through, bool) or not 0 < through < seq \
-            or not isinstance(data.get("through_hash"), str) or horizon is None:
+            or not isinstance(data.get("through_hash"), str) \
+            or not _HASH_RE.fullmatch(data["through_hash"]) or horizon is None:
         raise PurgeRefused("purge_malformed", f"purge record {seq} does not name a range before"
                                               " it (through_sequence, through_hash, horizon)")
     signed = False

@@ -129,7 +129,7 @@ async def verify_events(
     warnings: list[str] = []
     check_purge = purge_checker(checkpoints, key, retention, on_disk or {})
     walk = _Walk(checkpoints, check_purge)
-    newest, trusted = None, None
+    newest, trusted, mode = None, None, "full"
     try:
         for cp in checkpoints:
             _check_signature(cp, key)
@@ -137,8 +137,11 @@ async def verify_events(
             warnings.append("checkpoints are unsigned or their signatures were not checked"
                             " (no AUDIT_CHECKPOINT_KEY)")
         if start is not None:
+            mode = "incremental"
             begin = await start(check_purge)
-            if begin is not None:
+            if begin is None:
+                mode = "full"  # no signed checkpoint to continue from
+            else:
                 sequence, digest, trusted = begin
                 walk.head, walk.prev, walk.expected = sequence, digest, sequence + 1
         async for run in _chunks(events, chunk):
@@ -174,8 +177,8 @@ async def verify_events(
                         " checkpoints it contradicts")
     status = "broken" if broken is not None else "ok" if key else "unauthenticated"
     return {
-        "ok": broken is None, "status": status,
-        "mode": "incremental" if trusted is not None else "full", "checked": walk.checked, "head_sequence": walk.head or None,
+        "ok": broken is None, "status": status, "mode": mode, "checked": walk.checked,
+        "head_sequence": walk.head or None,
         "range": {"from": walk.first, "through": walk.head} if walk.checked else None,
         "trusted": trusted,
         "first_broken": broken,
@@ -282,14 +285,18 @@ def _from_export(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def _purge_records(path: Path) -> dict[int, dict]:
-    purges: dict[int, dict] = {}
+    found: dict[int, dict] = {}
     with open(path) as f:
         for line in f:
             if '"AUDIT_PURGED"' in line:
                 obj = json.loads(line)
-                if obj.get("event_type") == "AUDIT_PURGED":
-                    purges.setdefault(int(obj["data"]["through_sequence"]), obj)
-    return purges
+                if not isinstance(obj, dict) or obj.get("event_type") != "AUDIT_PURGED":
+                    continue
+                data = obj.get("data")
+                through = data.get("through_sequence") if isinstance(data, dict) else None
+                if isinstance(through, int):
+                    found.setdefault(through, obj)
+    return found
 
 
 def _read_export(path: Path):

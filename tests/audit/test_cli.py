@@ -120,3 +120,13 @@ def test_cannot_verify_is_exit_2(env, capsys, monkeypatch):
     assert main(["audit", "export", "--since", "yesterday"]) == 2
     assert "--since" in capsys.readouterr().err
     assert main(["audit", "verify", "--file", str(env / "missing.jsonl")]) == 2
+
+
+def test_verify_without_a_key_is_not_plain_ok(env, capsys, monkeypatch):
+    fill(env / "audit.sqlite3", 3)
+    monkeypatch.delenv("AUDIT_CHECKPOINT_KEY")
+    assert main(["audit", "verify"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert result["ok"] and result["status"] == "unauthenticated" and result["mode"] == "full"
+    assert "warning: no AUDIT_CHECKPOINT_KEY: purges cannot be authenticated" in captured.err

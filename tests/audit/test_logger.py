@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -118,6 +119,10 @@ async def test_service_checkpoints_and_verification_set_their_gauges(tmp_path, r
         assert (tmp_path / "checkpoints" / "checkpoint-00000000000000000004.json").exists()
         result = await service.verify()
         assert result["ok"] and result["checkpoint"]["sequence"] == 4
+        assert result["mode"] == "incremental" and result["trusted"]["through"] == 4
+        both = await asyncio.gather(service.verify(full=True), service.verify())
+        assert [r["mode"] for r in both] == ["full", "full"]  # the request joined the full run
+        assert both[0] is both[1] and both[0]["checked"] == 4
         assert registry.get_sample_value("usdcop_audit_last_verify_ok") == 1
         assert registry.get_sample_value("usdcop_audit_head_sequence") == 4
         assert registry.get_sample_value("usdcop_audit_last_checkpoint_timestamp_seconds") > 0

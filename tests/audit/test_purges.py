@@ -228,3 +228,15 @@ async def test_incremental_run_after_a_prefix_cut_behind_a_forged_purge(store, t
     _delete_prefix(tamper, store, 4)
     result = await verify_store(store, tmp_path / "cp", KEY, full=False, retention=30 * DAY)
     assert result["first_broken"]["reason"] == "sequence_gap", result
+
+
+@pytest.mark.parametrize("full", [True, False])
+async def test_a_purge_record_that_is_not_one_is_named_not_raised(store, tamper, tmp_path, full):
+    await _fill(store, 5)
+    await _checkpoint(store, tmp_path / "cp", KEY)
+    await _forge_purge(store, 3, through_hash="not hex")
+    _delete_prefix(tamper, store, 3)
+    for key in (None, KEY):
+        result = await verify_store(store, tmp_path / "cp", key, full=full)
+        assert result["first_broken"]["reason"] == "purge_malformed", result
+        assert result["mode"] == ("incremental" if key and not full else "full")

@@ -264,7 +264,8 @@ async def _posts(session, sidecar: str) -> None:
     status, body = await _json(session, "GET", sidecar + "/api/cache/signals",
                                params={"type": "latest", "symbol": "USDCOP"})
     assert status == 200 and body["signal"]["symbol"] == "USDCOP", body
-    status, body = await _json(session, "GET", sidecar + "/api/audit/verify")
+    status, body = await _json(session, "GET", sidecar + "/api/audit/verify",
+                               params={"full": "true"})
     assert status == 200 and body["ok"] is True and body["checked"] > 20, body
 
 
