@@ -25,7 +25,7 @@ from .desk.halt import HALT_REASONS  # noqa: E402
 from .health.checker import HealthChecker  # noqa: E402
 from .health.registry import ServiceRegistry  # noqa: E402
 from .latency import LatencyMonitor, PerformanceLogger  # noqa: E402
-from .log import StructuredLogger  # noqa: E402
+from .log import StructuredLogger, setup_logging  # noqa: E402
 
 __all__ = [
     "AuditConflict",
@@ -48,6 +48,7 @@ __all__ = [
     "get_signal_cache",
     "ServiceRegistry",
     "StructuredLogger",
+    "setup_logging",
     "get_health_checker",
     "get_logger",
     "get_service_registry",
