@@ -13,6 +13,7 @@ from loguru import logger
 
 from .audit import AuditLogger
 from .cache import MetricsCache, RedisClient, SignalCache
+from .cache.metrics import CacheMetrics
 from .config.redact import redact_url
 from .health.checker import HealthChecker
 from .health.registry import ServiceRegistry
@@ -53,8 +54,12 @@ def _cache_settings():
 
 @cache
 def _cache_client() -> RedisClient:
-    settings = _cache_settings()
-    return RedisClient(namespace=settings.redis_namespace, url=settings.redis_url)
+    # Reads are counted on the latency kit's private registry and, with EXPORTER_URL,
+    # forwarded to the sidecar's usdcop_cache_requests_total.
+    settings, kit = _cache_settings(), _latency_kit()
+    forward = kit.forwarder.count_cache if kit.forwarder is not None else None
+    return RedisClient(namespace=settings.redis_namespace, url=settings.redis_url,
+                       metrics=CacheMetrics(kit.registry, forward))
 
 
 @cache
