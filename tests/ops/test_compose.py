@@ -223,7 +223,7 @@ def test_dockerfile():
     by = {}
     for word, rest in instructions:
         by.setdefault(word, []).append(rest)
-    assert any(re.search(r"\bpip install \.(\s|$)", r) for r in by["RUN"])
+    assert any(re.search(r"\bpip install -c constraints\.txt \.(\s|$)", r) for r in by["RUN"])
     (user,) = by["USER"]
     assert user.split(":")[0] not in {"root", "0"}
     assert instructions.index(("USER", user)) > max(
@@ -241,10 +241,35 @@ def test_dockerignore_keeps_what_the_image_needs():
         for line in (a.REPO / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    for needed in ("exporter", "pyproject.toml", "README.md", "services.yaml"):
+    for needed in ("exporter", "pyproject.toml", "constraints.txt", "README.md", "services.yaml"):
         assert needed not in ignored
     for bulky in (".git", ".venv", "tests"):
         assert bulky in ignored
     copied = [r for w, r in _dockerfile() if w == "COPY"]
     sources = {s for r in copied if not r.startswith("--from") for s in r.split()[:-1]}
-    assert {"pyproject.toml", "README.md", "exporter", "services.yaml"} <= sources
+    assert {"pyproject.toml", "constraints.txt", "README.md", "exporter", "services.yaml"} <= sources
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_constraints_pin_every_dependency_and_installs_use_them():
+    """constraints.txt (scripts/lock.sh) pins each dependency of every extra exactly."""
+    import tomllib
+
+    project = tomllib.loads((a.REPO / "pyproject.toml").read_text())["project"]
+    wanted = {_name(r) for r in project["dependencies"]}
+    for extra in project["optional-dependencies"].values():
+        wanted |= {_name(r) for r in extra}
+    pinned = {}
+    for line in (a.REPO / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith((" ", "#")):
+            name, _, version = line.split(";")[0].strip().partition("==")
+            pinned[name.lower().replace("_", "-")] = version
+    missing = sorted(wanted - set(pinned))
+    assert not missing, f"not in constraints.txt (run bash scripts/lock.sh): {missing}"
+    assert all(re.fullmatch(r"\d[\w.+!-]*", v) for v in pinned.values())
+    test_sh = (a.REPO / "scripts/test.sh").read_text()
+    assert "pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'" in test_sh
+    assert "uv pip compile pyproject.toml --all-extras" in (a.REPO / "scripts/lock.sh").read_text()
