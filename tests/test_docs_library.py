@@ -18,8 +18,6 @@ from exporter.settings import Settings
 from tests.ops import artefacts as a
 from tests.support.tools import free_port
 
-pytestmark = pytest.mark.slow
-
 GUIDE = a.REPO / "docs" / "library.md"
 HEADING = "## The engine-side guide"
 TOKEN = "docs-example-token"
@@ -72,6 +70,7 @@ async def sidecar(aiohttp_server, registry, tmp_path):
     return await aiohttp_server(create_app(settings, registry), host="127.0.0.1", port=free_port())
 
 
+@pytest.mark.slow
 async def test_every_example_runs_in_an_engine(sidecar, registry, redis_url, redis_namespace,
                                                pg_dsn, tmp_path):
     keep = ("PATH", "HOME", "LANG", "LC_ALL", "PYTHONPATH")

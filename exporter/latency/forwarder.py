@@ -99,13 +99,15 @@ class Forwarder:
 
     def count_cache(self, cache: str, hit: bool) -> None:
         """Count one cache read of the engine, for the next batch; never blocks."""
+        if self._closed:
+            return
+        if self._thread is None or self._pid != os.getpid():
+            self._start()  # in a forked child this also forgets the parent's counts
         key = (cache, "hit" if hit else "miss")
         with self._cache_lock:
             first = not self._cache_counts
             self._cache_counts[key] = self._cache_counts.get(key, 0) + 1
-        if first and not self._closed:
-            if self._thread is None or self._pid != os.getpid():
-                self._start()
+        if first:
             try:
                 self._queue.put_nowait(_CACHE)
             except queue.Full:
@@ -138,6 +140,8 @@ class Forwarder:
                 self._pid = os.getpid()
                 self._queue = queue.Queue(self._max_queue)
                 self._conn = None
+                with self._cache_lock:  # the parent's counts are the parent's to send
+                    self._cache_counts = {}
             self._thread = threading.Thread(target=self._run, name="usdcop-forwarder", daemon=True)
             self._thread.start()
 

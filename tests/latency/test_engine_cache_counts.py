@@ -4,6 +4,7 @@ forwarder (EXPORTER_URL), from the library's getters to a real sidecar's /metric
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 
@@ -86,3 +87,23 @@ async def test_bad_cache_counts_are_refused_by_name_and_nothing_is_recorded(side
                                      {"cache": "signals", "result": "hit"}) == 0
     stats = await (await client.get(URL, params={"service": "svc"})).json()
     assert stats["count"] == 0
+
+
+async def test_a_forked_engine_sends_only_its_own_cache_counts(sidecar, registry):  # noqa: F811
+    from exporter.latency import Forwarder
+
+    forwarder = Forwarder(str(sidecar.make_url("")), TOKEN, linger=60.0)  # the parent's wait
+    try:
+        forwarder.count_cache("signals", True)  # pending in the parent when it forks
+        pid = os.fork()
+        if pid == 0:  # the child: count one read of its own, send it, leave at once
+            forwarder.count_cache("metrics", False)
+            os._exit(0 if forwarder.flush(30) and forwarder.cache_reads_dropped == 0 else 1)
+        _, status = await asyncio.to_thread(os.waitpid, pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert _requests(registry, "metrics", "miss") == 1
+        assert _requests(registry, "signals", "hit") == 0  # the parent's count is not the child's
+        assert await asyncio.to_thread(forwarder.flush, 30)
+        assert _requests(registry, "signals", "hit") == 1
+    finally:
+        await asyncio.to_thread(forwarder.close)
