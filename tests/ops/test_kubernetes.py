@@ -177,3 +177,19 @@ def test_a_placeholder_left_in_the_secret_stops_the_sidecar(key):
     assert re.search(r"<[^>]+>", value)
     with pytest.raises(SettingsError, match=key):
         load_settings({key: value})
+
+
+def test_kustomize_builds_the_base_and_the_built_objects_are_valid():
+    kubectl = require_tool("kubectl")  # its built-in kustomize; offline
+    res = subprocess.run([kubectl, "kustomize", str(K8S)], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    built = [o for o in yaml.safe_load_all(res.stdout) if o]
+    key = sorted((o["kind"], o["metadata"]["name"]) for o in built)
+    assert key == sorted((o["kind"], o["metadata"]["name"]) for _, o in OBJECTS)
+    for obj in built:
+        assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "usdcop"
+        if obj["kind"] in CORE_KINDS:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    (sts,) = [o for o in built if o["kind"] == "StatefulSet"]
+    assert sts["spec"]["template"]["spec"]["containers"][0]["image"] == "usdcop-exporter:0.1.0"
