@@ -182,6 +182,7 @@ def test_a_plain_up_probes_only_what_the_stack_runs(resolved):
 def test_one_image_and_pinned_tool_versions(resolved):
     services = resolved["services"]
     assert "build" not in services["usdcop-demo"]
+    assert services["usdcop-demo"]["pull_policy"] == "never"
     assert services["usdcop-demo"]["image"] == services["usdcop-exporter"]["image"]
     assert [n for n, s in services.items() if "build" in s] == ["usdcop-exporter"]
     for image, tool in (("prom/prometheus", "promtool"), ("prom/alertmanager", "amtool")):
