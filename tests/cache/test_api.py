@@ -182,3 +182,11 @@ async def test_ready_and_dependencies(api):
         assert api.app[DEPENDENCIES]["redis"]()["up"] in (True, None)
     else:
         assert "redis" not in api.app[DEPENDENCIES]
+
+
+async def test_a_history_string_that_is_no_array_is_a_bad_gateway(api):
+    client = api.app[CACHE].client
+    await client.set("signal:history:USDCOP", {"signals": []}, ttl=0)
+    resp = await api.get(PATH, params={"type": "history", "symbol": "USDCOP"})
+    body = await expect_error(resp, 502, None, "neither a list nor a JSON array")
+    assert body["error"] == "bad_value"
