@@ -14,9 +14,10 @@ RUN groupadd --system --gid 10001 usdcop \
             --create-home --shell /usr/sbin/nologin usdcop
 
 WORKDIR /src
-COPY pyproject.toml README.md LICENSE* ./
+COPY pyproject.toml constraints.txt README.md LICENSE* ./
 COPY exporter ./exporter
-RUN pip install . && rm -rf /src
+# The versions the tests ran with (constraints.txt, refreshed by scripts/lock.sh).
+RUN pip install -c constraints.txt . && rm -rf /src
 
 COPY services.yaml /etc/usdcop-exporter/services.yaml
 

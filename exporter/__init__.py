@@ -24,7 +24,7 @@ from .desk.halt import HALT_REASONS
 from .health.checker import HealthChecker
 from .health.registry import ServiceRegistry
 from .latency import LatencyMonitor, PerformanceLogger
-from .log import StructuredLogger
+from .log import StructuredLogger, setup_logging
 
 __all__ = [
     "__version__",
@@ -48,6 +48,7 @@ __all__ = [
     "get_signal_cache",
     "ServiceRegistry",
     "StructuredLogger",
+    "setup_logging",
     "get_health_checker",
     "get_logger",
     "get_service_registry",

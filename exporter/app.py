@@ -10,7 +10,7 @@ health checker, for instance). Cleanup runs in reverse order.
 from __future__ import annotations
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from .api import audit, cache, desk, health, latency, limits, ops
 from .api.auth import auth_middleware
@@ -24,7 +24,12 @@ FEATURES = [health, cache, latency, audit, desk, ops]
 
 
 def create_app(settings, registry: CollectorRegistry | None = None) -> web.Application:
-    """Build the sidecar application on `registry` (a fresh one when None)."""
+    """Build the sidecar application on `registry` (a fresh one when None).
+
+    Switches prometheus-client's `_created` samples off for the process: nothing reads
+    them, and they were over a quarter of a scrape's lines.
+    """
+    disable_created_metrics()
     registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
     app = web.Application(
         middlewares=[http_metrics_middleware, error_middleware, limits.limits_middleware,

@@ -9,8 +9,12 @@ from __future__ import annotations
 import os
 from functools import cache
 
+from loguru import logger
+
 from .audit import AuditLogger
 from .cache import MetricsCache, RedisClient, SignalCache
+from .cache.metrics import CacheMetrics
+from .config.redact import redact_url
 from .health.checker import HealthChecker
 from .health.registry import ServiceRegistry
 from .latency import LatencyLibrary, LatencyMonitor, PerformanceLogger
@@ -50,8 +54,12 @@ def _cache_settings():
 
 @cache
 def _cache_client() -> RedisClient:
-    settings = _cache_settings()
-    return RedisClient(namespace=settings.redis_namespace, url=settings.redis_url)
+    # Reads are counted on the latency kit's private registry and, with EXPORTER_URL,
+    # forwarded to the sidecar's usdcop_cache_requests_total.
+    settings, kit = _cache_settings(), _latency_kit()
+    forward = kit.forwarder.count_cache if kit.forwarder is not None else None
+    return RedisClient(namespace=settings.redis_namespace, url=settings.redis_url,
+                       metrics=CacheMetrics(kit.registry, forward))
 
 
 @cache
@@ -84,5 +92,18 @@ def get_performance_logger() -> PerformanceLogger:
 
 @cache
 def get_audit_logger() -> AuditLogger:
-    """The process-wide AuditLogger: POSTGRES_URL (with the outage spool), else SQLite."""
-    return AuditLogger.from_settings(load_settings())
+    """The process-wide AuditLogger: POSTGRES_URL (with the outage spool), else SQLite.
+
+    Logs once where it writes, and which setting changes that.
+    """
+    settings = load_settings()
+    audit = AuditLogger.from_settings(settings)
+    if settings.postgres_url:
+        logger.info("audit trail: Postgres {} (POSTGRES_URL), outage spool {} (AUDIT_SPOOL_DIR)",
+                    redact_url(settings.postgres_url), os.path.abspath(settings.audit_spool_dir))
+    else:
+        path = os.path.abspath(settings.audit_sqlite_path)
+        how = ("AUDIT_SQLITE_PATH" if "AUDIT_SQLITE_PATH" in os.environ
+               else "the default; set AUDIT_SQLITE_PATH, or POSTGRES_URL for Postgres")
+        logger.info("audit trail: SQLite file {} ({})", path, how)
+    return audit

@@ -1,10 +1,11 @@
-"""Logging: StructuredLogger for library users, and the CLI's one-time loguru set-up."""
+"""Logging: StructuredLogger for library users, the stderr sinks, and their one-time set-up."""
 
 from __future__ import annotations
 
 import functools
 import inspect
 import json
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -21,7 +22,8 @@ LEVELS = {
 class StructuredLogger:
     """A logger carrying a context (service, request id ...) into every record.
 
-    loguru underneath; the library never configures loguru's sinks — only the CLI does.
+    loguru underneath; the library never configures loguru's sinks on its own: the CLI
+    does, and an engine calls `setup_logging()` once.
     """
 
     def __init__(self, **context: Any) -> None:
@@ -138,8 +140,23 @@ def _json_sink(message) -> None:
     sys.stderr.write(json.dumps(out, default=str) + "\n")
 
 
+_TEXT_FORMAT = "<green>{time:YYYY-MM-DDTHH:mm:ss.SSSZ}</green> <level>{level: <7}</level> {message}"
+
+
+def _text_format(record) -> str:
+    """The text line: time, level, message, then the bound fields as JSON (braces escaped)."""
+    line = _TEXT_FORMAT
+    if record["extra"]:
+        fields = json.dumps(record["extra"], default=str, ensure_ascii=False)
+        line += " " + fields.replace("{", "{{").replace("}", "}}").replace("<", r"\<")
+    return line + "\n{exception}"
+
+
 def configure_logging(level: str = "info", fmt: str = "text") -> None:
-    """Set loguru's sinks for the process: stderr, text or JSON lines. CLI only."""
+    """Set loguru's sinks for the process: stderr, text or JSON lines.
+
+    Exceptions show their traceback without local variable values (`diagnose=False`).
+    """
     _logger.remove()
     lvl = LEVELS[level.lower()]
     if fmt == "json":
@@ -147,5 +164,20 @@ def configure_logging(level: str = "info", fmt: str = "text") -> None:
     else:
         _logger.add(
             sys.stderr, level=lvl, backtrace=False, diagnose=False, colorize=sys.stderr.isatty(),
-            format="<green>{time:YYYY-MM-DDTHH:mm:ss.SSSZ}</green> <level>{level: <7}</level> {message}",
+            format=_text_format,
         )
+
+
+def setup_logging(level: str | None = None, fmt: str | None = None) -> None:
+    """Install the sidecar's stderr sink in an engine: `LOG_LEVEL` and `LOG_FORMAT` when not given.
+
+    Replaces loguru's default sink (which shows only the message): context and metadata
+    appear, as JSON fields or after the text line, and tracebacks carry no local values.
+    A bad level or format raises ValueError naming it; the sinks are then unchanged.
+    """
+    from .settings import load_settings
+
+    names = ("LOG_LEVEL", "LOG_FORMAT")
+    settings = load_settings({k: v for k, v in os.environ.items() if k in names},
+                             log_level=level, log_format=fmt)
+    configure_logging(settings.log_level, settings.log_format)

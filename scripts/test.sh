@@ -26,6 +26,7 @@ command -v promtool >/dev/null || need+=(prometheus)
 command -v amtool >/dev/null || need+=(prometheus-alertmanager)
 command -v prometheus-blackbox-exporter >/dev/null || need+=(prometheus-blackbox-exporter)
 command -v docker-compose >/dev/null || need+=(docker-compose)
+command -v kubectl >/dev/null || need+=(kubernetes-client)  # kubectl kustomize, offline
 command -v redis-server >/dev/null || need+=(redis-server)
 fresh_postgres=no
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
@@ -77,7 +78,8 @@ if [ ! -x .venv/bin/python ]; then
   log "creating .venv"
   python3 -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+# constraints.txt pins every dependency (scripts/lock.sh refreshes it).
+.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
 
 log "running the suite"
 # pytest's exit code 5 (no test ran) is a failure here too: set -e passes it on.

@@ -2,6 +2,7 @@
 
 import asyncio
 
+import pytest
 from loguru import logger
 
 import exporter
@@ -140,3 +141,39 @@ async def test_audit_getter_runs_the_seed_example_on_sqlite(monkeypatch, tmp_pat
     finally:
         await audit.close()
         defaults.get_audit_logger.cache_clear()
+
+
+@pytest.fixture
+def fresh_audit_getter(monkeypatch, tmp_path):
+    """get_audit_logger() built anew from the environment, in an empty working directory."""
+    for name in ("POSTGRES_URL", "POSTGRES_URL_FILE", "AUDIT_SQLITE_PATH", "AUDIT_SPOOL_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    exporter.get_audit_logger.cache_clear()
+    records = []
+    sink = logger.add(lambda m: records.append(m.record["message"]), level="INFO")
+    yield records
+    logger.remove(sink)
+    exporter.get_audit_logger.cache_clear()
+
+
+def test_the_audit_getter_says_once_where_it_writes_by_default(fresh_audit_getter, tmp_path):
+    exporter.get_audit_logger()
+    exporter.get_audit_logger()
+    lines = [m for m in fresh_audit_getter if m.startswith("audit trail:")]
+    assert lines == [f"audit trail: SQLite file {tmp_path / 'usdcop-audit.sqlite3'} "
+                     "(the default; set AUDIT_SQLITE_PATH, or POSTGRES_URL for Postgres)"]
+
+
+def test_the_audit_getter_names_the_configured_places(fresh_audit_getter, monkeypatch, tmp_path):
+    monkeypatch.setenv("AUDIT_SQLITE_PATH", str(tmp_path / "trail.db"))
+    exporter.get_audit_logger()
+    exporter.get_audit_logger.cache_clear()
+    monkeypatch.setenv("POSTGRES_URL", "postgresql://engine:s3cret@127.0.0.1:5432/trading")
+    monkeypatch.setenv("AUDIT_SPOOL_DIR", str(tmp_path / "spool"))
+    exporter.get_audit_logger()
+    lines = [m for m in fresh_audit_getter if m.startswith("audit trail:")]
+    assert lines[0] == f"audit trail: SQLite file {tmp_path / 'trail.db'} (AUDIT_SQLITE_PATH)"
+    assert lines[1] == ("audit trail: Postgres postgresql://engine:***@127.0.0.1:5432/trading "
+                        f"(POSTGRES_URL), outage spool {tmp_path / 'spool'} (AUDIT_SPOOL_DIR)")
+    assert "s3cret" not in "".join(fresh_audit_getter)

@@ -24,14 +24,14 @@ from ..cache.layout import ACTIONS, SYMBOL_RE
 from ..cache.memory import MemoryBackend
 from ..cache.metrics import CacheMetrics, HealthWriterMetrics, MirrorMetrics
 from ..cache.mirror import Mirror
-from ..cache.signals import MAX_LIMIT, OPTIONAL, REQUIRED, SignalCache, validate_signal
+from ..cache.signals import MAX_LIMIT, REQUIRED, SignalCache, validate_signal
 from ..cache.trading_metrics import MetricsCache
 from .errors import ApiError, bad_request, invalid, unavailable
 from .health import CHECKER
 from .keys import DEPENDENCIES, READY, REGISTRY, SETTINGS
 from .routes import Route
 from .schemas import NO_NUL, body_pointer, closed, closed_optional, free_form, refusal, reply
-from .validation import check_query, closed_object, get_free_object, query_int, read_json
+from .validation import check_query, get_free_object, query_int, read_json
 
 PATH = "/api/cache/signals"
 TYPES = ("latest", "history", "stats")
@@ -191,7 +191,8 @@ async def post_signal(request: web.Request) -> web.Response:
     """POST: one signal → signal:latest and its history in one MULTI/EXEC → 201."""
     check_query(request, ())
     body = await read_json(request)
-    closed_object(body, "", required=REQUIRED, optional=OPTIONAL)
+    if not isinstance(body, dict):
+        raise invalid("body must be a JSON object", None)
     get_free_object(body, "features", "")
     try:
         signal = validate_signal(body)
@@ -249,7 +250,9 @@ _SIGNAL_FIELDS: dict[str, Any] = {
 _SIGNAL_SCHEMA = {
     "type": "object",
     "required": list(REQUIRED),
-    "additionalProperties": False,
+    # Fields beyond these (a `strategy`, say) are stored as they are.
+    "propertyNames": {"minLength": 1, "maxLength": 256, "pattern": NO_NUL},
+    "additionalProperties": {"$ref": body_pointer(PATH) + "/properties/features/$defs/value"},
     "properties": {
         **_SIGNAL_FIELDS,
         # Optional fields may be null, which means absent.

@@ -7,9 +7,11 @@ from typing import Any
 
 from aiohttp import web
 
+from ..cache.layout import CACHE_LABELS
 from ..latency.guard import NAME_RE, PairLimitError
 from ..latency.metrics import LatencyMetrics
 from ..latency.monitor import MAX_LATENCY_MS, LatencyMonitor, LatencyRecord
+from .cache import CACHE
 from .errors import ApiError, bad_request, invalid
 from .keys import READY, REGISTRY, SETTINGS
 from .routes import Route
@@ -34,6 +36,8 @@ METRICS = web.AppKey("latency_metrics", LatencyMetrics)
 
 PATH = "/api/health/latency"
 MAX_RECORDS = 1000
+MAX_CACHE_COUNTS = 2 * len(CACHE_LABELS)  # one hit and one miss count per cache
+MAX_CACHE_COUNT = 1_000_000_000
 MAX_MINUTES = 1440  # a day; the window rarely spans more anyway
 TYPES = ("stats", "average", "trend", "high")
 # Which query parameters each type takes; anything else is refused, not ignored.
@@ -164,7 +168,20 @@ _BATCH_SCHEMA = {
     "type": "object",
     "required": ["records"],
     "additionalProperties": False,
-    "properties": {"records": {"type": "array", "maxItems": MAX_RECORDS, "items": _RECORD_SCHEMA}},
+    "properties": {
+        "records": {"type": "array", "maxItems": MAX_RECORDS, "items": _RECORD_SCHEMA},
+        "cache_requests": {
+            "type": ["array", "null"],
+            "maxItems": MAX_CACHE_COUNTS,
+            "description": "an engine's own cache reads since its last batch, added to "
+                           "usdcop_cache_requests_total",
+            "items": closed(
+                cache={"type": "string", "enum": list(CACHE_LABELS)},
+                result={"type": "string", "enum": ["hit", "miss"]},
+                count={"type": "integer", "minimum": 1, "maximum": MAX_CACHE_COUNT},
+            ),
+        },
+    },
 }
 _MS = {"type": ["number", "null"], "minimum": 0}
 _COUNT = {"type": "integer", "minimum": 0}
@@ -317,8 +334,10 @@ def _checked_record(value: Any, where: str) -> LatencyRecord:
 async def post_latency(request: web.Request) -> web.Response:
     """POST: one record, or {"records": [...]} recorded all or nothing."""
     body = await read_json(request, BATCH_BODY_LIMIT)
+    cache_reads: list[tuple[str, str, int]] = []
     if isinstance(body, dict) and "records" in body:
-        closed_object(body, "", required=("records",))
+        closed_object(body, "", required=("records",), optional=("cache_requests",))
+        cache_reads = _cache_requests(body.get("cache_requests"))
         items = body["records"]
         if not isinstance(items, list):
             raise invalid("records must be an array", "records")
@@ -350,7 +369,38 @@ async def post_latency(request: web.Request) -> web.Response:
         )
         field = field_path(where, index) + ".operation" if where else "operation"
         raise ApiError(422, "too_many_pairs", str(exc), field) from None
+    feature = request.app.get(CACHE)  # every sidecar has it; a latency-only test app not
+    if cache_reads and feature is not None:
+        for cache, result, count in cache_reads:
+            feature.metrics.add(cache, result, count)
     return web.json_response({"accepted": accepted})
+
+
+def _cache_requests(value: Any) -> list[tuple[str, str, int]]:
+    """An engine's forwarded cache reads: [{cache, result, count}], checked before anything counts."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise invalid("cache_requests must be an array", "cache_requests")
+    if len(value) > MAX_CACHE_COUNTS:
+        raise invalid(f"cache_requests has {len(value)} items; at most {MAX_CACHE_COUNTS}",
+                      "cache_requests")
+    out = []
+    for i, item in enumerate(value):
+        where = field_path("cache_requests", i)
+        closed_object(item, where, required=("cache", "result", "count"))
+        cache = get_str(item, "cache", where, required=True)
+        if cache not in CACHE_LABELS:
+            raise invalid(f"{where}.cache must be one of {'|'.join(CACHE_LABELS)}", f"{where}.cache")
+        result = get_str(item, "result", where, required=True)
+        if result not in ("hit", "miss"):
+            raise invalid(f"{where}.result must be hit or miss", f"{where}.result")
+        count = item["count"]
+        if type(count) is not int or not 1 <= count <= MAX_CACHE_COUNT:
+            raise invalid(f"{where}.count must be an integer between 1 and {MAX_CACHE_COUNT}",
+                          f"{where}.count")
+        out.append((cache, result, count))
+    return out
 
 
 async def delete_latency(request: web.Request) -> web.Response:

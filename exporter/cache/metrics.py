@@ -16,10 +16,16 @@ HEALTH_DROP_REASONS = ("queue_full", "unavailable")
 
 
 class CacheMetrics:
-    """Hits, misses, evictions by reason and (in-memory backend) entries, by cache."""
+    """Hits, misses, evictions by reason and (in-memory backend) entries, by cache.
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    `forward(cache, hit)`, when given, is also told of every read: in an engine it hands
+    the read to the latency forwarder, which sends the counts to the sidecar.
+    """
+
+    def __init__(self, registry: CollectorRegistry,
+                 forward: Callable[[str, bool], None] | None = None) -> None:
         self._registry = registry
+        self._forward = forward
         self.requests = Counter(
             "usdcop_cache_requests", "Cache reads by cache and result (hit or miss).",
             ["cache", "result"], registry=registry,
@@ -38,6 +44,12 @@ class CacheMetrics:
     def request(self, cache: str, hit: bool) -> None:
         """Count one read."""
         self.requests.labels(cache, "hit" if hit else "miss").inc()
+        if self._forward is not None:
+            self._forward(cache, hit)
+
+    def add(self, cache: str, result: str, count: int) -> None:
+        """Add reads an engine counted and forwarded."""
+        self.requests.labels(cache, result).inc(count)
 
     def evicted(self, cache: str, reason: str) -> None:
         """Count one eviction (ttl or capacity)."""

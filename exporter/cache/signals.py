@@ -8,17 +8,17 @@ from typing import Any
 from loguru import logger
 
 from .client import RedisClient
-from .errors import CacheValueError, SignalError
+from .errors import CacheTypeError, CacheValueError, SignalError
 from .layout import ACTIONS, HISTORY_PREFIX, SIGNAL_LATEST, SYMBOL_RE, history_key
 from .metrics import CacheMetrics
 from .values import (
+    MAX_STRING,
     free_object,
     loads,
     number,
     require_object,
     string,
     timestamp,
-    unknown_fields,
 )
 
 REQUIRED = ("signal_id", "timestamp", "symbol", "action", "confidence", "price")
@@ -26,17 +26,19 @@ OPTIONAL = ("features", "model_version", "execution_latency_ms")
 _KNOWN = frozenset(REQUIRED + OPTIONAL)
 DEFAULT_HISTORY_MAX = 100
 MAX_LIMIT = 1000
+ARRAY_HISTORY_MAX_BYTES = 1024 * 1024  # the mirror's bound on one value
 
 
 def validate_signal(value: Any, *, strict: bool = True) -> dict[str, Any]:
     """Check a signal and return it as stored; SignalError names the first bad field.
 
-    `strict` refuses unknown fields (what callers send); the mirror reads values written
-    by others with `strict=False`, ignoring unknown fields as the layout promises.
+    Fields beyond the known ones (a `strategy`, say) are kept as they are: with `strict`
+    (what callers send) their names are checked (`extra_fields`) and the known fields come
+    back without nulls; the mirror reads values written by others with `strict=False`.
     """
     obj = require_object(value, "signal")
     if strict:
-        unknown_fields(obj, _KNOWN)
+        extra_fields(obj, _KNOWN)
     for key in REQUIRED:
         if obj.get(key) is None:
             raise SignalError(key, "is required")
@@ -50,8 +52,19 @@ def validate_signal(value: Any, *, strict: bool = True) -> dict[str, Any]:
     number(obj, "execution_latency_ms", lo=0.0)
     free_object(obj, "features")
     if strict:
-        return {k: obj[k] for k in REQUIRED + OPTIONAL if obj.get(k) is not None}
+        known = {k: obj[k] for k in REQUIRED + OPTIONAL if obj.get(k) is not None}
+        return {**known, **{k: v for k, v in obj.items() if k not in _KNOWN}}
     return obj
+
+
+def extra_fields(obj: dict, known: frozenset[str]) -> None:
+    """Fields outside `known` are kept: their names must be 1-256 characters without NUL."""
+    for key in obj:
+        if key in known:
+            continue
+        if not isinstance(key, str) or not key or len(key) > MAX_STRING or "\x00" in key:
+            raise SignalError(str(key)[:40] or None,
+                              f"field names must be 1-{MAX_STRING} characters without NUL")
 
 
 def signal_time(signal: dict[str, Any]) -> float:
@@ -109,7 +122,9 @@ class SignalCache:
     """The seed's SignalCache on a RedisClient: `signal:latest` and `signal:history:<SYMBOL>`.
 
     Trading state never expires. History is a Redis list, newest first, capped at
-    `history_max` by LTRIM in the same MULTI/EXEC as the push. Pushing the signal that
+    `history_max` by LTRIM in the same MULTI/EXEC as the push. A history another writer
+    stored as one JSON array in a string is read (newest first by timestamp) but never
+    written: a push onto it raises CacheTypeError. Pushing the signal that
     already heads the history is a no-op, so a retried write never duplicates it.
     """
 
@@ -206,17 +221,47 @@ class SignalCache:
 
     async def _history(self, symbol: str, limit: int) -> list[dict[str, Any]]:
         key = history_key(symbol)
-        raws = await self.client.backend.list_range(self.client.key(key), 0, limit - 1)
+        try:
+            raws = await self.client.backend.list_range(self.client.key(key), 0, limit - 1)
+        except CacheTypeError:
+            raw = await self.client.backend.get(self.client.key(key))
+            return self._array_history(key, symbol, raw)[:limit]
         out = []
         for raw in raws:
             try:
                 out.append(validate_signal(self.client.decode(key, raw), strict=False))
             except (CacheValueError, SignalError) as exc:
-                # One bad element must not hide the others; say so once per key.
-                if key not in self._bad_logged:
-                    self._bad_logged.add(key)
-                    logger.warning("skipping an invalid entry of {}: {}", self.client.key(key), exc)
+                self._skip(key, exc)
         return out
+
+    def _array_history(self, key: str, symbol: str, raw: bytes | None) -> list[dict[str, Any]]:
+        """A history written as one JSON array in a string: read-only, sorted newest first."""
+        if raw is None:
+            return []
+        if len(raw) > ARRAY_HISTORY_MAX_BYTES:
+            raise CacheValueError(f"{self.client.key(key)} holds a JSON array larger than "
+                                  f"{ARRAY_HISTORY_MAX_BYTES} bytes")
+        array = self.client.decode(key, raw)
+        if not isinstance(array, list):
+            raise CacheValueError(f"{self.client.key(key)} holds neither a list nor a JSON array")
+        out = []
+        for item in array:
+            try:
+                signal = validate_signal(item, strict=False)
+            except SignalError as exc:
+                self._skip(key, exc)
+                continue
+            if signal["symbol"] != symbol:
+                self._skip(key, SignalError("symbol", f"is {signal['symbol']}, not {symbol}"))
+                continue
+            out.append(signal)
+        return sorted(out, key=signal_time, reverse=True)
+
+    def _skip(self, key: str, exc: Exception) -> None:
+        # One bad element must not hide the others; say so once per key.
+        if key not in self._bad_logged:
+            self._bad_logged.add(key)
+            logger.warning("skipping an invalid entry of {}: {}", self.client.key(key), exc)
 
 
 def _symbol_of(raw: bytes) -> str | None:

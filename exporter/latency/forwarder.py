@@ -4,6 +4,10 @@ A thread rather than an asyncio task because the library is also called from pla
 synchronous code with no event loop. The caller only ever does a non-blocking put into a
 bounded queue; when the queue is full, or the sidecar stays away or refuses a batch, the
 records are dropped, counted (usdcop_forwarder_dropped_total) and logged (rate-limited).
+
+The engine's cache reads ride along: `count_cache` adds to counts kept under a lock, and
+each batch carries the counts gathered since the last one as `cache_requests`. Counts of a
+batch that could not be delivered are lost, and logged with the records' drop.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ if TYPE_CHECKING:
 ROUTE = "/api/health/latency"
 MAX_BATCH = 1000  # the sidecar refuses larger batches
 _WAKE = object()  # queued by flush()/close() to cut a lingering batch short
+_CACHE = object()  # queued when cache counts start gathering: they are sent like a record
 _LOG_EVERY = 60.0  # seconds between two drop warnings
 
 
@@ -86,7 +91,32 @@ class Forwarder:
         self.dropped = 0
         self._last_log = float("-inf")
         self._unlogged = 0
+        self.cache_reads_dropped = 0
+        self._unlogged_reads = 0
         self._drop_lock = threading.Lock()
+        self._cache_lock = threading.Lock()
+        self._cache_counts: dict[tuple[str, str], int] = {}
+
+    def count_cache(self, cache: str, hit: bool) -> None:
+        """Count one cache read of the engine, for the next batch; never blocks."""
+        if self._closed:
+            return
+        if self._thread is None or self._pid != os.getpid():
+            self._start()  # in a forked child this also forgets the parent's counts
+        key = (cache, "hit" if hit else "miss")
+        with self._cache_lock:
+            first = not self._cache_counts
+            self._cache_counts[key] = self._cache_counts.get(key, 0) + 1
+        if first:
+            try:
+                self._queue.put_nowait(_CACHE)
+            except queue.Full:
+                pass  # a full queue is sent at once, and these counts with it
+
+    def _take_cache_counts(self) -> list[dict]:
+        with self._cache_lock:
+            counts, self._cache_counts = self._cache_counts, {}
+        return [{"cache": c, "result": r, "count": n} for (c, r), n in sorted(counts.items())]
 
     def submit(self, record: LatencyRecord) -> bool:
         """Queue one record for sending; False (counted as dropped) when the buffer is full."""
@@ -110,6 +140,8 @@ class Forwarder:
                 self._pid = os.getpid()
                 self._queue = queue.Queue(self._max_queue)
                 self._conn = None
+                with self._cache_lock:  # the parent's counts are the parent's to send
+                    self._cache_counts = {}
             self._thread = threading.Thread(target=self._run, name="usdcop-forwarder", daemon=True)
             self._thread.start()
 
@@ -160,7 +192,7 @@ class Forwarder:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
-            left += item is not _WAKE
+            left += item is not _WAKE and item is not _CACHE
             self._queue.task_done()
         if left:
             self._drop(left, "forwarder stopped")
@@ -195,7 +227,14 @@ class Forwarder:
         return batch, wakes
 
     def _send(self, batch: list) -> None:
-        body = json.dumps({"records": [_as_json(r) for r in batch]}, separators=(",", ":")).encode()
+        records = [r for r in batch if r is not _CACHE]
+        payload: dict = {"records": [_as_json(r) for r in records]}
+        if cache := self._take_cache_counts():
+            payload["cache_requests"] = cache
+        if not records and not cache:
+            return
+        batch = records
+        body = json.dumps(payload, separators=(",", ":")).encode()
         problem = ""
         for attempt in range(self._retries + 1):
             if attempt and self._stop.wait(self._backoff * 2 ** (attempt - 1)):
@@ -211,7 +250,8 @@ class Forwarder:
             problem = f"sidecar answered HTTP {status}: {data[:200].decode('utf-8', 'replace')}"
             if 400 <= status < 500 and status not in (408, 429):
                 break  # refused for good: sending it again would be refused again
-        self._drop(len(batch), problem or "forwarder stopped")
+        self._drop(len(batch), problem or "forwarder stopped",
+                   sum(c["count"] for c in payload.get("cache_requests", ())))
 
     def _post(self, body: bytes) -> tuple[int, bytes]:
         reused = self._conn is not None
@@ -236,22 +276,26 @@ class Forwarder:
             return response.status, data
         raise ConnectionError("unreachable")  # not reached: the loop returns or raises
 
-    def _drop(self, n: int, why: str) -> None:
-        if self._metrics is not None:
+    def _drop(self, n: int, why: str, reads: int = 0) -> None:
+        if self._metrics is not None and n:
             self._metrics.forward_dropped(n)
         with self._drop_lock:  # callers' threads and the sender both drop
             self.dropped += n
             self._unlogged += n
+            self.cache_reads_dropped += reads
+            self._unlogged_reads += reads
             now = time.monotonic()
             if now - self._last_log < _LOG_EVERY:
                 return
-            count, total = self._unlogged, self.dropped
+            count, total, lost = self._unlogged, self.dropped, self._unlogged_reads
             self._last_log = now
-            self._unlogged = 0
+            self._unlogged = self._unlogged_reads = 0
         logger.warning(
-            "latency forwarder to {} dropped {} record(s): {} ({} dropped in total)",
+            "latency forwarder to {} dropped {} record(s) and {} cache read count(s): {} "
+            "({} records dropped in total)",
             self.url,
             count,
+            lost,
             why,
             total,
         )

@@ -8,6 +8,7 @@ from bisect import bisect_left
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import metrics as _client_metrics
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.samples import Exemplar, Sample
 from prometheus_client.utils import floatToGoString
@@ -34,12 +35,19 @@ class _Series:
         self.created = created
 
 
+def created_series_enabled() -> bool:
+    """prometheus-client's own switch for `_created` samples (disable_created_metrics() or
+    PROMETHEUS_DISABLE_CREATED_SERIES), so these families follow the library's."""
+    return _client_metrics._use_created
+
+
 class OperationCollector:
     """usdcop_operation_latency_seconds and usdcop_operation_errors_total from plain counts."""
 
     # prometheus_client's Histogram with an exemplar costs about 5 µs per observation and a
     # batch of records spent most of its time there. Plain counts under one lock cost under
-    # 1 µs; collect() turns a copy into the very same families (with `_created`) at scrape time.
+    # 1 µs; collect() turns a copy into the very same families (with `_created` unless
+    # prometheus-client's are switched off) at scrape time.
 
     def __init__(self) -> None:
         self._series: dict[tuple[str, str], _Series] = {}
@@ -76,6 +84,7 @@ class OperationCollector:
                 for key, s in self._series.items()
             ]
         latency, errors = self.describe()
+        with_created = created_series_enabled()
         for (service, operation), counts, total, failed, exemplars, created in snapshot:
             buckets: list = []
             cumulative = 0
@@ -84,10 +93,11 @@ class OperationCollector:
                 exemplar = exemplars.get(index)
                 buckets.append((le, cumulative, exemplar) if exemplar else (le, cumulative))
             latency.add_metric([service, operation], buckets, total)
-            latency.samples.append(
-                Sample(f"{LATENCY}_created", {"service": service, "operation": operation}, created)
-            )
-            errors.add_metric([service, operation], failed, created=created)
+            if with_created:
+                labels = {"service": service, "operation": operation}
+                latency.samples.append(Sample(f"{LATENCY}_created", labels, created))
+            errors.add_metric([service, operation], failed,
+                              created=created if with_created else None)
         yield latency
         yield errors
 

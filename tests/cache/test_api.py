@@ -72,7 +72,7 @@ async def test_delete(api):
 @pytest.mark.parametrize(
     ("change", "status", "field", "text"),
     [
-        ({"extra": 1}, 422, "extra", "unknown field"),
+        ({"x" * 257: 1}, 422, "x" * 40, "field names must be"),
         ({"price": None}, 422, "price", "is required"),
         ({"confidence": 1.5}, 422, "confidence", "must be <= 1"),
         ({"confidence": "high"}, 422, "confidence", "must be a number"),
@@ -144,9 +144,26 @@ async def test_delete_bad_query(api, params, field):
     assert (await (await api.get(PATH)).json())["signal"] is not None
 
 
-async def test_a_history_key_of_another_type_is_a_conflict_and_nothing_is_written(api):
+async def test_a_signal_with_extra_fields_is_stored_with_them(api):
+    sig = make_signal(strategy="momentum", source={"desk": "bogota"})
+    resp = await api.post(PATH, json=sig)
+    assert resp.status == 201, await resp.text()
+    assert await resp.json() == {"signal": sig}
+    history = await (await api.get(PATH, params={"type": "history", "symbol": "USDCOP"})).json()
+    assert history == {"symbol": "USDCOP", "signals": [sig]}
+
+
+async def test_a_json_array_history_is_read_and_a_write_onto_it_is_a_conflict(api):
     client = api.app[CACHE].client
-    await client.set("signal:history:USDCOP", [make_signal()], ttl=0)  # the seed's JSON array
+    old, new = make_signal(seconds_ago=20, signal_id="old"), make_signal(seconds_ago=5, signal_id="new")
+    await client.set("signal:history:USDCOP", [old, new], ttl=0)  # one JSON array in a string
+    resp = await api.get(PATH, params={"type": "history", "symbol": "USDCOP"})
+    assert resp.status == 200, await resp.text()
+    assert await resp.json() == {"symbol": "USDCOP", "signals": [new, old]}
+    stats = await (await api.get(PATH, params={"type": "stats", "symbol": "USDCOP"})).json()
+    assert stats["count"] == 2
+    latest = await (await api.get(PATH, params={"symbol": "USDCOP"})).json()
+    assert latest == {"signal": new}
     resp = await api.post(PATH, json=make_signal())
     await expect_error(resp, 409, None, "not a list")
     assert await (await api.get(PATH)).json() == {"signal": None}
@@ -165,3 +182,11 @@ async def test_ready_and_dependencies(api):
         assert api.app[DEPENDENCIES]["redis"]()["up"] in (True, None)
     else:
         assert "redis" not in api.app[DEPENDENCIES]
+
+
+async def test_a_history_string_that_is_no_array_is_a_bad_gateway(api):
+    client = api.app[CACHE].client
+    await client.set("signal:history:USDCOP", {"signals": []}, ttl=0)
+    resp = await api.get(PATH, params={"type": "history", "symbol": "USDCOP"})
+    body = await expect_error(resp, 502, None, "neither a list nor a JSON array")
+    assert body["error"] == "bad_value"

@@ -73,9 +73,11 @@ async def test_answers_match_the_document(api):
 
 
 async def test_a_key_of_another_type_answers_a_documented_conflict(api):
-    await api.app[cache.CACHE].client.set("signal:history:USDCOP", [make_signal()], ttl=0)
-    body = await conforms(api, await api.get(PATH, params={"type": "history", "symbol": "USDCOP"}))
+    client = api.app[cache.CACHE].client
+    await client.set("signal:history:USDCOP", [make_signal()], ttl=0)  # read, but never written
+    body = await conforms(api, await api.post(PATH, json=make_signal()), "POST")
     assert body["error"] == "conflict"
+    await conforms(api, await api.get(PATH, params={"type": "history", "symbol": "USDCOP"}))
 
 
 @pytest.mark.parametrize(
@@ -91,7 +93,9 @@ async def test_a_key_of_another_type_answers_a_documented_conflict(api):
         ({"features": {"a\u0000b": 1}}, 400, None),
         ({"features": {"a": [{"b": "\u0000"}]}}, 400, None),
         ({"features": []}, 422, "features"),
-        ({"extra": 1}, 422, "extra"),
+        ({"strategy": "momentum", "tags": [1, {"a": None}]}, 201, None),
+        ({"x" * 257: 1}, 422, "x" * 40),
+        ({"strategy": "a\u0000b"}, 400, None),
     ],
     ids=lambda v: json.dumps(v) if isinstance(v, dict) else str(v),
 )

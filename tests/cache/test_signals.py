@@ -6,6 +6,7 @@ import pytest
 
 from exporter.cache import CacheValueError, SignalCache, SignalError, validate_signal
 from exporter.cache.backend import PushOp
+from exporter.cache.errors import CacheTypeError
 from tests.cache.helpers import make_signal
 
 
@@ -38,7 +39,9 @@ def signals(client) -> SignalCache:
         ({"model_version": 2}, "model_version", "must be a string"),
         ({"signal_id": ""}, "signal_id", "must not be empty"),
         ({"signal_id": "a\x00b"}, "signal_id", "NUL"),
-        ({"extra": 1}, "extra", "unknown field"),
+        ({"": 1}, None, "field names must be"),
+        ({"a\x00b": 1}, "a\x00b", "field names must be"),
+        ({"x" * 257: 1}, "x" * 40, "field names must be"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
@@ -211,3 +214,37 @@ def test_stats_stay_valid_json_with_absurd_latencies():
     stats = signal_stats("USDCOP", signals)
     assert stats["mean_execution_latency_ms"] == pytest.approx(1.5e308)
     json.dumps(stats, allow_nan=False)  # no Infinity in an API answer
+
+
+async def test_extra_fields_are_stored_and_known_ones_still_checked(signals):
+    sig = make_signal(strategy="mean-reversion", tags=["fx", "latam"])
+    stored = await signals.set_latest(sig)
+    assert stored == sig
+    await signals.add_to_history("USDCOP", sig)
+    assert await signals.get_latest() == sig
+    assert await signals.get_history("USDCOP") == [sig]
+    with pytest.raises(SignalError, match="must be <= 1"):
+        await signals.set_latest({**sig, "confidence": 2})
+
+
+async def test_a_history_stored_as_one_json_array_is_read_newest_first(signals):
+    client = signals.client
+    older, newer, newest = (make_signal(seconds_ago=s, signal_id=f"s{s}") for s in (30, 20, 10))
+    other = make_signal("EURUSD", signal_id="other")
+    # Written in no particular order, as a TypeScript engine's JSON.stringify(array) would be.
+    await client.set("signal:history:USDCOP", [newer, older, other, {"bad": 1}, newest], ttl=0)
+    history = await signals.get_history("USDCOP", limit=2)
+    assert [s["signal_id"] for s in history] == ["s10", "s20"]
+    assert (await signals.get_latest("USDCOP"))["signal_id"] == "s10"
+    stats = await signals.get_signal_stats("USDCOP")
+    assert stats["count"] == 3
+    # Read-only: a push onto it is refused and changes nothing.
+    with pytest.raises(CacheTypeError):
+        await signals.add_to_history("USDCOP", make_signal(signal_id="new"))
+    assert len(await signals.get_history("USDCOP")) == 3
+
+
+async def test_a_history_string_that_is_not_an_array_is_a_bad_value(signals):
+    await signals.client.set("signal:history:USDCOP", {"not": "an array"}, ttl=0)
+    with pytest.raises(CacheValueError, match="neither a list nor a JSON array"):
+        await signals.get_history("USDCOP")

@@ -542,3 +542,24 @@ def test_overall_status_panel_shows_unknown_only_when_every_sidecar_is_unknown(t
         [promtool, "test", "rules", str(path)], capture_output=True, text=True, timeout=60
     )
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+VALUE_PANELS = ("timeseries", "stat", "gauge", "bargauge")
+TIME_UNITS = {"s", "ms", "µs", "ns", "m", "h", "d", "dtdurations", "dtdurationms", "clocks"}
+
+
+@pytest.mark.parametrize("path", sorted(DASHBOARDS), ids=lambda p: p.name)
+def test_every_value_panel_sets_a_unit(path):
+    """Seconds, ratios and bytes never show as bare numbers: every value panel names its
+    unit ("short" for counts, "none" for states, identifiers and unitless values)."""
+    for panel in a.all_panels(DASHBOARDS[path]):
+        if panel["type"] not in VALUE_PANELS:
+            continue
+        unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit")
+        assert unit, f"{path.name}: panel {panel['id']} {panel['title']!r} sets no unit"
+        names = {n for t in panel.get("targets", []) if t.get("expr")
+                 for n in series_names(t["expr"])}
+        durations = {n for n in names if re.search(r"_seconds(_bucket|_sum|_count)?$", n)
+                     and "timestamp" not in n}
+        if names and durations == names and not panel["title"].lower().startswith("rate"):
+            assert unit in TIME_UNITS | {"ops", "reqps", "percentunit"}, (path.name, panel["title"])

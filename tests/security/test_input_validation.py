@@ -27,6 +27,8 @@ HOSTILE = [
     ("deep nesting", b"[" * 5000 + b"]" * 5000, 400, None),
     ("empty", b"", 400, None),
 ]
+# A signal keeps fields beyond the known ones: there the first missing required field is named.
+OPEN_BODIES = {("/api/cache/signals", "unknown field"): "signal_id"}
 
 
 @pytest.fixture
@@ -52,7 +54,8 @@ async def test_hostile_bodies_on_every_body_route(sidecar, registry):
                 assert resp.status == status, (path, name, resp.status, body)
                 assert body["error"] in ("bad_request", "invalid") and body["detail"], (path, name)
                 if field is not None:
-                    assert body["field"] == field, (path, name, body)
+                    expected = OPEN_BODIES.get((path, name), field)
+                    assert body["field"] == expected, (path, name, body)
         async with http.request(method, base + path, data=b'{"a": 1}',
                                 headers={"Content-Type": "text/plain"}) as resp:
             assert resp.status == 415, path
