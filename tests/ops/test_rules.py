@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from tests.ops import artefacts as a
+from tests.ops.metric_docs import series_labels
 from tests.ops.promql import grouping_labels, selector_labels, series_names
-from tests.ops.spec_metrics import series_labels
 from tests.support.tools import require_tool
 
 
