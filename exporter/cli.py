@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
                        "basic auth (EXPORTER_WEB_CONFIG)")
     serve.add_argument("--shard", help="i/N: probe only the services hashing to shard i of N "
                        "(EXPORTER_SHARD, default 0/1)")
+    serve.add_argument("--checkpoint-dir", metavar="DIR",
+                       help="audit checkpoints outside the database (AUDIT_CHECKPOINT_DIR, "
+                       "default ./usdcop-checkpoints)")
     serve.add_argument("--no-scheduler", action="store_true",
                        help="probe only when asked (/probe, POST /api/health/services)")
     serve.add_argument("--log-level", help="debug, info, warn, error, fatal (LOG_LEVEL)")
@@ -148,7 +151,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = load_settings(
             config=args.config, listen=args.listen, web_config=args.web_config, shard=args.shard,
             scheduler="off" if args.no_scheduler else None, log_level=args.log_level,
-            log_format=args.log_format,
+            log_format=args.log_format, checkpoint_dir=args.checkpoint_dir,
         )
     except SettingsError as exc:
         return _fail(EXIT_USAGE, str(exc))

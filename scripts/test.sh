@@ -77,7 +77,7 @@ if [ ! -x .venv/bin/python ]; then
   log "creating .venv"
   python3 -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,dev]'
 
 log "running the suite"
 # pytest's exit code 5 (no test ran) is a failure here too: set -e passes it on.

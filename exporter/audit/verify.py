@@ -80,11 +80,13 @@ async def verify_events(
     checkpoints: list[dict[str, Any]],
     key: bytes | None = None,
     chunk: int = 2000,
+    progress: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> dict[str, Any]:
     """Verify events (chain form, ascending) against checkpoints; `anchor(n)` finds the purge of 1..n.
 
     The hashing runs on a worker thread, a chunk at a time, so a long verification inside
-    the sidecar leaves its event loop answering."""
+    the sidecar leaves its event loop answering. `progress` is called with each chunk once
+    it is checked."""
     started = time.time()
     warnings: list[str] = []
     walk = _Walk(checkpoints)
@@ -107,6 +109,8 @@ async def verify_events(
                     walk.prev = bytes.fromhex(purge["data"]["through_hash"])
                 walk.expected = first
             await asyncio.to_thread(walk.feed, run)
+            if progress is not None:
+                progress(run)
         for cp in checkpoints:
             if cp["sequence"] > walk.head:
                 raise _Broken(walk.head + 1, "tail_cut",
@@ -152,12 +156,14 @@ def _public(cp: dict[str, Any], key: bytes | None) -> dict[str, Any]:
     return out
 
 
-async def verify_store(store, checkpoint_dir: str | Path | None, key: bytes | None = None
+async def verify_store(store, checkpoint_dir: str | Path | None, key: bytes | None = None,
+                       progress: Callable[[list[dict[str, Any]]], None] | None = None,
                        ) -> dict[str, Any]:
     """Verify a store's chain with its checkpoints and those on disk (read first)."""
     disk, errors = cps.read_dir(checkpoint_dir) if checkpoint_dir else ([], [])
     stored = await store.checkpoints()
-    result = await verify_events(store.iter_events(), store.find_purge, disk + stored, key)
+    result = await verify_events(store.iter_events(), store.find_purge, disk + stored, key,
+                                 progress=progress)
     result["warnings"].extend(f"unreadable checkpoint file {e}" for e in errors)
     return result
 
@@ -192,7 +198,9 @@ def _read_export(path: Path):
 
 
 async def verify_file(path: str | Path, checkpoint_dir: str | Path | None,
-                      key: bytes | None = None) -> dict[str, Any]:
+                      key: bytes | None = None,
+                      progress: Callable[[list[dict[str, Any]]], None] | None = None,
+                      ) -> dict[str, Any]:
     """Verify an `audit export` file (JSON lines) offline."""
     path = Path(path)
     purges = _purge_records(path)  # first pass: the purge records anchoring a late start
@@ -212,7 +220,7 @@ async def verify_file(path: str | Path, checkpoint_dir: str | Path | None,
             yield event
 
     disk, errors = cps.read_dir(checkpoint_dir) if checkpoint_dir else ([], [])
-    result = await verify_events(events(), anchor, disk, key)
+    result = await verify_events(events(), anchor, disk, key, progress=progress)
     result["warnings"].extend(late)
     result["warnings"].extend(f"unreadable checkpoint file {e}" for e in errors)
     return result
