@@ -49,7 +49,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # A PostgreSQL this script just installed trusts loopback connections, as the suite
-# expects of the development machines (SPEC section 14); an existing one is left alone.
+# expects of the development machines (README.md, Development); an existing one is left alone.
 if [ "$fresh_postgres" = yes ]; then
   version=$(ls /etc/postgresql | sort -n | tail -1)
   hba=/etc/postgresql/$version/main/pg_hba.conf

@@ -1,0 +1,74 @@
+"""Every `console` block of README.md and docs/*.md runs, and says what really happens.
+
+A `$ ` line is a command; the lines after it, up to the next command, are its output
+(stdout and stderr together), where a line `...` stands for any number of lines and a last
+line `[exit N]` for the exit code (0 when absent). A block that needs a live stack or
+changes the machine is marked ```console no-run and is not collected here.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e import stack as s
+from tests.support.docs import ROOT, Command, commands, runnable
+from tests.support.tools import require_tool
+
+# The programs a documentation command may start: the sidecar's CLI and the linter.
+PROGRAMS = {
+    ".venv/bin/usdcop-exporter": lambda: s.sidecar_command(),
+    "usdcop-exporter": lambda: s.sidecar_command(),
+    ".venv/bin/ruff": lambda: [_ruff()],
+}
+
+
+def _ruff() -> str:
+    beside = Path(sys.executable).with_name("ruff")
+    return str(beside) if beside.exists() else require_tool("ruff")
+
+
+def _all_commands() -> list[Command]:
+    return [c for block in runnable("console") for c in commands(block)]
+
+
+def matches(expected: list[str], actual: list[str]) -> bool:
+    """Whether `actual` lines fit `expected`, where a `...` line matches any run of lines."""
+    if not expected:
+        return not actual
+    if expected[0] == "...":
+        return any(matches(expected[1:], actual[i:]) for i in range(len(actual) + 1))
+    return bool(actual) and actual[0] == expected[0] and matches(expected[1:], actual[1:])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", _all_commands(),
+                         ids=lambda c: f"{c.block.where} {c.command}")
+def test_a_documented_command_gives_the_documented_output(command: Command):
+    argv = shlex.split(command.command)
+    assert argv[0] in PROGRAMS, (
+        f"{command.block.where}: `{argv[0]}` is not a program the docs tests run; "
+        "mark the block ```console no-run if it needs a live stack")
+    expected = [line.rstrip() for line in command.output]
+    code = 0
+    if expected and expected[-1].startswith("[exit ") and expected[-1].endswith("]"):
+        code = int(expected.pop()[6:-1])
+    res = subprocess.run([*PROGRAMS[argv[0]](), *argv[1:]], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120, env=s.clean_env(COLUMNS="100"))
+    actual = [line.rstrip() for line in (res.stdout + res.stderr).splitlines()]
+    assert res.returncode == code, f"{command.block.where}: exit {res.returncode}\n" + "\n".join(actual)
+    if expected:
+        assert matches(expected, actual), (
+            f"{command.block.where}: `{command.command}` printed\n" + "\n".join(actual))
+
+
+def test_console_blocks_are_found_and_parsed():
+    found = _all_commands()
+    assert any(c.command == ".venv/bin/usdcop-exporter --help" for c in found)
+    assert matches(["a", "...", "z"], ["a", "b", "c", "z"])
+    assert matches(["a", "..."], ["a"])
+    assert not matches(["a", "z"], ["a", "b", "z"])
