@@ -8,6 +8,7 @@ changes the machine is marked ```console no-run and is not collected here.
 
 from __future__ import annotations
 
+import ast
 import shlex
 import subprocess
 import sys
@@ -15,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from exporter.config import ConfigError, parse_config
 from tests.e2e import stack as s
-from tests.support.docs import ROOT, Command, commands, runnable
+from tests.support.docs import DOC_FILES, ROOT, Command, commands, runnable
+from tests.support.docs import blocks as all_blocks
 from tests.support.tools import require_tool
 
 # The programs a documentation command may start: the sidecar's CLI and the linter.
@@ -72,3 +75,31 @@ def test_console_blocks_are_found_and_parsed():
     assert matches(["a", "...", "z"], ["a", "b", "c", "z"])
     assert matches(["a", "..."], ["a"])
     assert not matches(["a", "z"], ["a", "b", "z"])
+
+
+def test_every_python_block_compiles():
+    """Run or not, a Python block is valid Python (top-level await allowed, as in asyncio's
+    REPL); blocks marked no-run included."""
+    blocks = [b for path in DOC_FILES for b in all_blocks(path) if b.lang == "python"]
+    assert blocks
+    for block in blocks:
+        try:
+            compile(block.text, block.where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+        except SyntaxError as exc:
+            pytest.fail(f"{block.where}: {exc}")
+
+
+def test_every_services_yaml_example_is_valid():
+    """A yaml block that is a services file, or its desk: section, passes the loader."""
+    checked = 0
+    for path in DOC_FILES:
+        for block in all_blocks(path):
+            if block.lang != "yaml" or not block.text.startswith(("services:", "desk:")):
+                continue
+            text = block.text if block.text.startswith("services:") else "services: []\n" + block.text
+            try:
+                parse_config(text, block.where)
+            except ConfigError as exc:
+                pytest.fail(str(exc))
+            checked += 1
+    assert checked

@@ -9,6 +9,7 @@ table must be exposed.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from datetime import UTC, datetime
 
@@ -21,6 +22,7 @@ from exporter.cache.trading_metrics import MetricsCache
 from exporter.settings import load_settings
 from tests.cache.helpers import make_signal
 from tests.ops.metric_docs import documented_families
+from tests.support.docs import DOC_FILES
 from tests.support.targets import start_targets
 
 WRITER = {"Authorization": "Bearer writer-token-0123456789"}
@@ -151,3 +153,21 @@ async def test_every_family_of_a_live_sidecar_is_in_docs_metrics_md(
             assert doc.labels <= labels, f"{name}: labels {sorted(labels)}, documented {doc}"
         else:
             assert labels == doc.labels, f"{name}: labels {sorted(labels)}, documented {doc}"
+
+
+# Names of the usdcop_ shape that are not families of /metrics: the series of a /probe
+# answer, the audit schema and its roles.
+NOT_FAMILIES = {"usdcop_probe_status", "usdcop_audit", "usdcop_audit_owner",
+                "usdcop_audit_writer"}
+
+
+def test_every_metric_the_docs_name_is_in_the_table():
+    families = set(documented_families())
+    unknown = []
+    for path in DOC_FILES:
+        for match in re.finditer(r"(?<![\w:])usdcop_[a-z0-9_]+", path.read_text(encoding="utf-8")):
+            name = match.group(0)
+            series_of = re.sub(r"_(bucket|sum|count)$", "", name)
+            if name not in families | NOT_FAMILIES and series_of not in families:
+                unknown.append(f"{path.name}: {name}")
+    assert not unknown, f"not in docs/metrics.md: {unknown}"
