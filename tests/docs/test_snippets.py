@@ -9,6 +9,7 @@ changes the machine is marked ```console no-run and is not collected here.
 from __future__ import annotations
 
 import ast
+import glob
 import shlex
 import subprocess
 import sys
@@ -22,11 +23,14 @@ from tests.support.docs import DOC_FILES, ROOT, Command, commands, runnable
 from tests.support.docs import blocks as all_blocks
 from tests.support.tools import require_tool
 
-# The programs a documentation command may start: the sidecar's CLI and the linter.
+# The programs a documentation command may start: the sidecar's CLI, the linter, and the
+# Prometheus and Alertmanager checkers (read-only on the files they are given).
 PROGRAMS = {
     ".venv/bin/usdcop-exporter": lambda: s.sidecar_command(),
     "usdcop-exporter": lambda: s.sidecar_command(),
     ".venv/bin/ruff": lambda: [_ruff()],
+    "promtool": lambda: [require_tool("promtool")],
+    "amtool": lambda: [require_tool("amtool")],
 }
 
 
@@ -60,7 +64,8 @@ def test_a_documented_command_gives_the_documented_output(command: Command):
     code = 0
     if expected and expected[-1].startswith("[exit ") and expected[-1].endswith("]"):
         code = int(expected.pop()[6:-1])
-    res = subprocess.run([*PROGRAMS[argv[0]](), *argv[1:]], cwd=ROOT, capture_output=True,
+    args = [a for arg in argv[1:] for a in (sorted(glob.glob(arg, root_dir=ROOT)) or [arg])]
+    res = subprocess.run([*PROGRAMS[argv[0]](), *args], cwd=ROOT, capture_output=True,
                          text=True, timeout=120, env=s.clean_env(COLUMNS="100"))
     actual = [line.rstrip() for line in (res.stdout + res.stderr).splitlines()]
     assert res.returncode == code, f"{command.block.where}: exit {res.returncode}\n" + "\n".join(actual)
