@@ -146,7 +146,7 @@ async def test_delete_bad_query(api, params, field):
 
 async def test_a_history_key_of_another_type_is_a_conflict_and_nothing_is_written(api):
     client = api.app[CACHE].client
-    await client.set("signal:history:USDCOP", [make_signal()], ttl=0)  # the seed's JSON array
+    await client.set("signal:history:USDCOP", [make_signal()], ttl=0)  # a history as one JSON array string
     resp = await api.post(PATH, json=make_signal())
     await expect_error(resp, 409, None, "not a list")
     assert await (await api.get(PATH)).json() == {"signal": None}
