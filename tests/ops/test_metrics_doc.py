@@ -110,8 +110,8 @@ async def full_sidecar(aiohttp_client, registry, tmp_path, redis_url, namespace,
 
 
 async def test_every_family_of_a_live_sidecar_is_in_docs_metrics_md(
-    aiohttp_client, tmp_path, redis_url, redis_namespace, pg_dsn,
-):
+    pg_dsn, redis_url, redis_namespace, tmp_path, aiohttp_client,
+):  # the database and Redis first, so they outlive the sidecars that use them
     documented = documented_families()
     # Embedded (in-memory cache, SQLite): the families only that mode has.
     (tmp_path / "embedded").mkdir()
