@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from exporter.audit.pg_schema import writer_grants
 from exporter.config import ConfigError, parse_config
 from tests.e2e import stack as s
 from tests.support.docs import DOC_FILES, ROOT, Command, commands, runnable
@@ -108,3 +109,14 @@ def test_every_services_yaml_example_is_valid():
                 pytest.fail(str(exc))
             checked += 1
     assert checked
+
+
+def test_the_writer_grants_shown_in_docs_audit_are_the_ones_the_code_gives():
+    """docs/audit.md's role block: its GRANT/REVOKE statements after the first start are
+    exactly exporter.audit.pg_schema.writer_grants()."""
+    [block] = [b for b in all_blocks(ROOT / "docs" / "audit.md") if b.lang == "sql"]
+    after = block.text.split("-- after the first start", 1)[1].split("\n", 1)[1]
+    shown = [" ".join(stmt.split()) for stmt in after.split(";") if stmt.strip()]
+    given = [" ".join(stmt.as_string(None).replace('"', "").split())
+             for stmt in writer_grants("usdcop_audit_writer")]
+    assert shown == given
