@@ -1,6 +1,6 @@
-"""Mirror cycle time for the seed's keys with 10 symbols, and the scrape time of the result.
+"""Mirror cycle time for the trading engine's keys with 10 symbols, and the scrape time of the result.
 
-Writes the seed's key layout (latest signal, a 100-entry history, an active position per
+Writes the trading engine's key layout (latest signal, a 100-entry history, an active position per
 symbol, the financial snapshot, 10 custom metrics) under a namespace of its own on a
 Redis database (default: the machine's Redis, database 11), then times:
 

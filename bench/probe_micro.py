@@ -1,6 +1,6 @@
 """Micro-benchmark: probes per second of the HTTP prober against a local target.
 
-The target (aiohttp, the seed health format) runs in a separate process so that the
+The target (aiohttp, the health format of docs/api.md) runs in a separate process so that the
 prober's process measures only itself. Runs N probes one after another, then N probes
 64 at a time, each with a shared probe session and with a session per probe.
 

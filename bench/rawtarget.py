@@ -1,4 +1,4 @@
-"""A fast local HTTP target for benchmarks: any request gets the seed's healthy body.
+"""A fast local HTTP target for benchmarks: any request gets a healthy body in the health format of docs/api.md.
 
     python bench/rawtarget.py PORT [DELAY_MS]
 

@@ -1,4 +1,4 @@
-"""A local HTTP target for benchmarks: GET /health answers the seed's healthy body.
+"""A local HTTP target for benchmarks: GET /health answers a healthy body in the health format of docs/api.md.
 
     python bench/target.py PORT [DELAY_MS]
 """

@@ -18,9 +18,10 @@ from aiohttp import web
 from loguru import logger
 
 from ._version import __version__
-from .config.errors import ConfigError
+from .config.errors import ConfigError, ConfigErrors
 from .log import LEVELS, configure_logging
 from .settings import SettingsError, load_settings
+from .units import plural
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 STOP_GRACE = 10.0  # seconds to stop cleanly after SIGTERM/SIGINT
@@ -38,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the sidecar",
                            description="Run the sidecar. Settings come from the environment "
-                           "(see the README); flags override them.")
+                           "(see docs/configuration.md); flags override them.")
     serve.add_argument("--config", help="services file (EXPORTER_CONFIG, default services.yaml)")
     serve.add_argument("--listen", help="HOST:PORT to listen on; port 0 picks a free one "
                        "(EXPORTER_LISTEN, default 0.0.0.0:9322)")
@@ -46,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
                        "basic auth (EXPORTER_WEB_CONFIG)")
     serve.add_argument("--shard", help="i/N: probe only the services hashing to shard i of N "
                        "(EXPORTER_SHARD, default 0/1)")
+    serve.add_argument("--checkpoint-dir", metavar="DIR",
+                       help="audit checkpoints outside the database (AUDIT_CHECKPOINT_DIR, "
+                       "default ./usdcop-checkpoints)")
     serve.add_argument("--no-scheduler", action="store_true",
                        help="probe only when asked (/probe, POST /api/health/services)")
     serve.add_argument("--log-level", help="debug, info, warn, error, fatal (LOG_LEVEL)")
@@ -55,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a services file and exit",
                            description="Validate a services file without starting anything. "
-                           "Exit 0 when valid, 1 with the error otherwise.")
+                           "Exit 0 when valid, 1 otherwise, naming every error (up to 20), "
+                           "one a line.")
     check.add_argument("file", help="the services file")
     check.set_defaults(func=cmd_check_config)
 
@@ -96,9 +101,15 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.file)
         import_checks(config)  # a python check that cannot be imported is an error here too
+    except ConfigErrors as exc:
+        for error in exc.errors:
+            _fail(EXIT_FAIL, str(error))
+        if exc.more:
+            _fail(EXIT_FAIL, f"{args.file}: {exc.more} more errors not shown")
+        return EXIT_FAIL
     except ConfigError as exc:
         return _fail(EXIT_FAIL, str(exc))
-    print(f"{args.file}: ok, {len(config.services)} services")
+    print(f"{args.file}: ok, {plural(len(config.services), 'service')}")
     return EXIT_OK
 
 
@@ -121,7 +132,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
         return _fail(EXIT_USAGE, str(exc))
     service = config.service(args.name)
     if service is None:
-        return _fail(EXIT_USAGE, f"no service named {args.name!r} in {path}")
+        names = ", ".join(s.name for s in config.services) or "none"
+        return _fail(EXIT_USAGE, f"no service named {args.name!r} in {path}; its services: {names}")
     # One probe decides: flap-control thresholds need a history a one-off probe has not got.
     single = replace(service, failure_threshold=1, success_threshold=1)
 
@@ -140,7 +152,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = load_settings(
             config=args.config, listen=args.listen, web_config=args.web_config, shard=args.shard,
             scheduler="off" if args.no_scheduler else None, log_level=args.log_level,
-            log_format=args.log_format,
+            log_format=args.log_format, checkpoint_dir=args.checkpoint_dir,
         )
     except SettingsError as exc:
         return _fail(EXIT_USAGE, str(exc))

@@ -1,7 +1,7 @@
-"""The seed's process-wide getters, configured from the environment. Thin on purpose.
+"""The process-wide getters, configured from the environment. Thin on purpose.
 
 Everything underneath takes its dependencies as arguments; only these functions keep a
-process-wide instance, so library users get the seed's convenience and tests build their own.
+process-wide instance, so library users get one-call convenience and tests build their own.
 """
 
 from __future__ import annotations

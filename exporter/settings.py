@@ -54,7 +54,7 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True, repr=False)
 class Settings:
-    """Everything the process is configured with (SPEC section 4); durations in seconds."""
+    """Everything the process is configured with (docs/configuration.md); durations in seconds."""
 
     config: str = "services.yaml"
     listen_host: str = "0.0.0.0"

@@ -1,4 +1,4 @@
-"""Durations and sizes as operators write them: `250ms`, `30s`, `1m30s`; `64KiB`, `1MiB`."""
+"""Durations and sizes as operators write them: `250ms`, `30s`, `1m30s`; `64KiB`, `1MiB`; counted nouns."""
 
 from __future__ import annotations
 
@@ -122,3 +122,8 @@ def format_size(size: int) -> str:
         if size and size % factor == 0:
             return f"{size // factor}{unit}"
     return f"{size}B"
+
+
+def plural(n: int, noun: str) -> str:
+    """`n` and the noun, plural unless n is 1: "1 service", "6 services"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -13,4 +13,5 @@ if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check .
+echo "[run.sh] the command is .venv/bin/usdcop-exporter (or usdcop-exporter after: source .venv/bin/activate)" >&2
 exec .venv/bin/usdcop-exporter serve "$@"

@@ -50,7 +50,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # A PostgreSQL this script just installed trusts loopback connections, as the suite
-# expects of the development machines (SPEC section 14); an existing one is left alone.
+# expects of the development machines (README.md, Development); an existing one is left alone.
 if [ "$fresh_postgres" = yes ]; then
   version=$(ls /etc/postgresql | sort -n | tail -1)
   hba=/etc/postgresql/$version/main/pg_hba.conf
@@ -79,7 +79,7 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 # constraints.txt pins every dependency (scripts/lock.sh refreshes it).
-.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test,dev]'
 
 log "running the suite"
 # pytest's exit code 5 (no test ran) is a failure here too: set -e passes it on.

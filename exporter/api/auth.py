@@ -1,4 +1,4 @@
-"""Auth levels of SPEC section 5: public, read, write, admin, from bearer tokens.
+"""Auth levels (docs/api.md): public, read, write, admin, from bearer tokens.
 
 Who passes: with no token configured, read and write are open and admin is refused (403).
 EXPORTER_API_TOKEN closes write to that token; EXPORTER_ADMIN_TOKEN opens admin to itself
@@ -74,7 +74,7 @@ async def check_access(request: web.Request, level: str) -> web.Response | None:
         detail = "invalid bearer token" if bearer is not None else "authentication required"
         return _challenge(detail, True)
     # write: open unless an API token or basic-auth users are configured (an admin token
-    # alone protects only the admin routes, as SPEC section 5's table says)
+    # alone protects only the admin routes, as the auth table of docs/api.md says)
     if api_token is None and basic is None:
         return None
     if is_writer:

@@ -8,7 +8,9 @@ import json
 import sys
 from pathlib import Path
 
+from ..progress import Progress, is_terminal
 from ..settings import SettingsError, load_settings
+from ..units import plural
 from .errors import AuditError, AuditValidationError
 from .events import parse_time
 from .store_pg import PgStore
@@ -70,15 +72,49 @@ def _store(settings):
     return SqliteStore(path)
 
 
+def _chain_bar(label: str, head: int | None) -> tuple[Progress, object]:
+    """A progress bar over the chain up to `head`, and the callback that feeds it chunks of
+    events (the first chunk's sequence says where the stored chain starts)."""
+    bar = Progress(label, sys.stderr)
+
+    def seen(events: list[dict]) -> None:
+        if bar.done == 0 and head:
+            bar.total = max(head - events[0]["sequence"] + 1, len(events))
+        bar.advance(len(events))
+
+    return bar, seen
+
+
+def _count_lines(path: str) -> int:
+    with open(path, "rb") as f:
+        return sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
+
+
 async def _verify_db(settings, full: bool) -> dict:
     store = _store(settings)
     await store.open()  # no migration: verifying never changes the database
     try:
-        return await verify_store(store, settings.audit_checkpoint_dir,
-                                  settings.audit_checkpoint_key, full=full,
-                                  retention=settings.audit_retention)
+        head = (await store.head())[0]
+        bar, seen = _chain_bar("audit verify", head)
+        try:
+            return await verify_store(store, settings.audit_checkpoint_dir,
+                                      settings.audit_checkpoint_key, full=full,
+                                      retention=settings.audit_retention, progress=seen)
+        finally:
+            bar.finish()
     finally:
         await store.close()
+
+
+async def _verify_export(path: str, checkpoint_dir, key, retention: float) -> dict:
+    bar = Progress("audit verify", sys.stderr)
+    if bar.enabled:
+        bar.total = _count_lines(path) or None
+    try:
+        return await verify_file(path, checkpoint_dir, key, retention=retention,
+                                 progress=lambda events: bar.advance(len(events)))
+    finally:
+        bar.finish()
 
 
 def _report(result: dict) -> int:
@@ -100,9 +136,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return _fail(EXIT_CANNOT, str(exc))
     try:
         if args.file:
-            result = asyncio.run(verify_file(args.file, args.checkpoint_dir,
-                                             settings.audit_checkpoint_key,
-                                             retention=settings.audit_retention))
+            result = asyncio.run(_verify_export(args.file, args.checkpoint_dir,
+                                                settings.audit_checkpoint_key,
+                                                settings.audit_retention))
         else:
             result = asyncio.run(_verify_db(settings, args.full))
     except (AuditError, OSError, ValueError) as exc:
@@ -114,6 +150,11 @@ async def _export(settings, since, until, out) -> tuple[int, int | None, int | N
     store = _store(settings)
     await store.open()
     count, first, last = 0, None, None
+    # The whole chain has a known end (its head); a time window's size is not known ahead.
+    head = (await store.head())[0] if since is None and until is None else None
+    bar, seen = _chain_bar("audit export", head)
+    if out is sys.stdout and is_terminal(sys.stdout):
+        bar.enabled = False  # the events themselves go to this terminal
     try:
         async for event in store.iter_events(since=since, before=until):
             view = dict(event, prev_hash=event["prev_hash"].hex(), hash=event["hash"].hex())
@@ -121,9 +162,12 @@ async def _export(settings, since, until, out) -> tuple[int, int | None, int | N
             count += 1
             first = first or event["sequence"]
             last = event["sequence"]
+            seen([event])
     finally:
+        bar.finish()
         await store.close()
     return count, first, last
+
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -148,5 +192,6 @@ def cmd_export(args: argparse.Namespace) -> int:
         return _fail(EXIT_CANNOT, f"cannot export: {exc}")
     where = "standard output" if args.output == "-" else args.output
     span = f" (sequences {first}..{last})" if count else ""
-    print(f"usdcop-exporter audit: exported {count} events{span} to {where}", file=sys.stderr)
+    print(f"usdcop-exporter audit: exported {plural(count, 'event')}{span} to {where}",
+          file=sys.stderr)
     return EXIT_OK

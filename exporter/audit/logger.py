@@ -1,4 +1,4 @@
-"""AuditLogger: the seed's audit API (typed helpers, log_event, get_audit_trail) over a store."""
+"""AuditLogger: the audit API (typed helpers, log_event, get_audit_trail) over a store."""
 
 from __future__ import annotations
 

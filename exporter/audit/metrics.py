@@ -1,4 +1,4 @@
-"""The audit trail's metrics (SPEC section 6), created on the registry it is given."""
+"""The audit trail's metrics (docs/metrics.md), created on the registry it is given."""
 
 from __future__ import annotations
 

@@ -116,6 +116,7 @@ async def verify_events(
     on_disk: dict[int, dict[str, Any]] | None = None,
     start: Callable[[PurgeCheck], Awaitable[tuple[int, bytes, dict[str, Any]] | None]]
     | None = None,
+    progress: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> dict[str, Any]:
     """Verify events (chain form, ascending) against checkpoints; `anchor(n)` finds the purge of 1..n.
 
@@ -124,7 +125,8 @@ async def verify_events(
     checkpoint's event and returned (sequence, hash, what is trusted) to continue after;
     `events` are then those after that sequence (an incremental run). The
     hashing runs on a worker thread, a chunk at a time, so a long verification inside the
-    sidecar leaves its event loop answering."""
+    sidecar leaves its event loop answering. `progress` is called with each chunk once it
+    is checked."""
     started = time.time()
     warnings: list[str] = []
     check_purge = purge_checker(checkpoints, key, retention, on_disk or {})
@@ -146,18 +148,10 @@ async def verify_events(
                 walk.head, walk.prev, walk.expected = sequence, digest, sequence + 1
         async for run in _chunks(events, chunk):
             if walk.expected is None:
-                first = run[0]["sequence"]
-                if first != 1:
-                    purge = await anchor(first - 1)
-                    if purge is None:
-                        raise _Broken(first, "sequence_gap",
-                                      f"events before {first} are missing and no AUDIT_PURGED"
-                                      " record covers them")
-                    if not purge.get("_given"):
-                        check_purge(purge)
-                    walk.prev = bytes.fromhex(purge["data"]["through_hash"])
-                walk.expected = first
+                await _link_first(walk, run[0]["sequence"], anchor, check_purge)
             await asyncio.to_thread(walk.feed, run)
+            if progress is not None:
+                progress(run)
         for cp in checkpoints:
             if cp["sequence"] > walk.head:
                 raise _Broken(walk.head + 1, "tail_cut",
@@ -187,6 +181,21 @@ async def verify_events(
     }
 
 
+async def _link_first(walk: _Walk, first: int,
+                      anchor: Callable[[int], Awaitable[dict[str, Any] | None]],
+                      check_purge: PurgeCheck) -> None:
+    """Start the walk at the first stored event: genesis, or the purge record of 1..first-1."""
+    if first != 1:
+        purge = await anchor(first - 1)
+        if purge is None:
+            raise _Broken(first, "sequence_gap", f"events before {first} are missing and no"
+                          " AUDIT_PURGED record covers them")
+        if not purge.get("_given"):
+            check_purge(purge)
+        walk.prev = bytes.fromhex(purge["data"]["through_hash"])
+    walk.expected = first
+
+
 def _check_signature(cp: dict[str, Any], key: bytes | None) -> None:
     if not key:
         return
@@ -212,7 +221,9 @@ def _public(cp: dict[str, Any], key: bytes | None) -> dict[str, Any]:
 
 
 async def verify_store(store, checkpoint_dir: str | Path | None, key: bytes | None = None,
-                       *, full: bool = True, retention: float | None = None) -> dict[str, Any]:
+                       *, full: bool = True, retention: float | None = None,
+                       progress: Callable[[list[dict[str, Any]]], None] | None = None,
+                       ) -> dict[str, Any]:
     """Verify a store's chain with its checkpoints and those on disk (read first).
 
     `full` re-hashes every stored event. Otherwise (incremental) the events up to the newest
@@ -261,7 +272,7 @@ async def verify_store(store, checkpoint_dir: str | Path | None, key: bytes | No
 
     result = await verify_events(events(), store.find_purge, checkpoints, key,
                                  retention=retention, on_disk=on_disk,
-                                 start=None if full or not key else begin)
+                                 start=None if full or not key else begin, progress=progress)
     result["warnings"].extend(f"unreadable checkpoint file {e}" for e in errors + purge_errors)
     return result
 
@@ -311,7 +322,8 @@ def _read_export(path: Path):
 
 
 async def verify_file(path: str | Path, checkpoint_dir: str | Path | None,
-                      key: bytes | None = None, *, retention: float | None = None
+                      key: bytes | None = None, *, retention: float | None = None,
+                      progress: Callable[[list[dict[str, Any]]], None] | None = None,
                       ) -> dict[str, Any]:
     """Verify an `audit export` file (JSON lines) offline, every event (a full run)."""
     path = Path(path)
@@ -334,7 +346,7 @@ async def verify_file(path: str | Path, checkpoint_dir: str | Path | None,
     disk, errors = cps.read_dir(checkpoint_dir) if checkpoint_dir else ([], [])
     on_disk, purge_errors = purges.read_dir(checkpoint_dir)
     result = await verify_events(events(), anchor, disk, key, retention=retention,
-                                 on_disk=on_disk)
+                                 on_disk=on_disk, progress=progress)
     result["warnings"].extend(late)
     result["warnings"].extend(f"unreadable checkpoint file {e}" for e in errors + purge_errors)
     return result

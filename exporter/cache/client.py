@@ -1,4 +1,4 @@
-"""RedisClient: the seed's cache client, JSON values under a namespace, on either backend."""
+"""RedisClient: the cache client, JSON values under a namespace, on either backend."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ class RedisClient:
         """The effective TTL of a write: None → the default, 0 → no expiry."""
         return self.default_ttl if ttl is None else _check_ttl(ttl, "ttl", allow_none=False)
 
-    # -- the seed's operations ---------------------------------------------------------------
+    # -- the cache operations -----------------------------------------------------------------
 
     async def get(self, key: str, *, count: bool = True) -> Any | None:
         """The JSON value at `key`, or None. `count=False` leaves the generic hit/miss counters alone."""

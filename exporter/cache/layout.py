@@ -1,4 +1,4 @@
-"""The Redis key layout shared with the trading engine (SPEC section 7), in one place."""
+"""The Redis key layout shared with the trading engine (docs/library.md), in one place."""
 
 from __future__ import annotations
 

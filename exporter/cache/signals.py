@@ -119,7 +119,7 @@ def signal_stats(symbol: str, signals: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class SignalCache:
-    """The seed's SignalCache on a RedisClient: `signal:latest` and `signal:history:<SYMBOL>`.
+    """SignalCache on a RedisClient: `signal:latest` and `signal:history:<SYMBOL>`.
 
     Trading state never expires. History is a Redis list, newest first, capped at
     `history_max` by LTRIM in the same MULTI/EXEC as the push. A history another writer

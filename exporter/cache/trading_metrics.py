@@ -12,7 +12,7 @@ from .layout import CUSTOM_NAME_RE, CUSTOM_PREFIX, FINANCIAL, SYMBOL_RE, custom_
 from .metrics import CacheMetrics
 from .values import FREE_FORM_LIMIT, dumps, number, require_object, string, timestamp
 
-# Financial field → the gauge it feeds (usdcop_<name>), as SPEC section 6 names them.
+# Financial field → the gauge it feeds (usdcop_<name>), as docs/metrics.md names them.
 FINANCIAL_GAUGES = {
     "total_pnl": "pnl",
     "win_rate": "win_ratio",
@@ -41,7 +41,7 @@ def validate_financial(value: Any) -> dict[str, Any]:
     number(obj, "total_pnl")
     number(obj, "win_rate", lo=0.0, hi=1.0)
     number(obj, "sharpe_ratio")
-    number(obj, "max_drawdown", hi=0.0)  # a negative ratio, as the seed writes it
+    number(obj, "max_drawdown", hi=0.0)  # a negative ratio, as the trading engine writes it
     number(obj, "total_trades", lo=0.0)
     number(obj, "active_positions", lo=0.0)
     number(obj, "portfolio_value")
@@ -82,7 +82,7 @@ def check_custom_name(name: Any) -> str:
 
 
 class MetricsCache:
-    """The seed's MetricsCache on a RedisClient: financial snapshot, positions, custom metrics.
+    """MetricsCache on a RedisClient: financial snapshot, positions, custom metrics.
 
     Trading state never expires; values are validated before they are written.
     """

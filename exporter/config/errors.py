@@ -31,3 +31,22 @@ class ConfigError(Exception):
         if self.field:
             where.append(f"field {self.field!r}")
         return ": ".join([*where, self.message])
+
+
+class ConfigErrors(ConfigError):
+    """Several problems of one file, in file order; reads as the first of them.
+
+    Its file, line, service, field and message are the first error's, so a caller that
+    shows one error shows that one; `errors` holds them all (at most MAX_ERRORS, and
+    `more` counts the ones left out).
+    """
+
+    MAX_ERRORS = 20
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        ordered = sorted(errors, key=lambda e: (e.line is None, e.line or 0))
+        self.errors = ordered[: self.MAX_ERRORS]
+        self.more = len(ordered) - len(self.errors)
+        first = self.errors[0]
+        super().__init__(first.message, file=first.file, line=first.line,
+                         service=first.service, field=first.field)

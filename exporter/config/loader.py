@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any, NamedTuple
 
 from . import fields as f
 from .desk import parse_desk
-from .errors import ConfigError
+from .errors import ConfigError, ConfigErrors
 from .model import Config, Defaults, DeskConfig, ServiceConfig
 from .services import build_service, join_host_port, read_default, resolve_check, split_host_port
 from .yamlsafe import MAX_BYTES, compose, decode, from_python
@@ -63,10 +64,18 @@ def parse_bytes(data: bytes, source: str, environ: Mapping[str, str] | None, bas
     top = f.mapping(ctx, root, None, TOP_KEYS)
     if "services" not in top:
         raise ConfigError("missing services (write services: [] for none)", file=source, line=root.line)
-    defaults = _defaults(ctx, top["defaults"]) if "defaults" in top else Defaults()
-    services = _services(ctx, top["services"], defaults)
-    targets = _allowed_targets(ctx, top["allowed_targets"]) if "allowed_targets" in top else ()
-    desk = parse_desk(ctx, top["desk"]) if "desk" in top else DeskConfig()
+    errors: list[ConfigError] = []
+    defaults = _defaults(ctx, top["defaults"], errors) if "defaults" in top else Defaults()
+    services = _services(ctx, top["services"], defaults, errors)
+    targets = _allowed_targets(ctx, top["allowed_targets"], errors) if "allowed_targets" in top else ()
+    desk = DeskConfig()
+    if "desk" in top:
+        try:
+            desk = parse_desk(ctx, top["desk"])
+        except ConfigError as exc:
+            errors.append(exc)
+    if errors:
+        raise ConfigErrors(errors)
     return Config(services=services, defaults=defaults, allowed_targets=targets, source=source,
                   digest=hashlib.sha256(data).hexdigest(), desk=desk)
 
@@ -88,37 +97,94 @@ def import_checks(config: Config) -> None:
                               field="check") from None
 
 
-def _defaults(ctx: f.Ctx, node: Any) -> Defaults:
+def _defaults(ctx: f.Ctx, node: Any, errors: list[ConfigError]) -> Defaults:
+    """The defaults: section; a bad entry goes to `errors` and its built-in default stays."""
     names = [field.name for field in fields(Defaults)]
-    entries = f.mapping(ctx, node, "defaults", names)
+    try:
+        entries = f.mapping(ctx, node, "defaults", names)
+    except ConfigError as exc:
+        errors.append(exc)
+        return Defaults()
     inner = ctx.under("defaults")
-    return Defaults(**{name: read_default(inner, value, name) for name, value in entries.items()})
+    read = {}
+    for name, value in entries.items():
+        try:
+            read[name] = read_default(inner, value, name)
+        except ConfigError as exc:
+            errors.append(exc)
+    return Defaults(**read)
 
 
-def _services(ctx: f.Ctx, node: Any, defaults: Defaults) -> tuple[ServiceConfig, ...]:
+def _services(ctx: f.Ctx, node: Any, defaults: Defaults,
+              errors: list[ConfigError]) -> tuple[ServiceConfig, ...]:
+    """Every valid service; the problems of the others go to `errors`."""
     items = f.sequence(ctx, node, "services", "[{name: api, url: http://host/health}]")
     seen: dict[str, int | None] = {}
     out = []
     for index, item in enumerate(items):
-        svc = build_service(ctx, item, index, defaults)
+        svc = _service(ctx, item, index, defaults, errors)
+        if svc is None:
+            continue
         if svc.name in seen:
             first = f" (first at line {seen[svc.name]})" if seen[svc.name] else ""
-            raise ConfigError(f"duplicate service name{first}", file=ctx.file, line=item.line,
-                              service=svc.name, field="name")
+            errors.append(ConfigError(f"duplicate service name{first}", file=ctx.file,
+                                      line=item.line, service=svc.name, field="name"))
+            continue
         seen[svc.name] = svc.line
         out.append(svc)
     return tuple(out)
 
 
-def _allowed_targets(ctx: f.Ctx, node: Any) -> tuple[str, ...]:
-    items = f.sequence(ctx, node, "allowed_targets", '[10.0.0.0/8, "api.internal:8001"]')
+# Fields that decide what a service is: without them any further error would be one the
+# removal itself caused, so the search for more problems in a service stops at them.
+_IDENTITY = frozenset({"name", "type", "url", "address", "check"})
+
+
+def _service(ctx: f.Ctx, node: Any, index: int, defaults: Defaults,
+             errors: list[ConfigError]) -> ServiceConfig | None:
+    """One service, or None with each of its problems in `errors`.
+
+    After a problem in a field, the service is validated again without that field, so
+    one run names every bad field of a service (a missing field the removal caused is
+    not reported).
+    """
+    dropped: set[str] = set()
+    while True:
+        try:
+            svc = build_service(ctx, node, index, defaults)
+        except ConfigError as exc:
+            key = re.split(r"[.\[]", exc.field)[0] if exc.field else None
+            if key in dropped:
+                return None  # caused by a field taken out above
+            errors.append(exc)
+            keys = {k.value for k, _ in node.value} if node.kind == "map" else set()
+            if key is None or key in _IDENTITY or key not in keys:
+                return None
+            dropped.add(key)
+            node = replace(node, value=[(k, v) for k, v in node.value if k.value != key])
+            continue
+        return None if dropped else svc
+
+
+def _allowed_targets(ctx: f.Ctx, node: Any, errors: list[ConfigError]) -> tuple[str, ...]:
+    """The allowed_targets list; each bad entry goes to `errors`."""
+    try:
+        items = f.sequence(ctx, node, "allowed_targets", '[10.0.0.0/8, "api.internal:8001"]')
+    except ConfigError as exc:
+        errors.append(exc)
+        return ()
     if not items:
-        raise ctx.error(node, "allowed_targets", "an empty list allows nothing; remove it to allow every target")
+        errors.append(ctx.error(node, "allowed_targets",
+                                "an empty list allows nothing; remove it to allow every target"))
+        return ()
     out = []
     for i, item in enumerate(items):
         field = f"allowed_targets[{i}]"
-        value, shown = f.text(ctx, item, field, "a CIDR or host:port string")
-        out.append(_target(ctx, item, field, value, shown))
+        try:
+            value, shown = f.text(ctx, item, field, "a CIDR or host:port string")
+            out.append(_target(ctx, item, field, value, shown))
+        except ConfigError as exc:
+            errors.append(exc)
     return tuple(dict.fromkeys(out))
 
 

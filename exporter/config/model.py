@@ -1,4 +1,4 @@
-"""Frozen configuration model of services.yaml (SPEC section 3)."""
+"""Frozen configuration model of services.yaml (docs/configuration.md)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from ..log import configure_logging
 from ..settings import SettingsError, load_settings
 from ..units import UnitError, parse_duration
 from .incidents import DEFAULT_CYCLE
-from .runner import STOP_GRACE, DemoError, DemoOptions, run_demo
+from .runner import STOP_GRACE, DemoError, DemoOptions, PortError, run_demo
 from .services import DEFAULT_LAYOUT, DEFAULT_SLOW_DELAY, default_specs
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -39,6 +39,7 @@ sidecar at EXPORTER_URL, as a real trading engine does (the compose demo profile
 this, with DEMO_SIDECAR=external and DEMO_HOST=0.0.0.0).
 """
 SIDECAR_MODES = ("embedded", "external")
+DEFAULT_LISTEN = "127.0.0.1:9322"  # the embedded sidecar: loopback, the port Prometheus expects
 
 
 def _seconds(text: str) -> float:
@@ -87,8 +88,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     demo = subparsers.add_parser(
         "demo", help="run simulated services, a simulated trading engine and a sidecar",
         description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    demo.add_argument("--listen", default="127.0.0.1:9322",
-                      help="HOST:PORT of the embedded sidecar (default 127.0.0.1:9322; "
+    demo.add_argument("--listen",
+                      help=f"HOST:PORT of the embedded sidecar (default {DEFAULT_LISTEN}; "
                       "port 0 picks a free one)")
     demo.add_argument("--host", help="address the simulated services listen on "
                       "(DEMO_HOST, default 127.0.0.1)")
@@ -153,16 +154,27 @@ def _options(args: argparse.Namespace) -> DemoOptions:
 def cmd_demo(args: argparse.Namespace) -> int:
     """demo: run until SIGINT/SIGTERM; 0 after a clean stop, 2 when it cannot start."""
     try:
-        settings = load_settings(listen=args.listen, log_level=args.log_level,
+        settings = load_settings(listen=args.listen or DEFAULT_LISTEN, log_level=args.log_level,
                                  log_format=args.log_format)
         options = _options(args)
     except (SettingsError, ValueError) as exc:
         return _fail(EXIT_USAGE, str(exc))
     configure_logging(settings.log_level, settings.log_format)
-    return asyncio.run(_main(options, settings))
+    given = {flag for flag, value in (("--listen", args.listen), ("--ports", args.ports))
+             if value is not None}
+    return asyncio.run(_main(options, settings, given))
 
 
-async def _main(options: DemoOptions, settings) -> int:
+def _blame(exc: PortError, given: set[str]) -> str:
+    """The message for an address the demo cannot take: the flag when it was given, else
+    the default's name and the flag that changes it."""
+    if exc.flag in given:
+        return f"{exc.flag}: {exc}"
+    other = {"--listen": "--listen HOST:PORT", "--ports": "--ports A,B,C,D"}[exc.flag]
+    return f"{exc} (the default; choose another with {other}, port 0 picks a free one)"
+
+
+async def _main(options: DemoOptions, settings, given: set[str]) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -180,6 +192,8 @@ async def _main(options: DemoOptions, settings) -> int:
     stopping.cancel()
     try:
         task.result()
+    except PortError as exc:
+        return _fail(EXIT_USAGE, _blame(exc, given))
     except DemoError as exc:
         return _fail(EXIT_USAGE, str(exc))
     logger.info("stopped")

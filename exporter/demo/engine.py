@@ -206,7 +206,7 @@ class DemoEngine:
     # -- state the dashboards read ---------------------------------------------------
 
     def financial_snapshot(self) -> dict[str, Any]:
-        """The seed's financial metrics from the engine's book."""
+        """The financial metrics from the engine's book."""
         realized = self.book.realized
         unrealized = sum(p["unrealized_pnl"] for p in self.positions.values())
         total = sum(realized) + unrealized

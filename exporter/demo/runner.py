@@ -43,6 +43,15 @@ class DemoError(Exception):
     """The demo cannot start as asked; the message names the setting or flag."""
 
 
+class PortError(DemoError):
+    """An address the demo cannot listen on; `flag` is the option that sets it, named by the
+    caller when it was given (a default the user never chose is not the user's flag)."""
+
+    def __init__(self, flag: str, message: str) -> None:
+        self.flag = flag
+        super().__init__(message)
+
+
 @dataclass(frozen=True)
 class DemoOptions:
     """What `usdcop-exporter demo` was asked to run."""
@@ -165,7 +174,7 @@ async def embedded_sidecar(settings) -> AsyncIterator[tuple[web.Application, str
         try:
             await site.start()
         except OSError as exc:
-            raise DemoError(f"--listen: cannot listen on {settings.listen}: "
+            raise PortError("--listen", f"cannot listen on {settings.listen}: "
                             f"{exc.strerror or exc}") from None
         sockets = site._server.sockets if site._server else []  # the real port, also for :0
         host, port = sockets[0].getsockname()[:2]
@@ -236,7 +245,7 @@ async def run_demo(options: DemoOptions, settings, stop: asyncio.Event,
     try:
         await services.start()
     except OSError as exc:
-        raise DemoError(f"--ports: {exc.strerror or exc}") from None
+        raise PortError("--ports", f"{exc.strerror or exc}") from None
     workdir = Path(tempfile.mkdtemp(prefix="usdcop-demo-"))
     try:
         async with contextlib.AsyncExitStack() as stack:

@@ -1,4 +1,4 @@
-"""Simulated services for the demo: healthy, slow, flaky and down, answering the seed health format."""
+"""Simulated services for the demo: healthy, slow, flaky and down, answering the health format."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from aiohttp import web
 
 # Behaviours a simulated service can have.
 KINDS = ("healthy", "slow", "flaky", "down")
-# The seed's services, on the seed's ports, so the shipped services.yaml probes them too.
+# The trading stack's services, on their usual ports, so the shipped services.yaml probes them too.
 DEFAULT_LAYOUT = (
     ("trading-api", "healthy", 8001),
     ("ml-analytics", "slow", 8002),

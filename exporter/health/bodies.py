@@ -1,6 +1,6 @@
 """Health response bodies: detect the format, read the status word, keep the details.
 
-Formats (SPEC section 2): the seed's health format (`status` healthy/degraded/unhealthy,
+Formats (docs/probes.md): the native health format (`status` healthy/degraded/unhealthy,
 `details`, `metadata`), the IETF draft (`status` pass/warn/fail, aliases ok/up and
 error/down, `checks`), Spring Boot actuator (`status` UP/DOWN/OUT_OF_SERVICE/UNKNOWN,
 `components`), any other JSON, plain text and the empty body.
@@ -34,7 +34,7 @@ IETF_WORDS = {
 SPRING_WORDS = {"up": "healthy", "down": "unhealthy", "out_of_service": "unhealthy", "unknown": None}
 WORDS = {"seed": SEED_WORDS, "ietf": IETF_WORDS, "spring": SPRING_WORDS}
 
-# The seed's `details` keys, the only ones kept (they become the reported_* gauges).
+# The health format's `details` keys, the only ones kept (they become the reported_* gauges).
 DETAIL_KEYS = ("uptime", "requests_per_minute", "error_rate", "memory_usage_mb")
 
 

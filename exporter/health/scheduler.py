@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
+from ..units import plural
+
 if TYPE_CHECKING:
     from .checker import HealthChecker
 
@@ -62,7 +64,7 @@ class Scheduler:
         self._running = True
         for name in self.checker.states:
             self._plan_first(name)
-        logger.info("scheduler started with {} services", len(self._live))
+        logger.info("scheduler started with {}", plural(len(self._live), "service"))
 
     async def stop(self) -> None:
         """Forget every plan; probes in flight belong to the checker, which cancels them."""

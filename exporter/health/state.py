@@ -78,7 +78,7 @@ class ServiceState:
         return old, self.status
 
     def health_format(self) -> dict[str, Any]:
-        """The seed's health format for this service (SPEC section 2)."""
+        """The health format for this service (docs/api.md)."""
         if self.health is not None:
             return self.health
         result = self.last_result

@@ -108,7 +108,7 @@ class LatencyMonitor:
         trace_id: str | None = None,
     ) -> None:
         """Record one measurement (ValueError/TypeError name a bad argument; PairLimitError)."""
-        # metadata is accepted as the seed's is, but no answer shows it: the window keeps numbers.
+        # metadata is accepted as trading engines send it, but no answer shows it: the window keeps numbers.
         if metadata is not None and not isinstance(metadata, Mapping):
             raise TypeError(f"metadata must be a mapping, got {type(metadata).__name__}")
         record = check_record(LatencyRecord(service, operation, latency_ms, success, trace_id))

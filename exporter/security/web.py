@@ -97,7 +97,7 @@ class WebSecurity:
         return self._now.basic_auth is not None
 
     async def check(self, authorization_header: str | None) -> bool:
-        """The basic-auth check of SPEC section 5 (False without users, or while failed closed)."""
+        """The basic-auth check of docs/security.md (False without users, or while failed closed)."""
         basic = self._now.basic_auth
         if basic is None or self.failure is not None:
             return False

@@ -11,7 +11,7 @@ def iso(seconds_ago: float = 0.0) -> str:
 
 
 def make_signal(symbol: str = "USDCOP", seconds_ago: float = 0.0, **fields) -> dict:
-    """A valid signal like the seed's example."""
+    """A valid signal, as a trading engine writes it."""
     signal = {
         "signal_id": f"sig_{symbol}_{seconds_ago}",
         "timestamp": iso(seconds_ago),

@@ -1,4 +1,4 @@
-"""The exact Redis layout of SPEC section 7, checked with a plain Redis client, and the
+"""The exact Redis layout of docs/library.md, checked with a plain Redis client, and the
 Redis backend's explicit connection settings."""
 
 from __future__ import annotations

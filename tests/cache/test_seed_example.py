@@ -1,4 +1,4 @@
-"""The seed's cache usage example, in Python, on both backends (what the getters hand out)."""
+"""The cache usage example of a trading engine, in Python, on both backends (what the getters hand out)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ async def test_seed_usage_example(client):
 
 
 async def test_seed_trading_engine_integration(client):
-    """The seed's TradingEngine.processSignal cache part: setLatest then addToHistory."""
+    """A trading engine's processSignal cache part: set_latest then add_to_history."""
     signal_cache = SignalCache(client)
     signal = {"signal_id": "sig_9", "timestamp": datetime.now(UTC).isoformat(), "symbol": "USDCOP",
               "action": "SELL", "confidence": 0.7, "price": 4100.0}

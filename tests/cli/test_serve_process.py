@@ -179,3 +179,26 @@ def test_probe_decides_from_one_probe_whatever_the_thresholds(tmp_path, env):
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 1, out.stderr
     assert json.loads(out.stdout)["status"] == "unhealthy"
+
+
+@pytest.mark.slow
+def test_checkpoint_dir_flag_beats_the_variable(tmp_path, env):
+    cfg = tmp_path / "services.yaml"
+    cfg.write_text("services: []\n")
+    chosen = tmp_path / "chosen"
+    proc = Proc([SCRIPT, "serve", "--config", str(cfg), "--listen", "127.0.0.1:0",
+                 "--checkpoint-dir", str(chosen)], env)
+    try:
+        host, port = proc.wait_line(READY.pattern).groups()
+        event = json.dumps({"event_type": "SIGNAL_GENERATED", "symbol": "USDCOP",
+                            "data": {"signal_id": "s1"}}).encode()
+        request = urllib.request.Request(f"http://{host}:{port}/api/audit/signals", data=event,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            assert resp.status == 201
+        proc.proc.send_signal(signal.SIGTERM)
+        assert proc.proc.wait(timeout=15) == 0
+    finally:
+        proc.stop()
+    assert [p.name for p in chosen.glob("checkpoint-*.json")], "no checkpoint in --checkpoint-dir"
+    assert not (tmp_path / "cp").exists(), "AUDIT_CHECKPOINT_DIR was used instead"

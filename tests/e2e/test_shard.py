@@ -1,4 +1,4 @@
-"""Scale-out on engines that already exist (SPEC section 12).
+"""Scale-out on engines that already exist (docs/operations.md).
 
 - `--shard i/N`: two real sidecars over one services file probe and export every service
   exactly once between them, each API answering for its own share;

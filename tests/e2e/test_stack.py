@@ -392,7 +392,7 @@ def test_the_scenario_names_real_dashboard_variables():
     uids = {d["uid"] for d in a.dashboards().values()}
     assert all(uid in uids for uid, _ in NO_DATA_EXPECTED)
     assert set(NOT_IN_SCENARIO) <= uids, "a dashboard listed as not fed no longer exists"
-    # The six dashboards of the contract are always fed by the scenario.
+    # The six dashboards other than the desk's are always fed by the scenario.
     assert not set(NOT_IN_SCENARIO) & {"usdcop-overview", "usdcop-service", "usdcop-latency",
                                        "usdcop-trading", "usdcop-audit", "usdcop-exporter"}
 

@@ -1,4 +1,4 @@
-"""Thresholds, observed status and the overall answer (SPEC section 2)."""
+"""Thresholds, observed status and the overall answer (docs/probes.md)."""
 
 import pytest
 

@@ -18,7 +18,7 @@ PROVISIONING_DIR = REPO / "grafana" / "provisioning"
 RUNBOOK = REPO / "docs" / "runbook.md"
 RUNBOOK_URL_PREFIX = "https://github.com/usdcop/usdcop-exporter/blob/main/docs/runbook.md#"
 
-# SPEC section 9: every alert by name, with its severity.
+# docs/runbook.md: every alert by name, with its severity.
 SPEC_ALERTS = {
     "UsdcopServiceUnhealthy": "critical",
     "UsdcopServiceDegraded": "warning",
@@ -40,7 +40,7 @@ SPEC_ALERTS = {
     "UsdcopConfigReloadFailed": "warning",
     "Watchdog": "none",
 }
-# The `for:` durations the SPEC fixes.
+# The `for:` durations docs/runbook.md gives.
 SPEC_FOR = {
     "UsdcopServiceUnhealthy": "2m",
     "UsdcopServiceDegraded": "5m",

@@ -16,8 +16,8 @@ import yaml
 
 from exporter.audit.pg_schema import migrate
 from tests.ops import artefacts as a
+from tests.ops.metric_docs import series_labels
 from tests.ops.promql import ranges, selector_labels, series_names
-from tests.ops.spec_metrics import series_labels
 from tests.support.tools import free_port, ready_server, require_tool
 
 pytestmark = pytest.mark.slow

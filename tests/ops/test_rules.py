@@ -1,4 +1,4 @@
-"""Alerting and recording rules: promtool, the SPEC's names, annotations, runbook, tests."""
+"""Alerting and recording rules: promtool, documented names, annotations, runbook, tests."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from tests.ops import artefacts as a
+from tests.ops.metric_docs import series_labels
 from tests.ops.promql import grouping_labels, selector_labels, series_names
-from tests.ops.spec_metrics import series_labels
 from tests.support.tools import require_tool
 
 pytestmark = pytest.mark.slow
@@ -51,7 +51,7 @@ def test_every_spec_alert_exists_with_its_severity_and_hold():
     for rule in a.alerts():
         by_name[rule.alert].append(rule)
     missing = set(a.SPEC_ALERTS) - set(by_name)
-    assert not missing, f"alerts named by the SPEC but not defined: {sorted(missing)}"
+    assert not missing, f"alerts named by docs/runbook.md but not defined: {sorted(missing)}"
     for name, severity in a.SPEC_ALERTS.items():
         for rule in by_name[name]:
             if _for_non_critical(rule):
@@ -129,7 +129,7 @@ def test_rules_only_name_spec_metrics_and_their_labels():
         for name in series_names(rule.expr):
             assert name in known or name in recorded, (
                 f"{rule.file.name}: {rule.alert or rule.record} uses {name!r}, "
-                "which is neither in SPEC section 6 nor a recording rule"
+                "which is neither in docs/metrics.md nor a recording rule"
             )
         for metric, label, _op, _value in selector_labels(rule.expr):
             allowed = known.get(metric)

@@ -1,4 +1,4 @@
-"""Auth levels of SPEC section 5 on every route of the route table (all features): who
+"""Auth levels (docs/api.md) on every route of the route table (all features): who
 passes, 401 with the right WWW-Authenticate when credentials are missing or wrong, 403 when
 they are right but not enough; the table matches the router; *_FILE secrets work."""
 

@@ -29,7 +29,7 @@ SCHEMATHESIS = shutil.which("schemathesis", path=str(BIN))
 BASELINE = Path(__file__).with_name("schemathesis-baseline.json")
 HOSTISH = re.compile(r"url|uri|host|addr|target|endpoint|redirect|callback|webhook|proxy|dsn", re.I)
 SERVICES = "services:\n  - {name: self, type: tcp, address: '127.0.0.1:1'}\n"
-# SPEC section 5 answers oversize input with 413 and a wrong Content-Type with 415: both
+# The API answers oversize input with 413 and a wrong Content-Type with 415: both
 # are proper refusals of schema-violating data.
 CONFIG = """
 [checks.negative_data_rejection]

@@ -24,7 +24,7 @@ Routes (GET and HEAD; `?code=NNN` sets the HTTP status where a body is JSON):
 
 | path | answer |
 |---|---|
-| /healthy, /degraded, /unhealthy | the seed health format with that status, `details` (DETAILS) and `metadata` |
+| /healthy, /degraded, /unhealthy | the health format with that status, `details` (DETAILS) and `metadata` |
 | /seed/{word}, /ietf/{word}, /spring/{word} | that format with any status word |
 | /503-pass | 503 carrying IETF `pass` |
 | /slow?ms=300 | /healthy after a delay |
@@ -84,7 +84,7 @@ CONTENT_TYPES = {
 
 
 def seed_doc(word: str) -> dict:
-    """The seed's health format with status `word`."""
+    """The health format with status `word`."""
     return {
         "service": "target",
         "status": word,

@@ -148,7 +148,7 @@ def _facts(status: int, elapsed: float, body: Body | None, expiry: float | None)
 
 
 async def probe_http(service: ServiceConfig, ctx: ProbeContext) -> ProbeResult:
-    """Probe an HTTP(S) endpoint (SPEC section 2)."""
+    """Probe an HTTP(S) endpoint (docs/probes.md)."""
     timeline = Timeline()
     token = TIMELINE.set(timeline)
     guard_token = GUARD.set(guard_for(ctx.allowed_targets))

@@ -1,4 +1,4 @@
-"""Python prober: call a check function, as the seed's `healthCheck` does.
+"""Python prober: call a check function (a `health_check` callable or `check: module:function`).
 
 The check takes no arguments and returns `{success, latency_ms?, metadata?}`. An async
 check is awaited; a plain function runs in a worker thread so that a blocking check
