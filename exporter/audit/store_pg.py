@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -23,6 +24,7 @@ from .chain import format_time
 from .errors import AuditRejected, StoreUnavailable
 from .events import PendingEvent
 from .query import Query
+from .store import AuditStore
 
 WINDOW_SORT_MAX = 20000  # estimated matches of a time-window query read whole and sorted
 CHECK_AFTER = 2.0  # seconds idle before a pooled connection is checked again
@@ -77,7 +79,17 @@ def decode(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class PgStore:
+def _bounded_call(method):
+    """Run the store method for at most 2 × the store's timeout (see PgStore._bounded)."""
+
+    @functools.wraps(method)
+    async def call(self, *args, **kwargs):
+        return await self._bounded(method.__name__, method(self, *args, **kwargs))
+
+    return call
+
+
+class PgStore(AuditStore):
     """Audit events in schema usdcop_audit; every public call raises StoreUnavailable on outage."""
 
     kind = "postgres"
@@ -176,11 +188,9 @@ class PgStore:
         finally:
             await conn.close()
 
+    @_bounded_call
     async def ensure_ready(self) -> None:
         """Run migrations once (owner role), then check the pool answers."""
-        return await self._bounded("ensure_ready", self._ensure_ready())
-
-    async def _ensure_ready(self) -> None:
         async with self._errors("migrate"):
             if not self._migrated:
                 async with self._admin() as conn:
@@ -193,11 +203,9 @@ class PgStore:
         """Raise StoreUnavailable unless the database answers (and is migrated)."""
         await self.ensure_ready()
 
+    @_bounded_call
     async def append(self, units: list[list[PendingEvent]]):
         """Append units (all-or-nothing each) in one transaction; per-unit outcomes or conflicts."""
-        return await self._bounded("append", self._append(units))
-
-    async def _append(self, units: list[list[PendingEvent]]):
         ids = list({event.event_id for unit in units for event in unit})
         async with self._errors("append"), self._pool.connection() as conn:
             # Two round trips. The first is one simple-query message: BEGIN, the lock, then
@@ -248,21 +256,17 @@ class PgStore:
                               (list(sequences),))
             return {row["sequence"]: row_view(decode(row)) for row in await cur.fetchall()}
 
+    @_bounded_call
     async def head(self) -> tuple[int, bytes]:
         """The newest (sequence, hash); (0, 32 zero bytes) when empty."""
-        return await self._bounded("head", self._head())
-
-    async def _head(self) -> tuple[int, bytes]:
         async with self._errors("head"), self._pool.connection() as conn:
             cur = await conn.execute("SELECT sequence, hash FROM usdcop_audit.chain_head")
             seq, digest = await cur.fetchone()
             return seq, bytes(digest)
 
+    @_bounded_call
     async def query(self, q: Query) -> list[dict[str, Any]]:
         """Events matching `q`, sequence descending, at most q.limit + 1 (to detect more)."""
-        return await self._bounded("query", self._query(q))
-
-    async def _query(self, q: Query) -> list[dict[str, Any]]:
         where, args = [], []
         times, time_args = [], []
         if q.event_type is not None:
@@ -347,21 +351,17 @@ class PgStore:
         finally:
             await self._pool.putconn(conn)
 
+    @_bounded_call
     async def first_sequence(self) -> int | None:
         """The oldest stored sequence, or None when empty."""
-        return await self._bounded("first_sequence", self._first_sequence())
-
-    async def _first_sequence(self) -> int | None:
         async with self._errors("read"), self._pool.connection() as conn:
             cur = await conn.execute("SELECT min(sequence) FROM usdcop_audit.events")
             row = await cur.fetchone()
             return row[0]
 
+    @_bounded_call
     async def get_event(self, sequence: int) -> dict[str, Any] | None:
         """One stored event in chain form."""
-        return await self._bounded("get_event", self._get_event(sequence))
-
-    async def _get_event(self, sequence: int) -> dict[str, Any] | None:
         async with self._errors("read"), self._pool.connection() as conn:
             async with conn.cursor(row_factory=dict_row) as cur:
                 await cur.execute(
@@ -369,11 +369,9 @@ class PgStore:
                 row = await cur.fetchone()
                 return decode(row) if row else None
 
+    @_bounded_call
     async def find_purge(self, through: int) -> dict[str, Any] | None:
         """The AUDIT_PURGED event that purged through `through` (chain form)."""
-        return await self._bounded("find_purge", self._find_purge(through))
-
-    async def _find_purge(self, through: int) -> dict[str, Any] | None:
         async with self._errors("read"), self._pool.connection() as conn:
             async with conn.cursor(row_factory=dict_row) as cur:
                 await cur.execute(
@@ -385,11 +383,9 @@ class PgStore:
 
     # -- checkpoints ---------------------------------------------------------------------
 
+    @_bounded_call
     async def add_checkpoint(self, cp: dict[str, Any]) -> bool:
         """Insert a checkpoint row; False when one at that sequence exists."""
-        return await self._bounded("add_checkpoint", self._add_checkpoint(cp))
-
-    async def _add_checkpoint(self, cp: dict[str, Any]) -> bool:
         async with self._errors("checkpoint"), self._pool.connection() as conn:
             cur = await conn.execute(
                 "INSERT INTO usdcop_audit.checkpoints (sequence, hash, count, at, prev_checkpoint,"
@@ -398,11 +394,9 @@ class PgStore:
                  cp["prev_checkpoint"], cp.get("signature")))
             return cur.rowcount == 1
 
+    @_bounded_call
     async def checkpoints(self) -> list[dict[str, Any]]:
         """All checkpoint rows, oldest first, in the checkpoint document form."""
-        return await self._bounded("checkpoints", self._checkpoints())
-
-    async def _checkpoints(self) -> list[dict[str, Any]]:
         async with self._errors("checkpoint"), self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT sequence, hash, count, at, prev_checkpoint, signature"

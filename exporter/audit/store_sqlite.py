@@ -17,6 +17,7 @@ from .chain import format_time
 from .errors import AuditRejected, StoreUnavailable
 from .events import PendingEvent
 from .query import Query
+from .store import AuditStore
 
 VERSION = 1
 COLUMNS = ("sequence, event_id, event_type, timestamp, received_at, accepted_at, symbol, actor,"
@@ -58,7 +59,7 @@ def decode(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-class SqliteStore:
+class SqliteStore(AuditStore):
     """Audit events in a SQLite file (WAL, synchronous=FULL); calls run on one worker thread."""
 
     kind = "sqlite"
