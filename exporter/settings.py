@@ -25,6 +25,8 @@ FLAGS = {
     "log_level": "LOG_LEVEL",
     "log_format": "LOG_FORMAT",
     "checkpoint_dir": "AUDIT_CHECKPOINT_DIR",
+    "max_connections": "EXPORTER_MAX_CONNECTIONS",
+    "max_connections_per_client": "EXPORTER_MAX_CONNECTIONS_PER_CLIENT",
 }
 LOG_LEVELS = {"debug": "debug", "info": "info", "warn": "warning", "warning": "warning",
               "error": "error", "fatal": "critical", "critical": "critical"}
@@ -39,8 +41,14 @@ _DECIMAL = re.compile(r"\+?[0-9]{1,9}")
 _TOKEN = re.compile(r"[\x21-\x7e]{1,4096}")
 _EVERY_SPLIT = re.compile(r"\s*(?:,|\bor\b)\s*")
 _EVENTS = re.compile(r"([0-9]{1,9})(?:\s*events?)?")
+PER_CLIENT_SHARE = 4  # by default one client address may hold a quarter of the connections
 MAX_SECRET_FILE = 64 << 10
 MIN_CHECKPOINT_KEY = 16
+
+
+def default_per_client(max_connections: int) -> int:
+    """The per-address connection cap that goes with a process cap: a quarter, at least 1."""
+    return max(1, max_connections // PER_CLIENT_SHARE)
 
 
 class SettingsError(ValueError):
@@ -60,6 +68,8 @@ class Settings:
     listen_host: str = "0.0.0.0"
     listen_port: int = 9322
     web_config: str | None = None
+    max_connections: int = 512
+    max_connections_per_client: int = 128  # a quarter of max_connections unless set
     api_token: str | None = None
     admin_token: str | None = None
     shard_index: int = 0
@@ -71,6 +81,8 @@ class Settings:
     mirror_max_symbols: int = 50
     mirror_max_custom: int = 100
     signal_history_max: int = 100
+    cache_max_symbols: int = 200
+    cache_max_signal_bytes: int = 64 << 10
     latency_window: int = 10_000
     latency_max_pairs: int = 500
     audit_verify_interval: float = 3600.0
@@ -335,6 +347,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **flag_overrides: An
         if not os.path.isfile(_path(path, name)) or not os.access(path, os.R_OK):
             raise SettingsError(name, f"cannot read the file {path!r}")
         kw["web_config"] = path
+    kw.update(_connection_caps(src))
     kw["api_token"] = _token(src, "EXPORTER_API_TOKEN")
     kw["admin_token"] = _token(src, "EXPORTER_ADMIN_TOKEN")
     if kw["admin_token"] is not None and kw["admin_token"] == kw["api_token"]:
@@ -355,6 +368,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **flag_overrides: An
         ("SIGNAL_HISTORY_MAX", "signal_history_max", 1, 1_000_000),
         ("LATENCY_WINDOW", "latency_window", 1, 10_000_000),
         ("LATENCY_MAX_PAIRS", "latency_max_pairs", 1, 1_000_000),
+        ("CACHE_MAX_SYMBOLS", "cache_max_symbols", 1, 100_000),
     ):
         if got := value(variable):
             kw[key] = _integer(got[0], got[1], low, high)
@@ -393,6 +407,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **flag_overrides: An
     ):
         if got := value(variable):
             kw[key] = _path(*got)
+    if got := value("CACHE_MAX_SIGNAL_BYTES"):
+        kw["cache_max_signal_bytes"] = _signal_bytes(*got)
     if got := value("AUDIT_SPOOL_MAX_BYTES"):
         kw["audit_spool_max_bytes"] = _spool_bytes(*got)
     if key := src.secret("AUDIT_CHECKPOINT_KEY"):
@@ -411,6 +427,34 @@ def load_settings(environ: Mapping[str, str] | None = None, **flag_overrides: An
     else:
         kw["log_format"] = "text" if _stderr_is_tty() else "json"
     return Settings(**kw)
+
+
+def _connection_caps(src: _Source) -> dict[str, int]:
+    """EXPORTER_MAX_CONNECTIONS and the per-address cap (a quarter of it unless set)."""
+    total = Settings.max_connections
+    if got := src.get("EXPORTER_MAX_CONNECTIONS"):
+        total = _integer(str(got[0]), got[1], 1, 1_000_000)
+    per_client = default_per_client(total)
+    if got := src.get("EXPORTER_MAX_CONNECTIONS_PER_CLIENT"):
+        per_client = _integer(str(got[0]), got[1], 1, 1_000_000)
+        if per_client > total:
+            raise SettingsError(got[1], f"must be at most EXPORTER_MAX_CONNECTIONS ({total}), "
+                                        f"got {per_client}")
+    return {"max_connections": total, "max_connections_per_client": per_client}
+
+
+def _signal_bytes(value: str, name: str) -> int:
+    """A size like 64KiB (a bare number is bytes), between 1 KiB and 16 MiB."""
+    if value.isdigit() and len(value) <= 16:
+        size = int(value)
+    else:
+        try:
+            size = parse_size(value)
+        except UnitError as exc:
+            raise SettingsError(name, str(exc)) from None
+    if not 1024 <= size <= 16 << 20:
+        raise SettingsError(name, f"must be between 1KiB and 16MiB, got {value!r}")
+    return size
 
 
 def _spool_bytes(value: str, name: str) -> int:
