@@ -39,7 +39,8 @@ def get_health_checker() -> HealthChecker:
 
 
 _CACHE_VARIABLES = ("REDIS_URL", "REDIS_URL_FILE", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD",
-                    "REDIS_PASSWORD_FILE", "REDIS_NAMESPACE", "SIGNAL_HISTORY_MAX")
+                    "REDIS_PASSWORD_FILE", "REDIS_NAMESPACE", "SIGNAL_HISTORY_MAX",
+                    "CACHE_MAX_SYMBOLS", "CACHE_MAX_SIGNAL_BYTES")
 
 
 @cache
@@ -57,7 +58,10 @@ def _cache_client() -> RedisClient:
 @cache
 def get_signal_cache() -> SignalCache:
     """The process-wide SignalCache: Redis when REDIS_URL/REDIS_HOST is set, else in memory."""
-    return SignalCache(_cache_client(), history_max=_cache_settings().signal_history_max)
+    settings = _cache_settings()
+    return SignalCache(_cache_client(), history_max=settings.signal_history_max,
+                       max_symbols=settings.cache_max_symbols,
+                       max_signal_bytes=settings.cache_max_signal_bytes)
 
 
 @cache

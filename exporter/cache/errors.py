@@ -26,3 +26,25 @@ class SignalError(ValueError):
         super().__init__(f"{field}: {message}" if field else message)
         self.field = field
         self.message = message
+
+
+class CacheLimitError(SignalError):
+    """A write the cache's bounds refuse; `limit` names the bound (`signal_size`, `symbols`)."""
+
+    limit = ""
+
+    def __init__(self, field: str | None, message: str, maximum: int) -> None:
+        super().__init__(field, message)
+        self.maximum = maximum
+
+
+class SignalTooLarge(CacheLimitError):
+    """A signal whose encoded form is larger than the cache's per-signal cap."""
+
+    limit = "signal_size"
+
+
+class TooManySymbols(CacheLimitError):
+    """A signal for a new symbol while the cache already holds its cap of symbols."""
+
+    limit = "symbols"

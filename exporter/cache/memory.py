@@ -3,7 +3,9 @@
 Expiring entries are capped at `max_entries` with FIFO eviction (the oldest write goes
 first); persistent entries (ttl 0, the trading state) are never evicted. Expired entries
 disappear on access and in a sweep that runs at most every `cleanup_interval` seconds,
-piggybacked on operations, plus whatever periodic `sweep()` the owner schedules.
+piggybacked on operations, plus whatever periodic `sweep()` the owner schedules. The
+backend keeps its own account of the bytes it holds (keys and values, by cache label):
+a deleted, expired, evicted or trimmed value leaves it, and nothing else refers to it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,13 @@ from .errors import CacheTypeError
 class _Entry:
     value: bytes | list[bytes]  # a list is stored newest first, as LPUSH leaves it
     expires: float | None  # clock value; None: never
+
+
+def _size(key: str, value: bytes | list[bytes]) -> int:
+    """What an entry holds: its key's length and its value's bytes (a list's elements)."""
+    if isinstance(value, bytes):
+        return len(key) + len(value)
+    return len(key) + sum(len(item) for item in value)
 
 
 def lrange(items: Sequence[bytes], start: int, stop: int) -> list[bytes]:
@@ -61,6 +70,7 @@ class MemoryBackend:
         self._data: dict[str, _Entry] = {}
         self._fifo: OrderedDict[str, None] = OrderedDict()  # expiring keys, oldest write first
         self._counts: Counter[str] = Counter()
+        self._bytes: Counter[str] = Counter()  # bytes of keys and values, by cache label
         self._last_sweep = clock()
 
     # -- bookkeeping -------------------------------------------------------------------
@@ -68,6 +78,10 @@ class MemoryBackend:
     def entries(self, label: str | None = None) -> int:
         """How many entries are held (under one cache label, or all)."""
         return len(self._data) if label is None else self._counts[label]
+
+    def bytes_held(self, label: str | None = None) -> int:
+        """Bytes of the keys and values held (under one cache label, or all)."""
+        return sum(self._bytes.values()) if label is None else self._bytes[label]
 
     def sweep(self) -> int:
         """Remove every expired entry now; returns how many went."""
@@ -83,9 +97,11 @@ class MemoryBackend:
             self.sweep()
 
     def _remove(self, key: str, reason: str | None = None) -> None:
-        del self._data[key]
+        entry = self._data.pop(key)
         self._fifo.pop(key, None)
-        self._counts[self._classify(key)] -= 1
+        label = self._classify(key)
+        self._counts[label] -= 1
+        self._bytes[label] -= _size(key, entry.value)
         if reason is not None and self._on_evict is not None:
             self._on_evict(key, reason)
 
@@ -107,7 +123,9 @@ class MemoryBackend:
                 self._remove(oldest, "capacity")
             self._fifo[key] = None
         self._data[key] = entry
-        self._counts[self._classify(key)] += 1
+        label = self._classify(key)
+        self._counts[label] += 1
+        self._bytes[label] += _size(key, entry.value)
 
     def _string(self, key: str) -> bytes | None:
         entry = self._live(key)
@@ -220,7 +238,9 @@ class MemoryBackend:
                     self._store(op.key, _Entry(items, None))
                 if not (op.skip_if_head and items and items[0] == op.value):
                     items.insert(0, op.value)
+                    grown = len(op.value) - sum(len(item) for item in items[op.cap :])
                     del items[op.cap :]
+                    self._bytes[self._classify(op.key)] += grown
                 results.append(len(items))
         return results
 
