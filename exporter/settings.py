@@ -443,29 +443,27 @@ def _connection_caps(src: _Source) -> dict[str, int]:
     return {"max_connections": total, "max_connections_per_client": per_client}
 
 
-def _signal_bytes(value: str, name: str) -> int:
-    """A size like 64KiB (a bare number is bytes), between 1 KiB and 16 MiB."""
+def _bytes(value: str, name: str) -> int:
+    """A size like 256MiB; a bare number is bytes, as the variables' names say."""
     if value.isdigit() and len(value) <= 16:
-        size = int(value)
-    else:
-        try:
-            size = parse_size(value)
-        except UnitError as exc:
-            raise SettingsError(name, str(exc)) from None
+        return int(value)
+    try:
+        return parse_size(value)
+    except UnitError as exc:
+        raise SettingsError(name, str(exc)) from None
+
+
+def _signal_bytes(value: str, name: str) -> int:
+    """A size between 1 KiB and 16 MiB."""
+    size = _bytes(value, name)
     if not 1024 <= size <= 16 << 20:
         raise SettingsError(name, f"must be between 1KiB and 16MiB, got {value!r}")
     return size
 
 
 def _spool_bytes(value: str, name: str) -> int:
-    """A size like 256MiB; a bare number is bytes, as the variable's name says."""
-    if value.isdigit() and len(value) <= 16:
-        size = int(value)
-    else:
-        try:
-            size = parse_size(value)
-        except UnitError as exc:
-            raise SettingsError(name, str(exc)) from None
+    """A size of more than 0 and at most MAX_SIZE."""
+    size = _bytes(value, name)
     if not 0 < size <= MAX_SIZE:
         raise SettingsError(name, f"must be more than 0 and at most 1024TiB, got {value!r}")
     return size
