@@ -118,9 +118,12 @@ async def limits_middleware(request: web.Request, handler) -> web.StreamResponse
         if _reserved(request) and guard.take_reserve():
             try:
                 resp = await _limited(request, handler)
+            except ApiError as exc:  # answered here, so that the answer can say "close"
+                resp = _refuse(exc.status, exc.code, exc.detail, exc.field, exc.headers)
             finally:
                 guard.give_back_reserve()
-            resp.force_close()  # answered from the reserve; the place is not kept
+                protocol.close()  # answered from the reserve, error or not: the place is not kept
+            resp.force_close()
             return resp
         limit = protocol.over_limit or "connections"
         count_limit(app, limit)

@@ -18,12 +18,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from exporter.api.limits import KEEPALIVE_TIMEOUT
+from exporter.api.limits import KEEPALIVE_TIMEOUT, WEB_SECURITY
 from exporter.cli import main
 from exporter.security.server import ConnectionGuard, client_key
 from tests.perf.sidecars import Sidecar, clean_env
 
-from .conftest import limit_count, running
+from .conftest import HASH, limit_count, running
+from .test_basic_auth import basic
 from .test_limits import read_response
 
 SERVICES = "services:\n  - name: svc\n    type: tcp\n    address: 127.0.0.1:1\n"
@@ -126,6 +127,24 @@ async def test_health_and_scrape_routes_are_answered_from_the_reserve(app, regis
             writer.close()
     assert limit_count(registry, "connections") == 2
     assert limit_count(registry, "connections_per_client") == 0
+
+
+async def test_a_refusal_from_the_reserve_closes_the_connection_too(make_sidecar):
+    app = make_sidecar(SERVICES, web_config=f"basic_auth_users:\n  prometheus: {HASH}\n")
+    guard = ConnectionGuard(max_connections=1, max_per_client=1)
+    async with running(app, guard) as base:
+        held = await connect(base, "127.0.0.2")  # takes the only place
+        app[WEB_SECURITY]._now.basic_auth._queue = 0  # every password check is refused: 429
+        for headers in ("", f"Authorization: {basic('prometheus', 'pw')}\r\n"):
+            reader, writer = await connect(base, "127.0.0.3")
+            writer.write(f"GET /metrics HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode())
+            status, answer, _ = await asyncio.wait_for(read_response(reader), 10)
+            assert status == (429 if headers else 401)  # refused, from the reserve
+            assert answer["connection"] == "close"  # and not kept open
+            assert await asyncio.wait_for(reader.read(), 10) == b""
+            writer.close()
+        assert guard.reserve_in_use == 0
+        held[1].close()
 
 
 async def test_an_idle_keep_alive_connection_is_closed_after_a_short_idle_time(app):
