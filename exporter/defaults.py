@@ -40,7 +40,7 @@ def get_health_checker() -> HealthChecker:
 
 _CACHE_VARIABLES = ("REDIS_URL", "REDIS_URL_FILE", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD",
                     "REDIS_PASSWORD_FILE", "REDIS_NAMESPACE", "SIGNAL_HISTORY_MAX",
-                    "CACHE_MAX_SYMBOLS", "CACHE_MAX_SIGNAL_BYTES")
+                    "CACHE_MAX_SYMBOLS", "CACHE_MAX_SIGNAL_BYTES", "CACHE_MAX_BYTES")
 
 
 @cache
@@ -52,7 +52,8 @@ def _cache_settings():
 @cache
 def _cache_client() -> RedisClient:
     settings = _cache_settings()
-    return RedisClient(namespace=settings.redis_namespace, url=settings.redis_url)
+    return RedisClient(namespace=settings.redis_namespace, url=settings.redis_url,
+                       max_bytes=settings.cache_max_bytes)
 
 
 @cache

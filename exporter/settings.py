@@ -83,6 +83,7 @@ class Settings:
     signal_history_max: int = 100
     cache_max_symbols: int = 200
     cache_max_signal_bytes: int = 64 << 10
+    cache_max_bytes: int = 256 << 20
     latency_window: int = 10_000
     latency_max_pairs: int = 500
     audit_verify_interval: float = 3600.0
@@ -409,6 +410,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **flag_overrides: An
             kw[key] = _path(*got)
     if got := value("CACHE_MAX_SIGNAL_BYTES"):
         kw["cache_max_signal_bytes"] = _signal_bytes(*got)
+    if got := value("CACHE_MAX_BYTES"):
+        kw["cache_max_bytes"] = _cache_bytes(*got)
     if got := value("AUDIT_SPOOL_MAX_BYTES"):
         kw["audit_spool_max_bytes"] = _spool_bytes(*got)
     if key := src.secret("AUDIT_CHECKPOINT_KEY"):
@@ -458,6 +461,14 @@ def _signal_bytes(value: str, name: str) -> int:
     size = _bytes(value, name)
     if not 1024 <= size <= 16 << 20:
         raise SettingsError(name, f"must be between 1KiB and 16MiB, got {value!r}")
+    return size
+
+
+def _cache_bytes(value: str, name: str) -> int:
+    """A size between 1 MiB and MAX_SIZE."""
+    size = _bytes(value, name)
+    if not 1 << 20 <= size <= MAX_SIZE:
+        raise SettingsError(name, f"must be between 1MiB and 1024TiB, got {value!r}")
     return size
 
 

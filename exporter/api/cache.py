@@ -19,6 +19,7 @@ from loguru import logger
 from ..cache.client import RedisClient
 from ..cache.collector import MirrorCollector
 from ..cache.errors import (
+    CacheFull,
     CacheTypeError,
     CacheUnavailable,
     CacheValueError,
@@ -70,7 +71,8 @@ def setup(app: web.Application) -> list[Route]:
     """Build the cache components on the app's registry and return the cache routes."""
     settings, registry = app[SETTINGS], app[REGISTRY]
     metrics = CacheMetrics(registry)
-    client = RedisClient(namespace=settings.redis_namespace, url=settings.redis_url, metrics=metrics)
+    client = RedisClient(namespace=settings.redis_namespace, url=settings.redis_url, metrics=metrics,
+                         max_bytes=settings.cache_max_bytes)
     mirror = Mirror(
         client,
         symbols=settings.mirror_symbols,
@@ -145,7 +147,8 @@ async def _sweep(backend: MemoryBackend) -> None:
 @contextmanager
 def _answering() -> Iterator[None]:
     """Cache failures as API errors: 503 while Redis is away, 409 on a foreign key type,
-    413 for a signal over CACHE_MAX_SIGNAL_BYTES, 422 for a symbol over CACHE_MAX_SYMBOLS."""
+    413 for a signal over CACHE_MAX_SIGNAL_BYTES, 422 for a symbol over CACHE_MAX_SYMBOLS,
+    507 when the in-memory backend holds CACHE_MAX_BYTES."""
     try:
         yield
     except CacheUnavailable as exc:
@@ -155,6 +158,9 @@ def _answering() -> Iterator[None]:
                           RETRY_AFTER) from None
     except CacheTypeError as exc:
         raise ApiError(409, "conflict", f"{exc}; nothing was changed") from None
+    except CacheFull as exc:
+        raise ApiError(507, "cache_full", f"{exc}; nothing was written: delete signals or raise "
+                       "the budget", limit="cache_bytes") from None
     except CacheValueError as exc:
         raise ApiError(502, "bad_value", str(exc)) from None
     except SignalTooLarge as exc:
@@ -317,6 +323,7 @@ _POST_RESPONSES = {
     "413": refusal("the signal's JSON is larger than CACHE_MAX_SIGNAL_BYTES; nothing was written"),
     "422": refusal("invalid, or `too_many_symbols`: a new symbol while CACHE_MAX_SYMBOLS "
                    "symbols have a history; nothing was written"),
+    "507": refusal("`cache_full`: the in-memory backend holds CACHE_MAX_BYTES; nothing was written"),
     "503": refusal("Redis is unreachable (Retry-After); the signal is written whole or not at all"),
 }
 _DELETE_RESPONSES = {

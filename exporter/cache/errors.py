@@ -15,6 +15,11 @@ class CacheTypeError(CacheError):
     """A key holds another Redis type than the operation needs (Redis' WRONGTYPE)."""
 
 
+class CacheFull(CacheError):
+    """The in-memory backend holds its byte budget; the write would take it beyond (nothing
+    was written)."""
+
+
 class CacheValueError(CacheError, ValueError):
     """A value that cannot be stored or a stored value that cannot be read back."""
 

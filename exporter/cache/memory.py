@@ -6,6 +6,8 @@ disappear on access and in a sweep that runs at most every `cleanup_interval` se
 piggybacked on operations, plus whatever periodic `sweep()` the owner schedules. The
 backend keeps its own account of the bytes it holds (keys and values, by cache label):
 a deleted, expired, evicted or trimmed value leaves it, and nothing else refers to it.
+With `max_bytes`, a write batch that would take the account beyond it raises CacheFull
+and writes nothing (writes that shrink it always pass).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from .backend import DeleteOp, PushOp, RawValue, SetOp, WriteOp
-from .errors import CacheTypeError
+from .errors import CacheFull, CacheTypeError
 
 
 @dataclass
@@ -58,11 +60,13 @@ class MemoryBackend:
         cleanup_interval: float = 60.0,
         on_evict: Callable[[str, str], None] | None = None,
         classify: Callable[[str], str] | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
             raise ValueError(f"max_entries must be a positive integer, got {max_entries!r}")
         self.up: bool | None = None
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self.cleanup_interval = cleanup_interval
         self._clock = clock
         self._on_evict = on_evict
@@ -220,6 +224,12 @@ class MemoryBackend:
                 kinds[op.key] = "string"
             else:
                 kinds[op.key] = "none"
+        if self.max_bytes is not None:
+            growth = sum(self._growth(op) for op in ops)
+            held = self.bytes_held()
+            if growth > 0 and held + growth > self.max_bytes:
+                raise CacheFull(f"the in-memory cache holds {held} bytes; this write needs {growth} "
+                                f"more, beyond its budget of {self.max_bytes} (CACHE_MAX_BYTES)")
         now = self._clock()
         results: list[int] = []
         for op in ops:
@@ -243,6 +253,21 @@ class MemoryBackend:
                     self._bytes[self._classify(op.key)] += grown
                 results.append(len(items))
         return results
+
+    def _growth(self, op: WriteOp) -> int:
+        """How many bytes `op` would add to the account (negative: free), against the
+        entries as they are now."""
+        entry = self._live(op.key)
+        held = 0 if entry is None else _size(op.key, entry.value)
+        if isinstance(op, SetOp):
+            return _size(op.key, op.value) - held
+        if isinstance(op, DeleteOp):
+            return -held
+        items = entry.value if entry is not None and isinstance(entry.value, list) else []
+        if op.skip_if_head and items and items[0] == op.value:
+            return 0
+        trimmed = sum(len(item) for item in items[max(op.cap - 1, 0):])
+        return len(op.value) - trimmed + (len(op.key) if entry is None else 0)
 
     async def compare_and_delete(self, key: str, expected: bytes) -> bool:
         """Delete `key` only if it still holds exactly `expected`."""

@@ -1,5 +1,6 @@
 """The signal cache is bounded: a signal's encoded size (CACHE_MAX_SIGNAL_BYTES, 413) and the
-number of symbols with a history (CACHE_MAX_SYMBOLS, 422), on both backends, counted in
+number of symbols with a history (CACHE_MAX_SYMBOLS, 422), on both backends, and the bytes
+the in-memory backend holds (CACHE_MAX_BYTES, 507), counted in
 usdcop_limit_rejections_total; and DELETE really drops what the in-memory backend held."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import pytest
 from exporter.api.cache import CACHE
 from exporter.app import create_app
 from exporter.cache import RedisClient, SignalCache
-from exporter.cache.errors import SignalTooLarge, TooManySymbols
+from exporter.cache.errors import CacheFull, SignalTooLarge, TooManySymbols
 from exporter.cache.values import dumps
 from exporter.settings import load_settings
 from tests.cache.helpers import make_signal
@@ -31,19 +32,28 @@ def backend(request):
 
 
 @pytest.fixture
-async def api(backend, aiohttp_client, registry, tmp_path, redis_url, redis_namespace):
-    """The whole sidecar (limits middleware included) with small cache caps."""
-    services = tmp_path / "services.yaml"
-    services.write_text("services: []\n")
-    env = {"EXPORTER_CONFIG": str(services), "EXPORTER_SCHEDULER": "off",
-           "AUDIT_SQLITE_PATH": str(tmp_path / "audit.sqlite3"),
-           "AUDIT_SPOOL_DIR": str(tmp_path / "spool"),
-           "AUDIT_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
-           "CACHE_MAX_SYMBOLS": "3", "CACHE_MAX_SIGNAL_BYTES": "4KiB",
-           "REDIS_NAMESPACE": redis_namespace}
-    if backend == "redis":
-        env["REDIS_URL"] = redis_url
-    return await aiohttp_client(create_app(load_settings(env), registry))
+def make_api(backend, aiohttp_client, registry, tmp_path, redis_url, redis_namespace):
+    """The whole sidecar (limits middleware included) with the cache caps given."""
+
+    async def make(**caps: str):
+        services = tmp_path / "services.yaml"
+        services.write_text("services: []\n")
+        env = {"EXPORTER_CONFIG": str(services), "EXPORTER_SCHEDULER": "off",
+               "AUDIT_SQLITE_PATH": str(tmp_path / "audit.sqlite3"),
+               "AUDIT_SPOOL_DIR": str(tmp_path / "spool"),
+               "AUDIT_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
+               "REDIS_NAMESPACE": redis_namespace, **caps}
+        if backend == "redis":
+            env["REDIS_URL"] = redis_url
+        return await aiohttp_client(create_app(load_settings(env), registry))
+
+    return make
+
+
+@pytest.fixture
+async def api(make_api):
+    """The sidecar with small caps: 3 symbols, 4 KiB a signal."""
+    return await make_api(CACHE_MAX_SYMBOLS="3", CACHE_MAX_SIGNAL_BYTES="4KiB")
 
 
 def padded(symbol: str, size: int, **fields) -> dict:
@@ -173,3 +183,44 @@ async def test_memory_accounting_follows_trims_overwrites_and_expiry(clock):
     assert store.bytes_held("generic") == 0
     await cache.clear("USDCOP")
     assert store.bytes_held() == 0
+
+
+async def test_the_memory_backend_refuses_writes_beyond_its_byte_budget(make_api, backend, registry):
+    api = await make_api(CACHE_MAX_BYTES="1MiB")
+    store = api.server.app[CACHE].client.backend
+    written, status, n = 0, 201, 0
+    while status == 201 and n < 100:
+        n += 1
+        sig = padded(SYMBOLS[n % 3], 60_000, signal_id=f"s{n}", seconds_ago=100 - n)
+        resp = await api.post(PATH, json=sig)
+        status = resp.status
+        written += status == 201
+    if backend == "redis":
+        assert status == 201  # Redis has its own maxmemory; the budget is the embedded store's
+        return
+    body = await resp.json()
+    assert status == 507, body
+    assert body["error"] == "cache_full" and "(CACHE_MAX_BYTES)" in body["detail"]
+    assert 8 <= written <= 17  # two copies of the latest signal, one in its history
+    assert store.bytes_held() <= 1 << 20
+    history = await (await api.get(PATH, params={"type": "history", "symbol": SYMBOLS[n % 3]})).json()
+    assert f"s{n}" not in [s["signal_id"] for s in history["signals"]]  # nothing was written
+    assert limit_count(registry, "cache_bytes") == 1
+    assert (await api.delete(PATH, params={"symbol": SYMBOLS[1]})).status == 200
+    assert (await api.post(PATH, json=padded(SYMBOLS[1], 60_000, signal_id="again"))).status == 201
+
+
+async def test_a_push_onto_a_full_history_frees_what_it_trims(clock):
+    client = RedisClient(namespace="t", clock=clock, max_bytes=4096)
+    for _ in range(5):
+        await client.list_push("signal:history:USDCOP", "x" * 500, cap=3)  # 3 x ~500 bytes kept
+    held = client.backend.bytes_held()
+    assert held < 2000
+    await client.list_push("signal:history:USDCOP", "y" * 500, cap=3)  # net growth 0: passes
+    assert client.backend.bytes_held() == held
+    await client.set("big", "z" * 2000, ttl=0)
+    with pytest.raises(CacheFull):
+        await client.set("bigger", "z" * 2000, ttl=0)
+    assert not await client.exists("bigger")
+    await client.set("big", "z" * 100, ttl=0)  # shrinking always passes
+    await client.set("bigger", "z" * 2000, ttl=0)
