@@ -193,9 +193,13 @@ class SignalCache:
     @asynccontextmanager
     async def _admitted(self, symbol: str) -> AsyncIterator[None]:
         """Admit a write to `symbol`'s history under the symbol cap, for the block's duration."""
-        known = self._symbols
-        if known is None or symbol not in known:
-            if not await self.client.exists(history_key(symbol)):
+        if self._symbols is None or symbol not in self._symbols:
+            if await self.client.exists(history_key(symbol)):
+                if self._symbols is not None:
+                    self._symbols.add(symbol)
+            else:
+                # Read the count after the awaits: other writes may have been admitted meanwhile.
+                known = self._symbols
                 if known is None or (len(known) >= self.max_symbols and
                                      self._clock() - self._counted_at >= RESCAN_INTERVAL):
                     known = await self._count_symbols()
@@ -203,7 +207,6 @@ class SignalCache:
                     raise TooManySymbols("symbol", f"the cache holds {len(known)} symbols, at most "
                                          f"{self.max_symbols} (CACHE_MAX_SYMBOLS); {symbol} would "
                                          "be a new one", self.max_symbols)
-            if known is not None:
                 known.add(symbol)
         self._writing[symbol] += 1
         try:

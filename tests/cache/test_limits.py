@@ -5,6 +5,7 @@ usdcop_limit_rejections_total; and DELETE really drops what the in-memory backen
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import tracemalloc
 
@@ -224,3 +225,18 @@ async def test_a_push_onto_a_full_history_frees_what_it_trims(clock):
     assert not await client.exists("bigger")
     await client.set("big", "z" * 100, ttl=0)  # shrinking always passes
     await client.set("bigger", "z" * 2000, ttl=0)
+
+
+async def test_concurrent_new_symbols_do_not_overshoot_the_cap(redis_url, redis_namespace, raw_redis):
+    client = RedisClient(namespace=redis_namespace, url=redis_url)
+    try:
+        cache = SignalCache(client, max_symbols=2)
+        await cache.record(make_signal("AAAUSD"))
+        results = await asyncio.gather(*(cache.record(make_signal(f"NEW{i}USD")) for i in range(6)),
+                                       return_exceptions=True)
+        assert sum(not isinstance(r, BaseException) for r in results) == 1
+        assert all(isinstance(r, TooManySymbols) for r in results if isinstance(r, BaseException))
+        keys = [k async for k in raw_redis.scan_iter(match=f"{redis_namespace}:signal:history:*")]
+        assert len(keys) == 2
+    finally:
+        await client.close()
