@@ -348,7 +348,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **flag_overrides: An
         if not os.path.isfile(_path(path, name)) or not os.access(path, os.R_OK):
             raise SettingsError(name, f"cannot read the file {path!r}")
         kw["web_config"] = path
-    kw.update(_connection_caps(src))
+    kw.update(_caps(src))
     kw["api_token"] = _token(src, "EXPORTER_API_TOKEN")
     kw["admin_token"] = _token(src, "EXPORTER_ADMIN_TOKEN")
     if kw["admin_token"] is not None and kw["admin_token"] == kw["api_token"]:
@@ -369,7 +369,6 @@ def load_settings(environ: Mapping[str, str] | None = None, **flag_overrides: An
         ("SIGNAL_HISTORY_MAX", "signal_history_max", 1, 1_000_000),
         ("LATENCY_WINDOW", "latency_window", 1, 10_000_000),
         ("LATENCY_MAX_PAIRS", "latency_max_pairs", 1, 1_000_000),
-        ("CACHE_MAX_SYMBOLS", "cache_max_symbols", 1, 100_000),
     ):
         if got := value(variable):
             kw[key] = _integer(got[0], got[1], low, high)
@@ -408,10 +407,6 @@ def load_settings(environ: Mapping[str, str] | None = None, **flag_overrides: An
     ):
         if got := value(variable):
             kw[key] = _path(*got)
-    if got := value("CACHE_MAX_SIGNAL_BYTES"):
-        kw["cache_max_signal_bytes"] = _signal_bytes(*got)
-    if got := value("CACHE_MAX_BYTES"):
-        kw["cache_max_bytes"] = _cache_bytes(*got)
     if got := value("AUDIT_SPOOL_MAX_BYTES"):
         kw["audit_spool_max_bytes"] = _spool_bytes(*got)
     if key := src.secret("AUDIT_CHECKPOINT_KEY"):
@@ -432,8 +427,10 @@ def load_settings(environ: Mapping[str, str] | None = None, **flag_overrides: An
     return Settings(**kw)
 
 
-def _connection_caps(src: _Source) -> dict[str, int]:
-    """EXPORTER_MAX_CONNECTIONS and the per-address cap (a quarter of it unless set)."""
+def _caps(src: _Source) -> dict[str, int]:
+    """The connection caps (the per-address one a quarter of the process one unless set) and
+    the signal cache's bounds."""
+    kw: dict[str, int] = {}
     total = Settings.max_connections
     if got := src.get("EXPORTER_MAX_CONNECTIONS"):
         total = _integer(str(got[0]), got[1], 1, 1_000_000)
@@ -443,7 +440,14 @@ def _connection_caps(src: _Source) -> dict[str, int]:
         if per_client > total:
             raise SettingsError(got[1], f"must be at most EXPORTER_MAX_CONNECTIONS ({total}), "
                                         f"got {per_client}")
-    return {"max_connections": total, "max_connections_per_client": per_client}
+    kw["max_connections"], kw["max_connections_per_client"] = total, per_client
+    if got := src.get("CACHE_MAX_SYMBOLS"):
+        kw["cache_max_symbols"] = _integer(got[0], got[1], 1, 100_000)
+    if got := src.get("CACHE_MAX_SIGNAL_BYTES"):
+        kw["cache_max_signal_bytes"] = _signal_bytes(*got)
+    if got := src.get("CACHE_MAX_BYTES"):
+        kw["cache_max_bytes"] = _cache_bytes(*got)
+    return kw
 
 
 def _bytes(value: str, name: str) -> int:
