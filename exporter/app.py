@@ -33,7 +33,7 @@ def create_app(settings, registry: CollectorRegistry | None = None) -> web.Appli
     registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
     app = web.Application(
         middlewares=[http_metrics_middleware, error_middleware, limits.limits_middleware,
-                     auth_middleware],
+                     auth_middleware, limits.rate_middleware],
         client_max_size=BATCH_BODY_LIMIT,
         handler_args=limits.handler_args(),
     )

@@ -25,6 +25,7 @@ from .units import plural
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 STOP_GRACE = 10.0  # seconds to stop cleanly after SIGTERM/SIGINT
+MAX_DESCRIPTORS = 1 << 20  # the soft open-file limit is raised up to this (and the hard limit)
 GC_YOUNG = 10_000  # container allocations between young collections (Python's default: 700)
 
 
@@ -50,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--checkpoint-dir", metavar="DIR",
                        help="audit checkpoints outside the database (AUDIT_CHECKPOINT_DIR, "
                        "default ./usdcop-checkpoints)")
+    serve.add_argument("--max-connections", help="connections served at once; more are "
+                       "answered 429 except health and scrape requests "
+                       "(EXPORTER_MAX_CONNECTIONS, default 512)")
+    serve.add_argument("--max-connections-per-client", help="connections one client address "
+                       "(an IPv6 /64) may hold (EXPORTER_MAX_CONNECTIONS_PER_CLIENT, default a "
+                       "quarter of --max-connections)")
     serve.add_argument("--no-scheduler", action="store_true",
                        help="probe only when asked (/probe, POST /api/health/services)")
     serve.add_argument("--log-level", help="debug, info, warn, error, fatal (LOG_LEVEL)")
@@ -153,10 +160,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
             config=args.config, listen=args.listen, web_config=args.web_config, shard=args.shard,
             scheduler="off" if args.no_scheduler else None, log_level=args.log_level,
             log_format=args.log_format, checkpoint_dir=args.checkpoint_dir,
+            max_connections=args.max_connections,
+            max_connections_per_client=args.max_connections_per_client,
         )
     except SettingsError as exc:
         return _fail(EXIT_USAGE, str(exc))
     configure_logging(settings.log_level, settings.log_format)
+    _raise_descriptor_limit()
     from .app import create_app
 
     try:
@@ -170,6 +180,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logger.info("event loop: {}", "uvloop" if factory else "asyncio")
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(_serve(app, settings))
+
+
+def _raise_descriptor_limit() -> None:
+    """Lift the soft limit on open files to the hard one (as Go programs do at start).
+
+    Every connection is a descriptor, including the ones over the connection caps that are
+    only answered 429; at the common soft limit of 1,024 a flood would make accept() fail
+    and stall the listener for everyone.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = MAX_DESCRIPTORS if hard == resource.RLIM_INFINITY else min(hard, MAX_DESCRIPTORS)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            logger.warning("cannot raise the open-file limit from {}: {}", soft, exc)
 
 
 async def _settle_gc(_app: web.Application) -> None:

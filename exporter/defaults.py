@@ -43,7 +43,8 @@ def get_health_checker() -> HealthChecker:
 
 
 _CACHE_VARIABLES = ("REDIS_URL", "REDIS_URL_FILE", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD",
-                    "REDIS_PASSWORD_FILE", "REDIS_NAMESPACE", "SIGNAL_HISTORY_MAX")
+                    "REDIS_PASSWORD_FILE", "REDIS_NAMESPACE", "SIGNAL_HISTORY_MAX",
+                    "CACHE_MAX_SYMBOLS", "CACHE_MAX_SIGNAL_BYTES", "CACHE_MAX_BYTES")
 
 
 @cache
@@ -59,13 +60,17 @@ def _cache_client() -> RedisClient:
     settings, kit = _cache_settings(), _latency_kit()
     forward = kit.forwarder.count_cache if kit.forwarder is not None else None
     return RedisClient(namespace=settings.redis_namespace, url=settings.redis_url,
-                       metrics=CacheMetrics(kit.registry, forward))
+                       metrics=CacheMetrics(kit.registry, forward),
+                       max_bytes=settings.cache_max_bytes)
 
 
 @cache
 def get_signal_cache() -> SignalCache:
     """The process-wide SignalCache: Redis when REDIS_URL/REDIS_HOST is set, else in memory."""
-    return SignalCache(_cache_client(), history_max=_cache_settings().signal_history_max)
+    settings = _cache_settings()
+    return SignalCache(_cache_client(), history_max=settings.signal_history_max,
+                       max_symbols=settings.cache_max_symbols,
+                       max_signal_bytes=settings.cache_max_signal_bytes)
 
 
 @cache

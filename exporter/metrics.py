@@ -10,7 +10,8 @@ from ._version import __version__
 
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-LIMITS = ("body", "header", "depth", "string", "batch", "connections", "rate")
+LIMITS = ("body", "header", "depth", "string", "batch", "connections", "connections_per_client",
+          "rate", "auth", "signal_size", "symbols", "cache_bytes")
 
 
 class CoreMetrics:

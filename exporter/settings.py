@@ -25,6 +25,8 @@ FLAGS = {
     "log_level": "LOG_LEVEL",
     "log_format": "LOG_FORMAT",
     "checkpoint_dir": "AUDIT_CHECKPOINT_DIR",
+    "max_connections": "EXPORTER_MAX_CONNECTIONS",
+    "max_connections_per_client": "EXPORTER_MAX_CONNECTIONS_PER_CLIENT",
 }
 LOG_LEVELS = {"debug": "debug", "info": "info", "warn": "warning", "warning": "warning",
               "error": "error", "fatal": "critical", "critical": "critical"}
@@ -39,8 +41,14 @@ _DECIMAL = re.compile(r"\+?[0-9]{1,9}")
 _TOKEN = re.compile(r"[\x21-\x7e]{1,4096}")
 _EVERY_SPLIT = re.compile(r"\s*(?:,|\bor\b)\s*")
 _EVENTS = re.compile(r"([0-9]{1,9})(?:\s*events?)?")
+PER_CLIENT_SHARE = 4  # by default one client address may hold a quarter of the connections
 MAX_SECRET_FILE = 64 << 10
 MIN_CHECKPOINT_KEY = 16
+
+
+def default_per_client(max_connections: int) -> int:
+    """The per-address connection cap that goes with a process cap: a quarter, at least 1."""
+    return max(1, max_connections // PER_CLIENT_SHARE)
 
 
 class SettingsError(ValueError):
@@ -60,6 +68,8 @@ class Settings:
     listen_host: str = "0.0.0.0"
     listen_port: int = 9322
     web_config: str | None = None
+    max_connections: int = 512
+    max_connections_per_client: int = 128  # a quarter of max_connections unless set
     api_token: str | None = None
     admin_token: str | None = None
     shard_index: int = 0
@@ -71,6 +81,9 @@ class Settings:
     mirror_max_symbols: int = 50
     mirror_max_custom: int = 100
     signal_history_max: int = 100
+    cache_max_symbols: int = 200
+    cache_max_signal_bytes: int = 64 << 10
+    cache_max_bytes: int = 256 << 20
     latency_window: int = 10_000
     latency_max_pairs: int = 500
     audit_verify_interval: float = 3600.0
@@ -325,7 +338,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **flag_overrides: An
         raise TypeError(f"unknown flag override(s): {', '.join(unknown)}")
     src = _Source(os.environ if environ is None else environ, flag_overrides)
     kw: dict[str, Any] = {}
-    for section in (_server, _limits, _storage, _audit, _logging):
+    for section in (_server, _caps, _limits, _storage, _audit, _logging):
         kw.update(section(src))
     return Settings(**kw)
 
@@ -447,15 +460,58 @@ def _logging(src: _Source) -> dict[str, Any]:
     return kw
 
 
-def _spool_bytes(value: str, name: str) -> int:
-    """A size like 256MiB; a bare number is bytes, as the variable's name says."""
+def _caps(src: _Source) -> dict[str, int]:
+    """The connection caps (the per-address one a quarter of the process one unless set) and
+    the signal cache's bounds."""
+    kw: dict[str, int] = {}
+    total = Settings.max_connections
+    if got := src.get("EXPORTER_MAX_CONNECTIONS"):
+        total = _integer(str(got[0]), got[1], 1, 1_000_000)
+    per_client = default_per_client(total)
+    if got := src.get("EXPORTER_MAX_CONNECTIONS_PER_CLIENT"):
+        per_client = _integer(str(got[0]), got[1], 1, 1_000_000)
+        if per_client > total:
+            raise SettingsError(got[1], f"must be at most EXPORTER_MAX_CONNECTIONS ({total}), "
+                                        f"got {per_client}")
+    kw["max_connections"], kw["max_connections_per_client"] = total, per_client
+    if got := src.get("CACHE_MAX_SYMBOLS"):
+        kw["cache_max_symbols"] = _integer(got[0], got[1], 1, 100_000)
+    if got := src.get("CACHE_MAX_SIGNAL_BYTES"):
+        kw["cache_max_signal_bytes"] = _signal_bytes(*got)
+    if got := src.get("CACHE_MAX_BYTES"):
+        kw["cache_max_bytes"] = _cache_bytes(*got)
+    return kw
+
+
+def _bytes(value: str, name: str) -> int:
+    """A size like 256MiB; a bare number is bytes, as the variables' names say."""
     if value.isdigit() and len(value) <= 16:
-        size = int(value)
-    else:
-        try:
-            size = parse_size(value)
-        except UnitError as exc:
-            raise SettingsError(name, str(exc)) from None
+        return int(value)
+    try:
+        return parse_size(value)
+    except UnitError as exc:
+        raise SettingsError(name, str(exc)) from None
+
+
+def _signal_bytes(value: str, name: str) -> int:
+    """A size between 1 KiB and 16 MiB."""
+    size = _bytes(value, name)
+    if not 1024 <= size <= 16 << 20:
+        raise SettingsError(name, f"must be between 1KiB and 16MiB, got {value!r}")
+    return size
+
+
+def _cache_bytes(value: str, name: str) -> int:
+    """A size between 1 MiB and MAX_SIZE."""
+    size = _bytes(value, name)
+    if not 1 << 20 <= size <= MAX_SIZE:
+        raise SettingsError(name, f"must be between 1MiB and 1024TiB, got {value!r}")
+    return size
+
+
+def _spool_bytes(value: str, name: str) -> int:
+    """A size of more than 0 and at most MAX_SIZE."""
+    size = _bytes(value, name)
     if not 0 < size <= MAX_SIZE:
         raise SettingsError(name, f"must be more than 0 and at most 1024TiB, got {value!r}")
     return size

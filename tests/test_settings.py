@@ -297,3 +297,39 @@ def test_repr_redacts_every_secret() -> None:
     assert "postgres_url='postgresql://writer:***@db/usdcop'" in repr(s)
     assert "redis_url='redis://:***@cache:6379/0'" in repr(s)
     assert s.api_token == CANARY + "-api"  # the real value is still there for the code that needs it
+
+
+def test_connection_caps_and_cache_limits() -> None:
+    s = load_settings({})
+    assert (s.max_connections, s.max_connections_per_client) == (512, 128)
+    assert (s.cache_max_symbols, s.cache_max_signal_bytes, s.cache_max_bytes) == (200, 64 << 10, 256 << 20)
+    assert load_settings({"CACHE_MAX_BYTES": "1GiB"}).cache_max_bytes == 1 << 30
+    # the per-address cap follows the process cap unless it is set
+    assert load_settings({"EXPORTER_MAX_CONNECTIONS": "100"}).max_connections_per_client == 25
+    assert load_settings({"EXPORTER_MAX_CONNECTIONS": "2"}).max_connections_per_client == 1
+    s = load_settings({"EXPORTER_MAX_CONNECTIONS": "100", "EXPORTER_MAX_CONNECTIONS_PER_CLIENT": "60",
+                       "CACHE_MAX_SYMBOLS": "20", "CACHE_MAX_SIGNAL_BYTES": "16KiB"})
+    assert (s.max_connections, s.max_connections_per_client) == (100, 60)
+    assert (s.cache_max_symbols, s.cache_max_signal_bytes) == (20, 16 << 10)
+    s = load_settings({"EXPORTER_MAX_CONNECTIONS": "100"}, max_connections="1000",
+                      max_connections_per_client="10")
+    assert (s.max_connections, s.max_connections_per_client) == (1000, 10)
+    assert load_settings({"CACHE_MAX_SIGNAL_BYTES": "2048"}).cache_max_signal_bytes == 2048
+
+
+@pytest.mark.parametrize(
+    ("environ", "flags", "message"),
+    [
+        ({"EXPORTER_MAX_CONNECTIONS": "0"}, {}, "EXPORTER_MAX_CONNECTIONS: must be between 1 and 1000000, got 0"),
+        ({}, {"max_connections": "many"}, "--max-connections: expected a whole number, got 'many'"),
+        ({"EXPORTER_MAX_CONNECTIONS": "10", "EXPORTER_MAX_CONNECTIONS_PER_CLIENT": "11"}, {},
+         "EXPORTER_MAX_CONNECTIONS_PER_CLIENT: must be at most EXPORTER_MAX_CONNECTIONS (10), got 11"),
+        ({}, {"max_connections_per_client": "0"}, "--max-connections-per-client: must be between 1 and 1000000, got 0"),
+        ({"CACHE_MAX_SYMBOLS": "0"}, {}, "CACHE_MAX_SYMBOLS: must be between 1 and 100000, got 0"),
+        ({"CACHE_MAX_SIGNAL_BYTES": "64KB"}, {}, "CACHE_MAX_SIGNAL_BYTES: invalid size '64KB': unknown unit 'KB'; write 64KiB (binary units, case-sensitive)"),
+        ({"CACHE_MAX_SIGNAL_BYTES": "100"}, {}, "CACHE_MAX_SIGNAL_BYTES: must be between 1KiB and 16MiB, got '100'"),
+        ({"CACHE_MAX_BYTES": "64KiB"}, {}, "CACHE_MAX_BYTES: must be between 1MiB and 1024TiB, got '64KiB'"),
+    ],
+)
+def test_bad_limits_name_the_variable(environ: dict[str, str], flags: dict[str, object], message: str) -> None:
+    assert _error(environ, **flags) == message

@@ -5,7 +5,8 @@ EXPORTER_API_TOKEN closes write to that token; EXPORTER_ADMIN_TOKEN opens admin 
 and also passes write (alone, it leaves write open). Read stays open unless the web
 configuration has basic-auth users, then it needs one of them or a valid bearer token.
 Where a level is open, a bearer nobody configured is ignored. Tokens are compared in
-constant time.
+constant time. A password check that would queue beyond the bcrypt queue's bounds is
+answered 429 (counted as limit `auth`) without running bcrypt.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import hmac
 
 from aiohttp import web
 
-from .errors import error_response
+from ..security.basic_auth import AuthBusy
+from ..security.server import client_key
+from .errors import ApiError, error_response
 from .keys import ROUTE_INDEX, SETTINGS
 
 BASIC_AUTH: web.AppKey[object] = web.AppKey("basic_auth", object)  # set by the web-config feature
@@ -36,6 +39,15 @@ def route_level(request: web.Request) -> str | None:
     if route is None and request.method == "HEAD":
         route = request.app[ROUTE_INDEX].get(("GET", resource.canonical))
     return route.level if route is not None else None
+
+
+async def _basic_ok(basic, request: web.Request, header: str) -> bool:
+    """The basic-auth check, for this request's client address; AuthBusy becomes a 429."""
+    try:
+        return await basic.check(header, client_key(request.remote))
+    except AuthBusy as exc:
+        raise ApiError(429, "too_many_requests", str(exc), None, {"Retry-After": "1"},
+                       limit="auth") from None
 
 
 def _challenge(detail: str, basic: bool) -> web.Response:
@@ -69,7 +81,7 @@ async def check_access(request: web.Request, level: str) -> web.Response | None:
     if level == "read":
         if basic is None or is_writer:
             return None  # open to anyone: a bearer nobody configured is simply ignored
-        if await basic.check(header):
+        if await _basic_ok(basic, request, header):
             return None
         detail = "invalid bearer token" if bearer is not None else "authentication required"
         return _challenge(detail, True)
@@ -79,7 +91,7 @@ async def check_access(request: web.Request, level: str) -> web.Response | None:
         return None
     if is_writer:
         return None
-    if api_token is None and await basic.check(header):
+    if api_token is None and await _basic_ok(basic, request, header):
         return None  # basic-auth users and no API token: the users are the credential
     if bearer is None:
         return _challenge("a bearer token is required for this route", False)

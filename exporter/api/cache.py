@@ -18,7 +18,15 @@ from loguru import logger
 
 from ..cache.client import RedisClient
 from ..cache.collector import MirrorCollector
-from ..cache.errors import CacheTypeError, CacheUnavailable, CacheValueError, SignalError
+from ..cache.errors import (
+    CacheFull,
+    CacheTypeError,
+    CacheUnavailable,
+    CacheValueError,
+    SignalError,
+    SignalTooLarge,
+    TooManySymbols,
+)
 from ..cache.health_writer import HealthWriter
 from ..cache.layout import ACTIONS, SYMBOL_RE
 from ..cache.memory import MemoryBackend
@@ -63,7 +71,8 @@ def setup(app: web.Application) -> list[Route]:
     """Build the cache components on the app's registry and return the cache routes."""
     settings, registry = app[SETTINGS], app[REGISTRY]
     metrics = CacheMetrics(registry)
-    client = RedisClient(namespace=settings.redis_namespace, url=settings.redis_url, metrics=metrics)
+    client = RedisClient(namespace=settings.redis_namespace, url=settings.redis_url, metrics=metrics,
+                         max_bytes=settings.cache_max_bytes)
     mirror = Mirror(
         client,
         symbols=settings.mirror_symbols,
@@ -82,8 +91,10 @@ def setup(app: web.Application) -> list[Route]:
         backend = client.backend
         app[DEPENDENCIES]["redis"] = lambda: {
             "up": backend.up, "mirror_last_success": mirror.snapshot.last_success}
-    app[CACHE] = CacheFeature(client, SignalCache(client, settings.signal_history_max),
-                              MetricsCache(client), mirror, writer, metrics)
+    signals = SignalCache(client, settings.signal_history_max,
+                          max_symbols=settings.cache_max_symbols,
+                          max_signal_bytes=settings.cache_max_signal_bytes)
+    app[CACHE] = CacheFeature(client, signals, MetricsCache(client), mirror, writer, metrics)
     app[READY]["cache"] = False
     app.cleanup_ctx.append(_cache_ctx)
     return [
@@ -135,7 +146,9 @@ async def _sweep(backend: MemoryBackend) -> None:
 
 @contextmanager
 def _answering() -> Iterator[None]:
-    """Cache failures as API errors: 503 while Redis is away, 409 on a foreign key type."""
+    """Cache failures as API errors: 503 while Redis is away, 409 on a foreign key type,
+    413 for a signal over CACHE_MAX_SIGNAL_BYTES, 422 for a symbol over CACHE_MAX_SYMBOLS,
+    507 when the in-memory backend holds CACHE_MAX_BYTES."""
     try:
         yield
     except CacheUnavailable as exc:
@@ -145,8 +158,15 @@ def _answering() -> Iterator[None]:
                           RETRY_AFTER) from None
     except CacheTypeError as exc:
         raise ApiError(409, "conflict", f"{exc}; nothing was changed") from None
+    except CacheFull as exc:
+        raise ApiError(507, "cache_full", f"{exc}; nothing was written: delete signals or raise "
+                       "the budget", limit="cache_bytes") from None
     except CacheValueError as exc:
         raise ApiError(502, "bad_value", str(exc)) from None
+    except SignalTooLarge as exc:
+        raise ApiError(413, "payload_too_large", exc.message, exc.field, limit=exc.limit) from None
+    except TooManySymbols as exc:
+        raise ApiError(422, "too_many_symbols", exc.message, exc.field, limit=exc.limit) from None
 
 
 def _given(query: Mapping[str, str]) -> Mapping[str, str]:
@@ -303,6 +323,10 @@ _POST_RESPONSES = {
     "201": reply(closed(signal=_SIGNAL),
                  "stored as the latest signal and at the head of its symbol's history"),
     "409": _CONFLICT,
+    "413": refusal("the signal's JSON is larger than CACHE_MAX_SIGNAL_BYTES; nothing was written"),
+    "422": refusal("invalid, or `too_many_symbols`: a new symbol while CACHE_MAX_SYMBOLS "
+                   "symbols have a history; nothing was written"),
+    "507": refusal("`cache_full`: the in-memory backend holds CACHE_MAX_BYTES; nothing was written"),
     "503": refusal("Redis is unreachable (Retry-After); the signal is written whole or not at all"),
 }
 _DELETE_RESPONSES = {

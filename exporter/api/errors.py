@@ -16,6 +16,7 @@ class ApiError(Exception):
         detail: str,
         field: str | None = None,
         headers: dict[str, str] | None = None,
+        limit: str | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
@@ -23,6 +24,7 @@ class ApiError(Exception):
         self.detail = detail
         self.field = field
         self.headers = headers or {}
+        self.limit = limit  # the usdcop_limit_rejections_total label, when a limit refused it
 
 
 def bad_request(detail: str, field: str | None = None) -> ApiError:

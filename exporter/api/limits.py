@@ -1,16 +1,19 @@
 """Request limits and the web configuration, applied to every request.
 
 One middleware, placed after the error middleware and before auth, answers in this order:
-a connection over the cap (429), a web configuration that cannot be used (503, failing
-closed), a client certificate outside `client_allowed_sans` (403), headers over their
-total size (431), the rate limit (429; public routes exempt so liveness checks never
-fail because someone floods /metrics), a query parameter the route table does not declare
-for the route (400 naming it). It also counts the limits handlers enforce
-themselves (body, depth, string, batch) as they pass by. Each hit increments
-`usdcop_limit_rejections_total{limit}`.
+a connection over a connection cap (429, unless the route is /healthz, /readyz or /metrics
+and the reserve has room: then it is answered, and the connection closed), a web
+configuration that cannot be used (503, failing closed), a client certificate outside
+`client_allowed_sans` (403), headers over their total size (431), a query parameter the
+route table does not declare for the route (400 naming it). It also counts the limits
+handlers enforce themselves (body, depth, string, batch, signal_size, symbols) as they
+pass by. A second middleware, placed after auth, applies the rate limit (429; public
+routes exempt so liveness checks never fail because someone floods /metrics) to requests
+that passed authentication, so that failed attempts never drain the bucket of the clients
+that authenticate. Each hit increments `usdcop_limit_rejections_total{limit}`.
 
-`make_site()` gives the listener: a GuardedSite (header-read deadline, connection cap,
-parser refusals as JSON) with the web configuration's TLS context.
+`make_site()` gives the listener: a GuardedSite (header-read deadline, connection caps from
+the settings, parser refusals as JSON) with the web configuration's TLS context.
 """
 
 from __future__ import annotations
@@ -32,7 +35,10 @@ WEB_SECURITY: web.AppKey[WebSecurity] = web.AppKey("web_security", WebSecurity)
 MAX_HEADERS = 100  # header lines per request
 MAX_FIELD_SIZE = 8190  # bytes per header line, and for the request line
 MAX_HEADER_BYTES = 32 * 1024  # all header names and values together
-KEEPALIVE_TIMEOUT = 75.0  # idle keep-alive connections are closed after this
+KEEPALIVE_TIMEOUT = 5.0  # idle keep-alive connections are closed after this
+# Served on connections over a cap while the guard's reserve has room: liveness, readiness
+# and scrapes must not fail because someone holds every connection.
+RESERVED_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 def handler_args() -> dict:
@@ -50,6 +56,8 @@ def count_limit(app: web.Application, limit: str) -> None:
 
 def limit_of(exc: ApiError) -> str | None:
     """Which limit a handler's error stands for (None: not a limit)."""
+    if exc.limit is not None:
+        return exc.limit
     detail = exc.detail
     if exc.status == 408:
         return "body"  # the body-read deadline against dripping clients
@@ -94,16 +102,41 @@ def query_names(spec: dict | None) -> set[str]:
     return names
 
 
+def _reserved(request: web.Request) -> bool:
+    info = request.match_info
+    return (request.method in ("GET", "HEAD") and info.http_exception is None
+            and info.route.resource is not None and info.route.resource.canonical in RESERVED_ROUTES)
+
+
 @web.middleware
 async def limits_middleware(request: web.Request, handler) -> web.StreamResponse:
-    """Apply the connection, web-config, header and rate limits; count handlers' limits."""
+    """Apply the connection, web-config and header limits; count handlers' limits."""
     app = request.app
-    if getattr(request.protocol, "over_capacity", False):
-        count_limit(app, "connections")
-        resp = _refuse(429, "too_many_connections", "too many open connections; retry shortly",
-                       headers={"Retry-After": "1"})
+    protocol = request.protocol
+    if getattr(protocol, "over_capacity", False):
+        guard = protocol.guard
+        if _reserved(request) and guard.take_reserve():
+            try:
+                resp = await _limited(request, handler)
+            except ApiError as exc:  # answered here, so that the answer can say "close"
+                resp = _refuse(exc.status, exc.code, exc.detail, exc.field, exc.headers)
+            finally:
+                guard.give_back_reserve()
+                protocol.close()  # answered from the reserve, error or not: the place is not kept
+            resp.force_close()
+            return resp
+        limit = protocol.over_limit or "connections"
+        count_limit(app, limit)
+        detail = ("too many open connections from this address; retry shortly"
+                  if limit == "connections_per_client" else "too many open connections; retry shortly")
+        resp = _refuse(429, "too_many_connections", detail, headers={"Retry-After": "1"})
         resp.force_close()
         return resp
+    return await _limited(request, handler)
+
+
+async def _limited(request: web.Request, handler) -> web.StreamResponse:
+    app = request.app
     security = app.get(WEB_SECURITY)
     if security is not None:
         if security.failure is not None:
@@ -119,11 +152,6 @@ async def limits_middleware(request: web.Request, handler) -> web.StreamResponse
     if size > MAX_HEADER_BYTES:
         count_limit(app, "header")
         return _refuse(431, "header_too_large", f"headers total {size} bytes; at most {MAX_HEADER_BYTES}")
-    rate = security.rate if security is not None else None
-    if rate is not None and route_level(request) not in ("public", None) and not rate.allow():
-        count_limit(app, "rate")
-        return _refuse(429, "too_many_requests", "rate limit exceeded",
-                       headers={"Retry-After": str(rate.retry_after())})
     route = _route(request)
     if route is not None:
         declared = query_names(route.spec)
@@ -140,6 +168,18 @@ async def limits_middleware(request: web.Request, handler) -> web.StreamResponse
     except web.HTTPRequestEntityTooLarge:
         count_limit(app, "body")
         raise
+
+
+@web.middleware
+async def rate_middleware(request: web.Request, handler) -> web.StreamResponse:
+    """The web configuration's rate limit, for requests that passed authentication."""
+    security = request.app.get(WEB_SECURITY)
+    rate = security.rate if security is not None else None
+    if rate is not None and route_level(request) not in ("public", None) and not rate.allow():
+        count_limit(request.app, "rate")
+        return _refuse(429, "too_many_requests", "rate limit exceeded",
+                       headers={"Retry-After": str(rate.retry_after())})
+    return await handler(request)
 
 
 async def _add_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -176,9 +216,16 @@ def setup(app: web.Application) -> None:
 
 def make_site(runner: web.AppRunner, app: web.Application, host: str, port: int,
               guard: ConnectionGuard | None = None) -> GuardedSite:
-    """The listener for `app`: guarded connections, TLS when the web configuration has it."""
+    """The listener for `app`: guarded connections, TLS when the web configuration has it.
+
+    Without a `guard`, the caps come from the settings (EXPORTER_MAX_CONNECTIONS and
+    EXPORTER_MAX_CONNECTIONS_PER_CLIENT).
+    """
     if guard is None:
-        guard = ConnectionGuard(on_limit=lambda limit: count_limit(app, limit))
+        settings = app[SETTINGS]
+        guard = ConnectionGuard(max_connections=settings.max_connections,
+                                max_per_client=settings.max_connections_per_client,
+                                on_limit=lambda limit: count_limit(app, limit))
     security = app.get(WEB_SECURITY)
     ssl_context = security.ssl_context if security is not None else None
     return GuardedSite(runner, host, port, guard=guard, ssl_context=ssl_context, reuse_address=True)

@@ -147,7 +147,8 @@ def _errors(route: Route, has_input: bool, has_body: bool) -> dict[str, Any]:
         out["415"] = _error("Content-Type is not application/json")
         out["422"] = _error("well-formed but invalid; `field` names what")
     if route.level != "public":
-        out["429"] = _error("rate limit of the web configuration (Retry-After)")
+        out["429"] = _error("the rate limit of the web configuration, a connection cap, or too many "
+                            "password checks queued (Retry-After)")
     out["431"] = _error("request headers too large")
     out["503"] = _error("a dependency is away, the spool is full, or the web configuration "
                         "cannot be used (Retry-After)")

@@ -23,8 +23,9 @@ class RedisClient:
     """Async JSON cache: Redis when a URL is given, else the in-memory backend.
 
     `ttl` is the default expiry in seconds (a call's `ttl=None` uses it; `ttl=0` means no
-    expiry). `max_entries` caps the in-memory backend's expiring entries (FIFO); Redis
-    leaves eviction to its own `maxmemory` policy. `clock` drives in-memory TTLs (tests
+    expiry). `max_entries` caps the in-memory backend's expiring entries (FIFO) and
+    `max_bytes` (None: no budget) the bytes it holds (CacheFull beyond); Redis leaves both
+    to its own `maxmemory` policy. `clock` drives in-memory TTLs (tests
     pass a fake one). `metrics` counts hits and misses of `get` under cache="generic".
     """
 
@@ -35,6 +36,7 @@ class RedisClient:
         url: str | None = None,
         max_entries: int = 1000,
         *,
+        max_bytes: int | None = None,
         backend: Backend | None = None,
         clock: Callable[[], float] = time.monotonic,
         metrics: CacheMetrics | None = None,
@@ -51,7 +53,8 @@ class RedisClient:
                 backend = RedisBackend(url, options)
             else:
                 backend = MemoryBackend(
-                    max_entries, clock=clock, on_evict=self._evicted, classify=self._label_of
+                    max_entries, clock=clock, on_evict=self._evicted, classify=self._label_of,
+                    max_bytes=max_bytes,
                 )
         self.backend: Backend = backend
         if metrics is not None and isinstance(backend, MemoryBackend):

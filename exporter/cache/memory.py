@@ -3,7 +3,11 @@
 Expiring entries are capped at `max_entries` with FIFO eviction (the oldest write goes
 first); persistent entries (ttl 0, the trading state) are never evicted. Expired entries
 disappear on access and in a sweep that runs at most every `cleanup_interval` seconds,
-piggybacked on operations, plus whatever periodic `sweep()` the owner schedules.
+piggybacked on operations, plus whatever periodic `sweep()` the owner schedules. The
+backend keeps its own account of the bytes it holds (keys and values, by cache label):
+a deleted, expired, evicted or trimmed value leaves it, and nothing else refers to it.
+With `max_bytes`, a write batch that would take the account beyond it raises CacheFull
+and writes nothing (writes that shrink it always pass).
 """
 
 from __future__ import annotations
@@ -15,13 +19,20 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from .backend import DeleteOp, PushOp, RawValue, SetOp, WriteOp
-from .errors import CacheTypeError
+from .errors import CacheFull, CacheTypeError
 
 
 @dataclass
 class _Entry:
     value: bytes | list[bytes]  # a list is stored newest first, as LPUSH leaves it
     expires: float | None  # clock value; None: never
+
+
+def _size(key: str, value: bytes | list[bytes]) -> int:
+    """What an entry holds: its key's length and its value's bytes (a list's elements)."""
+    if isinstance(value, bytes):
+        return len(key) + len(value)
+    return len(key) + sum(len(item) for item in value)
 
 
 def lrange(items: Sequence[bytes], start: int, stop: int) -> list[bytes]:
@@ -49,11 +60,13 @@ class MemoryBackend:
         cleanup_interval: float = 60.0,
         on_evict: Callable[[str, str], None] | None = None,
         classify: Callable[[str], str] | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
             raise ValueError(f"max_entries must be a positive integer, got {max_entries!r}")
         self.up: bool | None = None
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self.cleanup_interval = cleanup_interval
         self._clock = clock
         self._on_evict = on_evict
@@ -61,6 +74,7 @@ class MemoryBackend:
         self._data: dict[str, _Entry] = {}
         self._fifo: OrderedDict[str, None] = OrderedDict()  # expiring keys, oldest write first
         self._counts: Counter[str] = Counter()
+        self._bytes: Counter[str] = Counter()  # bytes of keys and values, by cache label
         self._last_sweep = clock()
 
     # -- bookkeeping -------------------------------------------------------------------
@@ -68,6 +82,10 @@ class MemoryBackend:
     def entries(self, label: str | None = None) -> int:
         """How many entries are held (under one cache label, or all)."""
         return len(self._data) if label is None else self._counts[label]
+
+    def bytes_held(self, label: str | None = None) -> int:
+        """Bytes of the keys and values held (under one cache label, or all)."""
+        return sum(self._bytes.values()) if label is None else self._bytes[label]
 
     def sweep(self) -> int:
         """Remove every expired entry now; returns how many went."""
@@ -83,9 +101,11 @@ class MemoryBackend:
             self.sweep()
 
     def _remove(self, key: str, reason: str | None = None) -> None:
-        del self._data[key]
+        entry = self._data.pop(key)
         self._fifo.pop(key, None)
-        self._counts[self._classify(key)] -= 1
+        label = self._classify(key)
+        self._counts[label] -= 1
+        self._bytes[label] -= _size(key, entry.value)
         if reason is not None and self._on_evict is not None:
             self._on_evict(key, reason)
 
@@ -107,7 +127,9 @@ class MemoryBackend:
                 self._remove(oldest, "capacity")
             self._fifo[key] = None
         self._data[key] = entry
-        self._counts[self._classify(key)] += 1
+        label = self._classify(key)
+        self._counts[label] += 1
+        self._bytes[label] += _size(key, entry.value)
 
     def _string(self, key: str) -> bytes | None:
         entry = self._live(key)
@@ -202,6 +224,12 @@ class MemoryBackend:
                 kinds[op.key] = "string"
             else:
                 kinds[op.key] = "none"
+        if self.max_bytes is not None:
+            growth = sum(self._growth(op) for op in ops)
+            held = self.bytes_held()
+            if growth > 0 and held + growth > self.max_bytes:
+                raise CacheFull(f"the in-memory cache holds {held} bytes; this write needs {growth} "
+                                f"more, beyond its budget of {self.max_bytes} (CACHE_MAX_BYTES)")
         now = self._clock()
         results: list[int] = []
         for op in ops:
@@ -220,9 +248,26 @@ class MemoryBackend:
                     self._store(op.key, _Entry(items, None))
                 if not (op.skip_if_head and items and items[0] == op.value):
                     items.insert(0, op.value)
+                    grown = len(op.value) - sum(len(item) for item in items[op.cap :])
                     del items[op.cap :]
+                    self._bytes[self._classify(op.key)] += grown
                 results.append(len(items))
         return results
+
+    def _growth(self, op: WriteOp) -> int:
+        """How many bytes `op` would add to the account (negative: free), against the
+        entries as they are now."""
+        entry = self._live(op.key)
+        held = 0 if entry is None else _size(op.key, entry.value)
+        if isinstance(op, SetOp):
+            return _size(op.key, op.value) - held
+        if isinstance(op, DeleteOp):
+            return -held
+        items = entry.value if entry is not None and isinstance(entry.value, list) else []
+        if op.skip_if_head and items and items[0] == op.value:
+            return 0
+        trimmed = sum(len(item) for item in items[max(op.cap - 1, 0):])
+        return len(op.value) - trimmed + (len(op.key) if entry is None else 0)
 
     async def compare_and_delete(self, key: str, expected: bytes) -> bool:
         """Delete `key` only if it still holds exactly `expected`."""

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import math
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from loguru import logger
 
 from .client import RedisClient
-from .errors import CacheTypeError, CacheValueError, SignalError
+from .errors import CacheTypeError, CacheValueError, SignalError, SignalTooLarge, TooManySymbols
 from .layout import ACTIONS, HISTORY_PREFIX, SIGNAL_LATEST, SYMBOL_RE, history_key
 from .metrics import CacheMetrics
 from .values import (
     MAX_STRING,
+    dumps,
     free_object,
     loads,
     number,
@@ -25,6 +30,9 @@ REQUIRED = ("signal_id", "timestamp", "symbol", "action", "confidence", "price")
 OPTIONAL = ("features", "model_version", "execution_latency_ms")
 _KNOWN = frozenset(REQUIRED + OPTIONAL)
 DEFAULT_HISTORY_MAX = 100
+DEFAULT_MAX_SYMBOLS = 200
+DEFAULT_MAX_SIGNAL_BYTES = 64 << 10
+RESCAN_INTERVAL = 10.0  # seconds between counts of the symbols in the store while at the cap
 MAX_LIMIT = 1000
 ARRAY_HISTORY_MAX_BYTES = 1024 * 1024  # the mirror's bound on one value
 
@@ -126,24 +134,52 @@ class SignalCache:
     stored as one JSON array in a string is read (newest first by timestamp) but never
     written: a push onto it raises CacheTypeError. Pushing the signal that
     already heads the history is a no-op, so a retried write never duplicates it.
+
+    Writes are bounded on either backend: a signal whose JSON is larger than
+    `max_signal_bytes` raises SignalTooLarge, and a signal for a symbol without a history
+    while `max_symbols` symbols have one raises TooManySymbols; nothing is written then.
+    The symbols are counted from the store (a SCAN of the history keys, at most once per
+    RESCAN_INTERVAL while at the cap) plus this cache's own writes since, so histories
+    that other writers create count too.
     """
 
     def __init__(self, client: RedisClient, history_max: int = DEFAULT_HISTORY_MAX,
-                 metrics: CacheMetrics | None = None) -> None:
-        if isinstance(history_max, bool) or not isinstance(history_max, int) or history_max < 1:
-            raise ValueError(f"history_max must be a positive integer, got {history_max!r}")
+                 metrics: CacheMetrics | None = None, *, max_symbols: int = DEFAULT_MAX_SYMBOLS,
+                 max_signal_bytes: int = DEFAULT_MAX_SIGNAL_BYTES,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        for name, value in (("history_max", history_max), ("max_symbols", max_symbols),
+                            ("max_signal_bytes", max_signal_bytes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         self.client = client
         self.history_max = history_max
+        self.max_symbols = max_symbols
+        self.max_signal_bytes = max_signal_bytes
         self.metrics = metrics if metrics is not None else client.metrics
         self._bad_logged: set[str] = set()
+        self._clock = clock
+        self._symbols: set[str] | None = None  # symbols with a history, as last counted
+        self._counted_at = -math.inf
+        self._writing: Counter[str] = Counter()  # symbols admitted, write not yet done
 
     def _count(self, hit: bool) -> None:
         if self.metrics is not None:
             self.metrics.request("signals", hit)
 
+    def _check_size(self, stored: dict[str, Any]) -> None:
+        try:
+            size = len(dumps(stored))
+        except (TypeError, ValueError) as exc:
+            raise SignalError(None, f"signal is not JSON: {exc}") from None
+        if size > self.max_signal_bytes:
+            raise SignalTooLarge(None, f"signal is {size} bytes as JSON; at most "
+                                       f"{self.max_signal_bytes} (CACHE_MAX_SIGNAL_BYTES)",
+                                 self.max_signal_bytes)
+
     async def set_latest(self, signal: dict[str, Any]) -> dict[str, Any]:
         """Validate and store `signal:latest`; returns the stored signal."""
         stored = validate_signal(signal)
+        self._check_size(stored)
         await self.client.set(SIGNAL_LATEST, stored, ttl=0)
         return stored
 
@@ -153,16 +189,56 @@ class SignalCache:
         stored = validate_signal(signal)
         if stored["symbol"] != symbol:
             raise SignalError("symbol", f"signal is for {stored['symbol']}, not {symbol}")
-        return await self.client.list_push(history_key(symbol), stored, self.history_max,
-                                           skip_if_head=True)
+        self._check_size(stored)
+        async with self._admitted(symbol):
+            return await self.client.list_push(history_key(symbol), stored, self.history_max,
+                                               skip_if_head=True)
 
     async def record(self, signal: dict[str, Any]) -> dict[str, Any]:
         """set_latest and add_to_history in one atomic step (what the API does)."""
         stored = validate_signal(signal)
-        async with self.client.atomic() as tx:
-            tx.set(SIGNAL_LATEST, stored, ttl=0)
-            tx.list_push(history_key(stored["symbol"]), stored, self.history_max, skip_if_head=True)
+        self._check_size(stored)
+        async with self._admitted(stored["symbol"]):
+            async with self.client.atomic() as tx:
+                tx.set(SIGNAL_LATEST, stored, ttl=0)
+                tx.list_push(history_key(stored["symbol"]), stored, self.history_max,
+                             skip_if_head=True)
         return stored
+
+    @asynccontextmanager
+    async def _admitted(self, symbol: str) -> AsyncIterator[None]:
+        """Admit a write to `symbol`'s history under the symbol cap, for the block's duration."""
+        if self._symbols is None or symbol not in self._symbols:
+            if await self.client.exists(history_key(symbol)):
+                if self._symbols is not None:
+                    self._symbols.add(symbol)
+            else:
+                # Read the count after the awaits: other writes may have been admitted meanwhile.
+                known = self._symbols
+                if known is None or (len(known) >= self.max_symbols and
+                                     self._clock() - self._counted_at >= RESCAN_INTERVAL):
+                    known = await self._count_symbols()
+                if symbol not in known and len(known) >= self.max_symbols:
+                    raise TooManySymbols("symbol", f"the cache holds {len(known)} symbols, at most "
+                                         f"{self.max_symbols} (CACHE_MAX_SYMBOLS); {symbol} would "
+                                         "be a new one", self.max_symbols)
+                known.add(symbol)
+        self._writing[symbol] += 1
+        try:
+            yield
+        finally:
+            self._writing[symbol] -= 1
+            if not self._writing[symbol]:
+                del self._writing[symbol]
+
+    async def _count_symbols(self) -> set[str]:
+        """The symbols with a history in the store (up to one over the cap), and ours in flight."""
+        keys = await self.client.backend.scan(self.client.key(HISTORY_PREFIX + "*"),
+                                              self.max_symbols + 1)
+        found = {self.client.relative(k)[len(HISTORY_PREFIX):] for k in keys}
+        self._symbols = found | set(self._writing)
+        self._counted_at = self._clock()
+        return self._symbols
 
     async def get_latest(self, symbol: str | None = None) -> dict[str, Any] | None:
         """The latest signal overall, or for `symbol` (the newer of latest and its history head)."""
@@ -200,6 +276,8 @@ class SignalCache:
         if symbol is not None:
             check_symbol(symbol)
             removed = int(await self.client.delete(history_key(symbol)))
+            if self._symbols is not None:
+                self._symbols.discard(symbol)
             full = self.client.key(SIGNAL_LATEST)
             raw = await self.client.backend.get(full)
             if raw is not None and _symbol_of(raw) == symbol:
@@ -208,6 +286,7 @@ class SignalCache:
             return removed
         keys = [SIGNAL_LATEST, *await self.client.keys(HISTORY_PREFIX + "*")]
         full = [self.client.key(k) for k in keys]
+        self._symbols = None  # counted afresh at the next new symbol
         return await self.client.backend.delete(full)
 
     async def _read_signal(self, key: str) -> dict[str, Any] | None:

@@ -96,12 +96,13 @@ class WebSecurity:
         """True while basic-auth users are configured (read routes then need one)."""
         return self._now.basic_auth is not None
 
-    async def check(self, authorization_header: str | None) -> bool:
-        """The basic-auth check of docs/security.md (False without users, or while failed closed)."""
+    async def check(self, authorization_header: str | None, client: str = "") -> bool:
+        """The basic-auth check (False without users, or while failed closed); AuthBusy
+        when the bcrypt queue is full for `client` (see BasicAuth.check)."""
         basic = self._now.basic_auth
         if basic is None or self.failure is not None:
             return False
-        return await basic.check(authorization_header)
+        return await basic.check(authorization_header, client)
 
     # -- reloading ------------------------------------------------------------------------
 

@@ -139,8 +139,8 @@ async def test_kept_alive_connections_are_served_again_after_the_deadline(app, r
 
 
 async def test_connections_over_the_cap_get_429_and_the_cap_frees_up(app, registry):
-    guard = ConnectionGuard(max_connections=2)
-    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    guard = ConnectionGuard(max_connections=2, max_per_client=2)
+    request = b"GET /api/health/services HTTP/1.1\r\nHost: x\r\n\r\n"
     async with running(app, guard) as base:
         port = int(base.rsplit(":", 1)[1])
         held = []
