@@ -24,7 +24,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from .result import PHASES, REASONS
+from .result import PROBE_PHASES, REASONS
 from .state import PROBE_BUCKETS, STATUSES, ServiceState, overall_status
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ FAMILIES = (
     ("usdcop_service_up", "gauge", "Whether the last probe succeeded."),
     ("usdcop_service_probe_duration_seconds", "histogram", "Duration of probes."),
     ("usdcop_service_probe_phase_seconds", "gauge",
-     "Phases of the last HTTP probe (tls is reported inside connect when not separable)."),
+     "Phases of the last probe (http: tls is reported inside connect when not separable)."),
     ("usdcop_service_probes", "counter", "Probes by result."),
     ("usdcop_service_probe_failures", "counter", "Failed probes by reason."),
     ("usdcop_service_last_check_timestamp_seconds", "gauge", "When the last probe finished."),
@@ -128,7 +128,7 @@ class _Block:
         )
         self._count = f"usdcop_service_probe_duration_seconds_count{{{svc}}} "
         self._sum = f"usdcop_service_probe_duration_seconds_sum{{{svc}}} "
-        self._phases = {p: f'usdcop_service_probe_phase_seconds{{phase="{p}",{svc}}} ' for p in PHASES}
+        self._phases = {p: f'usdcop_service_probe_phase_seconds{{phase="{p}",{svc}}} ' for p in PROBE_PHASES}
         self._probes = {r: f'usdcop_service_probes_total{{result="{r}",{svc}}} ' for r in state.probes}
         self._failures = tuple(
             (r, f'usdcop_service_probe_failures_total{{reason="{r}",{svc}}} ') for r in REASONS
@@ -196,7 +196,7 @@ class _Block:
             lines.append(f"{self._count}{_num(total)}\n{self._sum}{_num(state.duration_sum)}\n")
             parts[_DURATION] = "".join(lines)
         phases, prefixes = result.phases, self._phases
-        parts[_PHASES] = "".join([f"{prefixes[p]}{_num(phases[p])}\n" for p in PHASES if p in phases])
+        parts[_PHASES] = "".join([f"{prefixes[p]}{_num(phases[p])}\n" for p in PROBE_PHASES if p in phases])
         last_check, status, expiry = state.last_check, result.http_status, result.tls_expiry
         parts[_LAST_CHECK] = f"{self._last_check}{_num(last_check)}\n" if last_check is not None else ""
         parts[_HTTP_STATUS] = f"{self._http_status}{_num(status)}\n" if status is not None else ""
@@ -374,7 +374,7 @@ class ServiceCollector(Collector):
             duration.add_metric([name], buckets, state.duration_sum)
             if state.last_check is not None:
                 last_check.add_metric([name], state.last_check)
-            for phase in PHASES:
+            for phase in PROBE_PHASES:
                 if phase in result.phases:
                     phases.add_metric([name, phase], result.phases[phase])
             if result.http_status is not None:

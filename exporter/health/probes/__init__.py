@@ -17,6 +17,7 @@ from .postgres import probe_postgres
 from .python import probe_python
 from .redis import probe_redis
 from .tcp import probe_tcp
+from .websocket import probe_websocket
 
 PROBERS: dict[str, Prober] = {
     "http": probe_http,
@@ -24,6 +25,7 @@ PROBERS: dict[str, Prober] = {
     "redis": probe_redis,
     "postgres": probe_postgres,
     "python": probe_python,
+    "websocket": probe_websocket,
 }
 
 __all__ = ["PROBERS", "ProbeContext", "Prober", "run_probe"]
