@@ -23,6 +23,7 @@ from .defaults import (  # noqa: E402
 from .desk.calendar import TradingCalendar  # noqa: E402
 from .desk.halt import HALT_REASONS  # noqa: E402
 from .health.checker import HealthChecker  # noqa: E402
+from .health.push_client import PushError, report_push  # noqa: E402
 from .health.registry import ServiceRegistry  # noqa: E402
 from .latency import LatencyMonitor, PerformanceLogger  # noqa: E402
 from .log import StructuredLogger  # noqa: E402
@@ -37,6 +38,8 @@ __all__ = [
     "HALT_REASONS",
     "TradingCalendar",
     "HealthChecker",
+    "PushError",
+    "report_push",
     "LatencyMonitor",
     "PerformanceLogger",
     "get_latency_monitor",

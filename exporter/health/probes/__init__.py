@@ -14,6 +14,7 @@ from ..result import REASONS, ProbeResult
 from .base import ProbeContext, Prober
 from .http import probe_http
 from .postgres import probe_postgres
+from .push import probe_push
 from .python import probe_python
 from .redis import probe_redis
 from .tcp import probe_tcp
@@ -26,6 +27,7 @@ PROBERS: dict[str, Prober] = {
     "postgres": probe_postgres,
     "python": probe_python,
     "websocket": probe_websocket,
+    "push": probe_push,
 }
 
 __all__ = ["PROBERS", "ProbeContext", "Prober", "run_probe"]
