@@ -69,6 +69,9 @@ class ProbeResult:
     body_format: str | None = None  # the format detected or configured
     extra: dict[str, Any] = field(default_factory=dict)  # prober-specific facts for metadata.probe
     clock_skew_s: float | None = None  # the service's clock minus ours (http: Date header, body time)
+    # Prober-specific numbers for /probe's blackbox_exporter names (dns record counts, grpc
+    # serving status, icmp loss, tls version ...); not part of the health format.
+    facts: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def failure(cls, reason: str, duration_s: float, message: str | None = None, **kw: Any) -> ProbeResult:

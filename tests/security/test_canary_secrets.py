@@ -103,6 +103,7 @@ services:
                 status, body = await call("POST", "/api/health/services", writer, json={"service": name})
                 assert status == 200, body
                 assert (await call("GET", f"/probe?service={name}", reader))[0] == 200
+                assert (await call("GET", f"/probe?service={name}&debug=true", reader))[0] == 200
             for path in ("/api/health/services", "/readyz", "/healthz", "/api/openapi.json", "/metrics",
                          "/api/audit/signals?limit=1000", "/api/audit/verify", "/api/cache/signals?type=latest",
                          "/api/health/latency?service=desk"):

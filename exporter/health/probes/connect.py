@@ -24,11 +24,13 @@ class Failed(Exception):
 
 
 class Timer:
-    """Phases measured back to back from the probe's start."""
+    """Phases measured back to back from the probe's start, and the facts found on the way
+    (ProbeResult.facts: the TLS version ...)."""
 
     def __init__(self) -> None:
         self.start = self.mark = perf_counter()
         self.phases: dict[str, float] = {}
+        self.facts: dict[str, object] = {}
 
     def lap(self, phase: str) -> float:
         """Close `phase` now; returns its seconds."""
@@ -138,8 +140,12 @@ async def open_stream(host: str, port: int, ctx: ProbeContext, timer: Timer,
             raise failed from None
         raise
     timer.lap("tls")
-    expiry = peer_cert_expiry(writer.get_extra_info("ssl_object"))
-    ctx.note(f"TLS {writer.get_extra_info('ssl_object').version()} established"
+    ssl_object = writer.get_extra_info("ssl_object")
+    expiry = peer_cert_expiry(ssl_object)
+    version = ssl_object.version() if ssl_object is not None else None
+    if version:
+        timer.facts["tls_version"] = version.replace("TLSv", "TLS ")
+    ctx.note(f"TLS {version} established"
              + (f", certificate expires at {expiry:.0f}" if expiry is not None else ""))
     return reader, writer, expiry
 

@@ -199,15 +199,16 @@ async def probe_websocket(service: ServiceConfig, ctx: ProbeContext) -> ProbeRes
     except Failed as failed:
         ctx.note(f"failure ({failed.reason}): {failed.message}")
         return ProbeResult.failure(failed.reason, timer.elapsed(), failed.message,
-                                   phases=timer.phases, tls_expiry=expiry, http_status=status)
+                                   phases=timer.phases, tls_expiry=expiry, http_status=status,
+                                   facts=timer.facts)
     except (ConnectionError, OSError) as exc:
         message = f"{host}:{port}: connection dropped: {exc.strerror or type(exc).__name__}"
         ctx.note(f"failure (connect): {message}")
         return ProbeResult.failure("connect", timer.elapsed(), message, phases=timer.phases,
-                                   tls_expiry=expiry, http_status=status)
+                                   tls_expiry=expiry, http_status=status, facts=timer.facts)
     finally:
         if writer is not None:
             await close(writer)
     ctx.note("success" + (": a message matched expect" if service.expect else ": handshake done"))
     return ProbeResult(success=True, duration_s=timer.elapsed(), phases=timer.phases,
-                       tls_expiry=expiry, http_status=status)
+                       tls_expiry=expiry, http_status=status, facts=timer.facts)

@@ -1,0 +1,102 @@
+"""GET /probe for every check type on a real sidecar against real loopback targets:
+blackbox_exporter's names, `promtool check metrics` clean, and `debug=true` showing the
+probe's steps and decision without a secret."""
+
+from __future__ import annotations
+
+import subprocess
+from contextlib import AsyncExitStack
+
+import pytest
+
+from tests.api.conftest import services_yaml
+from tests.support.tools import require_tool
+from tests.support.ws_targets import start_ws_targets
+
+SECRET = "s3cret-canary-77"
+
+
+@pytest.fixture
+async def probe_sidecar(aiohttp_client, make_app, target):
+    """A sidecar whose services cover every check type, each on a real loopback target."""
+    async with AsyncExitStack() as stack:
+        ws = await stack.enter_async_context(start_ws_targets())
+        extra = f"""
+  - name: http-secret
+    url: http://127.0.0.1:{target.port}/ok
+    headers: {{Authorization: "Bearer {SECRET}"}}
+  - name: market-ws
+    type: websocket
+    url: ws://127.0.0.1:{ws.port}/ticks?token={SECRET}
+    headers: {{Authorization: "Bearer {SECRET}"}}
+    send: '{{"op": "ping"}}'
+    expect: '"(pong|tick)"'
+  - name: market-wss
+    type: websocket
+    url: wss://localhost:{ws.tls_port}/ticks
+    tls: {{ca_file: {ws.ca_file}}}
+  - name: plain-200-ws
+    type: websocket
+    url: ws://127.0.0.1:{ws.port}/plain
+  - name: nightly
+    type: push
+    max_silence: 1h
+"""
+        app, _ = make_app(services_yaml(target, extra))
+        client = await aiohttp_client(app)
+        client.extra = {"ws": ws}
+        yield client
+
+
+def promtool_clean(text: str) -> None:
+    promtool = require_tool("promtool")
+    out = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True)
+    assert out.returncode == 0 and not out.stdout and not out.stderr, out.stdout + out.stderr
+
+
+CASES = {
+    # service: (success, lines the metrics hold, words the debug log holds)
+    "http-secret": (True, ["probe_http_status_code 200", "probe_http_duration_seconds{phase=\"connect\"}"],
+                    ["requesting GET", "HTTP 200", "decision: success"]),
+    "market-ws": (True, ['usdcop_probe_phase_duration_seconds{phase="handshake"}',
+                         'usdcop_probe_phase_duration_seconds{phase="first_message"}',
+                         "probe_http_status_code 101", "probe_dns_lookup_time_seconds"],
+                  ["resolving 127.0.0.1", "connected to 127.0.0.1", "upgrade answer: HTTP 101",
+                   "matched expect", "decision: success"]),
+    "market-wss": (True, ['usdcop_probe_phase_duration_seconds{phase="tls"}',
+                          "probe_ssl_earliest_cert_expiry", 'probe_tls_version_info{version="TLS 1.3"} 1.0'],
+                   ["TLS handshake with server name localhost", "TLS TLSv1.3 established",
+                    "decision: success"]),
+    "plain-200-ws": (False, ["probe_http_status_code 200"],
+                     ["upgrade answer: HTTP 200", "decision: failure, reason handshake"]),
+    "nightly": (False, [], ["push service", "no report has arrived yet", "decision: failure, reason silence"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+async def test_probe_and_debug_for_each_type(probe_sidecar, name):
+    success, metric_lines, words = CASES[name]
+    resp = await probe_sidecar.get(f"/probe?service={name}")
+    assert resp.status == 200
+    text = await resp.text()
+    assert f"probe_success {int(success)}" in text
+    for line in metric_lines:
+        assert line in text, (line, text)
+    promtool_clean(text)
+    debug = await probe_sidecar.get(f"/probe?service={name}&debug=true")
+    assert debug.status == 200 and debug.content_type == "text/plain"
+    body = await debug.text()
+    logs, sep, metrics = body.partition("\n\nMetrics that would have been returned:\n")
+    assert sep and logs.startswith("Logs for the probe:\n"), body
+    assert f"probing service {name}" in logs
+    for word in words:
+        assert word in logs, (word, logs)
+    assert f"probe_success {int(success)}" in metrics
+    promtool_clean(metrics)
+    assert SECRET not in body
+
+
+async def test_debug_must_be_true_or_false(probe_sidecar):
+    resp = await probe_sidecar.get("/probe?service=market-ws&debug=yes")
+    assert resp.status == 400 and (await resp.json())["field"] == "debug"
+    assert probe_sidecar.extra["ws"].upgrades == 0
