@@ -10,6 +10,7 @@ from contextlib import AsyncExitStack
 import pytest
 
 from tests.api.conftest import services_yaml
+from tests.support.dns_server import dns_targets
 from tests.support.tools import require_tool
 from tests.support.ws_targets import start_ws_targets
 
@@ -21,6 +22,7 @@ async def probe_sidecar(aiohttp_client, make_app, target):
     """A sidecar whose services cover every check type, each on a real loopback target."""
     async with AsyncExitStack() as stack:
         ws = await stack.enter_async_context(start_ws_targets())
+        zone = stack.enter_context(dns_targets())
         extra = f"""
   - name: http-secret
     url: http://127.0.0.1:{target.port}/ok
@@ -38,6 +40,16 @@ async def probe_sidecar(aiohttp_client, make_app, target):
   - name: plain-200-ws
     type: websocket
     url: ws://127.0.0.1:{ws.port}/plain
+  - name: zone-dns
+    type: dns
+    server: {zone.server}
+    query_name: trading-api.internal
+    expect_answer: 'IN\\s+A\\s+10\\.'
+  - name: zone-nxdomain
+    type: dns
+    server: {zone.server}
+    query_name: gone.internal
+    transport: tcp
   - name: nightly
     type: push
     max_silence: 1h
@@ -69,6 +81,12 @@ CASES = {
                     "decision: success"]),
     "plain-200-ws": (False, ["probe_http_status_code 200"],
                      ["upgrade answer: HTTP 200", "decision: failure, reason handshake"]),
+    "zone-dns": (True, ['probe_dns_duration_seconds{phase="request"}', "probe_dns_answer_rrs 1.0",
+                        "probe_dns_query_succeeded 1.0", "probe_dns_lookup_time_seconds"],
+                 ["resolving 127.0.0.1", "over udp for trading-api.internal A", "rcode NOERROR",
+                  "answer record: trading-api.internal. 60 IN A 10.0.0.5", "decision: success"]),
+    "zone-nxdomain": (False, ["probe_dns_answer_rrs 0.0", "probe_dns_query_succeeded 1.0"],
+                      ["over tcp", "decision: failure, reason rcode: rcode NXDOMAIN"]),
     "nightly": (False, [], ["push service", "no report has arrived yet", "decision: failure, reason silence"]),
 }
 

@@ -12,6 +12,7 @@ from time import perf_counter
 from ...config.model import ServiceConfig
 from ..result import REASONS, ProbeResult
 from .base import ProbeContext, Prober
+from .dns import probe_dns
 from .http import probe_http
 from .postgres import probe_postgres
 from .push import probe_push
@@ -28,6 +29,7 @@ PROBERS: dict[str, Prober] = {
     "python": probe_python,
     "websocket": probe_websocket,
     "push": probe_push,
+    "dns": probe_dns,
 }
 
 __all__ = ["PROBERS", "ProbeContext", "Prober", "run_probe"]
