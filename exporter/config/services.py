@@ -80,6 +80,7 @@ KEYS = COMMON + tuple(dict.fromkeys(k for keys in BY_TYPE.values() for k in keys
 # that always see a certificate have its expiry.
 _HTTP_SUBJECTS = ("STATUS", "BODY", "CERTIFICATE_EXPIRATION")
 _CERT_TYPES = ("tls",)
+_NO_CONDITIONS = ("websocket", "dns", "icmp", "grpc", "push")
 
 
 def valid_host(host: str) -> bool:
@@ -301,6 +302,9 @@ def build_service(ctx: f.Ctx, node: Node, index: int, defaults: Defaults,
     else:
         kw.update(_protocol_options(ctx, node, m, kind))
     if "conditions" in m:
+        if kind in _NO_CONDITIONS:
+            raise ctx.error(m["conditions"], "conditions",
+                            f"type {kind} takes no conditions (http and tls do)")
         kw["conditions"] = _conditions(ctx, m["conditions"], kind, kw.get("method", "GET"))
     return ServiceConfig(**kw)
 

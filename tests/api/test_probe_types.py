@@ -50,6 +50,15 @@ async def probe_sidecar(aiohttp_client, make_app, target):
     server: {zone.server}
     query_name: gone.internal
     transport: tcp
+  - name: broker-tls
+    type: tls
+    address: localhost:{ws.tls_port}
+    tls: {{ca_file: {ws.ca_file}}}
+    conditions: ["[CERTIFICATE_EXPIRATION] > 14d"]
+  - name: expired-tls
+    type: tls
+    address: localhost:{ws.expired_port}
+    tls: {{ca_file: {ws.ca_file}}}
   - name: nightly
     type: push
     max_silence: 1h
@@ -87,6 +96,12 @@ CASES = {
                   "answer record: trading-api.internal. 60 IN A 10.0.0.5", "decision: success"]),
     "zone-nxdomain": (False, ["probe_dns_answer_rrs 0.0", "probe_dns_query_succeeded 1.0"],
                       ["over tcp", "decision: failure, reason rcode: rcode NXDOMAIN"]),
+    "broker-tls": (True, ["probe_ssl_earliest_cert_expiry", 'probe_tls_version_info{version="TLS 1.3"} 1.0',
+                          'usdcop_probe_phase_duration_seconds{phase="tls"}'],
+                   ["connected to 127.0.0.1", "TLS TLSv1.3 established",
+                    "condition [CERTIFICATE_EXPIRATION] > 14d: holds", "decision: success"]),
+    "expired-tls": (False, ['usdcop_probe_phase_duration_seconds{phase="tls"}'],
+                    ["decision: failure, reason tls", "certificate has expired"]),
     "nightly": (False, [], ["push service", "no report has arrived yet", "decision: failure, reason silence"]),
 }
 

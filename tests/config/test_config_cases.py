@@ -119,6 +119,7 @@ EXPECTED = {
     'tls-condition-body.yaml': ":5: service 'fix-gateway-tls': field 'conditions[0]': [BODY] applies to http services only",
     'ws-bad-expect.yaml': ":5: service 'websocket': field 'expect': invalid regular expression '(tick': missing ), unterminated subpattern at position 0",
     'ws-bad-scheme.yaml': ":4: service 'websocket': field 'url': invalid url 'http://localhost:8080/ws': expected ws:// or wss://",
+    'ws-conditions.yaml': ":5: service 'websocket': field 'conditions': type websocket takes no conditions (http and tls do)",
     'ws-missing-url.yaml': ":2: service 'websocket': field 'url': missing url: type websocket needs url: ws:// or wss://",
     'ws-tls-enabled.yaml': ":5: service 'websocket': field 'tls.enabled': unknown field",
     'url-space.yaml': ":3: service 'api': field 'url': invalid url 'http://localhost:8001/he alth': contains whitespace or control characters",

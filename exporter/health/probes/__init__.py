@@ -19,6 +19,7 @@ from .push import probe_push
 from .python import probe_python
 from .redis import probe_redis
 from .tcp import probe_tcp
+from .tls_check import probe_tls
 from .websocket import probe_websocket
 
 PROBERS: dict[str, Prober] = {
@@ -30,6 +31,7 @@ PROBERS: dict[str, Prober] = {
     "websocket": probe_websocket,
     "push": probe_push,
     "dns": probe_dns,
+    "tls": probe_tls,
 }
 
 __all__ = ["PROBERS", "ProbeContext", "Prober", "run_probe"]
