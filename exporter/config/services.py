@@ -477,6 +477,9 @@ def _protocol_options(ctx: f.Ctx, node: Node, m: dict[str, Node], kind: str) -> 
         kw["max_silence"] = f.duration(ctx, silence, "max_silence", 30 * 86400.0)
     if "tls" in m:
         kw["tls"] = _tls(ctx, m["tls"], kind)
+        if kind == "grpc" and not kw["tls"].verify:
+            raise ctx.error(m["tls"], "tls.verify",
+                            "a grpc channel always verifies the certificate; false is not supported")
     return kw
 
 
@@ -506,7 +509,7 @@ def icmp_unavailable() -> str | None:
             continue
     return ("type icmp cannot work here: this process may open neither an unprivileged ICMP "
             "socket (net.ipv4.ping_group_range does not include its group) nor a raw one "
-            "(it is not root and lacks CAP_NET_RAW)")
+            "(that needs root with CAP_NET_RAW, or CAP_NET_RAW)")
 
 
 @functools.cache

@@ -11,6 +11,7 @@ import pytest
 
 from tests.api.conftest import services_yaml
 from tests.support.dns_server import dns_targets
+from tests.support.grpc_server import NOT_SERVING, grpc_target
 from tests.support.tools import require_tool
 from tests.support.ws_targets import start_ws_targets
 
@@ -23,6 +24,8 @@ async def probe_sidecar(aiohttp_client, make_app, target):
     async with AsyncExitStack() as stack:
         ws = await stack.enter_async_context(start_ws_targets())
         zone = stack.enter_context(dns_targets())
+        rpc = await stack.enter_async_context(grpc_target())
+        await rpc.set("pricing.Halted", NOT_SERVING)
         extra = f"""
   - name: http-secret
     url: http://127.0.0.1:{target.port}/ok
@@ -59,6 +62,17 @@ async def probe_sidecar(aiohttp_client, make_app, target):
     type: tls
     address: localhost:{ws.expired_port}
     tls: {{ca_file: {ws.ca_file}}}
+  - name: pricing-grpc
+    type: grpc
+    address: {rpc.address}
+  - name: halted-grpc
+    type: grpc
+    address: {rpc.address}
+    grpc_service: pricing.Halted
+  - name: loopback-ping
+    type: icmp
+    host: 127.0.0.1
+    count: 2
   - name: nightly
     type: push
     max_silence: 1h
@@ -102,6 +116,16 @@ CASES = {
                     "condition [CERTIFICATE_EXPIRATION] > 14d: holds", "decision: success"]),
     "expired-tls": (False, ['usdcop_probe_phase_duration_seconds{phase="tls"}'],
                     ["decision: failure, reason tls", "certificate has expired"]),
+    "pricing-grpc": (True, ['probe_grpc_healthcheck_response{serving_status="SERVING"} 1.0',
+                            'probe_grpc_duration_seconds{phase="check"}', "probe_grpc_status_code 0.0",
+                            "probe_grpc_ssl 0.0"],
+                     ["opening a gRPC channel", "serving status SERVING", "decision: success"]),
+    "halted-grpc": (False, ['probe_grpc_healthcheck_response{serving_status="NOT_SERVING"} 1.0'],
+                    ["decision: failure, reason status: serving status NOT_SERVING"]),
+    "loopback-ping": (True, ['probe_icmp_duration_seconds{phase="rtt"}', "probe_ip_protocol 4.0",
+                             "usdcop_probe_icmp_loss_ratio 0.0"],
+                      ["sending 2 echo request(s) to 127.0.0.1", "request 1: reply in",
+                       "decision: success"]),
     "nightly": (False, [], ["push service", "no report has arrived yet", "decision: failure, reason silence"]),
 }
 

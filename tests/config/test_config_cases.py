@@ -111,6 +111,7 @@ EXPECTED = {
     'dns-missing-name.yaml': ":2: service 'dns-internal': field 'query_name': missing query_name: type dns needs query_name: a DNS name",
     'dns-url.yaml': ":6: service 'dns-internal': field 'url': does not apply to type dns (its options: server, query_name, query_type, transport, valid_rcodes, expect_answer)",
     'grpc-bad-address.yaml': ":4: service 'pricing-grpc': field 'address': invalid address 'pricing.internal': expected host:port or [v6]:port",
+    'grpc-no-verify.yaml': ":5: service 'pricing-grpc': field 'tls.verify': a grpc channel always verifies the certificate; false is not supported",
     'icmp-count.yaml': ":5: service 'gateway-ping': field 'count': must be between 1 and 10, got 0",
     'icmp-missing-host.yaml': ":2: service 'gateway-ping': field 'host': missing host: type icmp needs host: a name or an address",
     'push-bad-silence.yaml': ":4: service 'nightly-pipeline': field 'max_silence': expected a duration like 30s, got number 26",

@@ -13,7 +13,9 @@ from ...config.model import ServiceConfig
 from ..result import REASONS, ProbeResult
 from .base import ProbeContext, Prober
 from .dns import probe_dns
+from .grpc_health import probe_grpc
 from .http import probe_http
+from .icmp import probe_icmp
 from .postgres import probe_postgres
 from .push import probe_push
 from .python import probe_python
@@ -32,6 +34,8 @@ PROBERS: dict[str, Prober] = {
     "push": probe_push,
     "dns": probe_dns,
     "tls": probe_tls,
+    "grpc": probe_grpc,
+    "icmp": probe_icmp,
 }
 
 __all__ = ["PROBERS", "ProbeContext", "Prober", "run_probe"]

@@ -39,6 +39,10 @@ class Timer:
         self.mark = now
         return self.phases[phase]
 
+    def restart(self) -> None:
+        """Start the next phase now (the time since the last lap belongs to none)."""
+        self.mark = perf_counter()
+
     def elapsed(self) -> float:
         """Seconds since the start."""
         return perf_counter() - self.start
