@@ -60,6 +60,8 @@ FAMILIES = (
     *((name, "gauge", doc) for _key, name, doc, _scale in _REPORTED),
     ("usdcop_service_clock_skew_seconds", "gauge",
      "The service's clock minus the sidecar's, from the last HTTP answer (Date, body time)."),
+    ("usdcop_probe_icmp_loss_ratio", "gauge",
+     "Share of the last ICMP probe's echo requests left unanswered."),
     ("usdcop_overall_status", "gauge", "Overall status of this sidecar's services (one-hot)."),
 )
 _PER_SERVICE = len(FAMILIES) - 1  # every family but the overall status has a part per service
@@ -67,6 +69,7 @@ _PER_SERVICE = len(FAMILIES) - 1  # every family but the overall status has a pa
  _TIMEOUT, _HTTP_STATUS, _CERT, _SKIPPED) = range(13)
 _REPORTED_AT = 13
 _SKEW = _REPORTED_AT + len(_REPORTED)
+_LOSS = _SKEW + 1
 
 
 def _num(value: float) -> str:
@@ -106,7 +109,7 @@ class _Block:
     __slots__ = ("state", "config", "label_names", "version", "skipped", "parts", "_svc",
                  "_status", "_up", "_buckets", "_count", "_sum", "_phases", "_probes",
                  "_failures", "_no_failures", "_last_check", "_http_status", "_cert", "_reported",
-                 "_skew", "_duration_tmpl", "_probes_tmpl", "_details")
+                 "_skew", "_loss", "_duration_tmpl", "_probes_tmpl", "_details")
 
     def __init__(self, state: ServiceState, label_names: tuple[str, ...]) -> None:
         cfg = state.config
@@ -139,6 +142,7 @@ class _Block:
         self._cert = f"usdcop_service_tls_cert_expiry_timestamp_seconds{{{svc}}} "
         self._reported = tuple((key, f"{name}{{{svc}}} ", scale) for key, name, _doc, scale in _REPORTED)
         self._skew = f"usdcop_service_clock_skew_seconds{{{svc}}} "
+        self._loss = f"usdcop_probe_icmp_loss_ratio{{{svc}}} "
         # Counts below a million print as "%d.0" (Go switches to exponents above): the
         # histogram and the probe counters are then one %-format each.
         self._duration_tmpl = "".join(
@@ -180,7 +184,7 @@ class _Block:
             parts[_FAILURES] = self._no_failures
         result = state.last_result
         if result is None:
-            for index in (_UP, _DURATION, _PHASES, _LAST_CHECK, _HTTP_STATUS, _CERT, _SKEW):
+            for index in (_UP, _DURATION, _PHASES, _LAST_CHECK, _HTTP_STATUS, _CERT, _SKEW, _LOSS):
                 parts[index] = ""
             for index in range(_REPORTED_AT, _SKEW):
                 parts[index] = ""
@@ -209,6 +213,8 @@ class _Block:
                 parts[index] = f"{prefix}{_num(value * scale)}\n" if value is not None else ""
         skew = result.clock_skew_s
         parts[_SKEW] = f"{self._skew}{_num(skew)}\n" if skew is not None else ""
+        loss = result.facts.get("loss_ratio") if result.facts else None
+        parts[_LOSS] = f"{self._loss}{_num(loss)}\n" if loss is not None else ""
 
 
 class _Scrape:
@@ -387,6 +393,8 @@ class ServiceCollector(Collector):
                     family.add_metric([name], value * scale)
             if result.clock_skew_s is not None:
                 families[_SKEW].add_metric([name], result.clock_skew_s)
+            if result.facts.get("loss_ratio") is not None:
+                families[_LOSS].add_metric([name], result.facts["loss_ratio"])
         current = overall_status(states)
         for st in ("healthy", "degraded", "unhealthy"):
             families[-1].add_metric([st], 1 if current == st else 0)

@@ -157,3 +157,17 @@ async def test_debug_must_be_true_or_false(probe_sidecar):
     resp = await probe_sidecar.get("/probe?service=market-ws&debug=yes")
     assert resp.status == 400 and (await resp.json())["field"] == "debug"
     assert probe_sidecar.extra["ws"].upgrades == 0
+
+
+async def test_new_phases_and_icmp_loss_reach_metrics(probe_sidecar, registry):
+    for name in ("loopback-ping", "market-ws", "zone-dns", "pricing-grpc"):
+        resp = await probe_sidecar.post("/api/health/services", json={"service": name})
+        assert (await resp.json())["status"] in ("healthy", "degraded"), name
+    text = await (await probe_sidecar.get("/metrics")).text()
+    assert 'usdcop_probe_icmp_loss_ratio{service="loopback-ping"} 0.0' in text
+    for phase, service in (("rtt", "loopback-ping"), ("handshake", "market-ws"),
+                           ("first_message", "market-ws"), ("query", "zone-dns"), ("check", "pricing-grpc")):
+        assert f'usdcop_service_probe_phase_seconds{{phase="{phase}",service="{service}"}}' in text
+    # The generic rendering agrees with the fast one.
+    assert registry.get_sample_value("usdcop_probe_icmp_loss_ratio", {"service": "loopback-ping"}) == 0.0
+    promtool_clean(text)
