@@ -70,6 +70,7 @@ GAUGES: dict[str, frozenset[str]] = {
     "usdcop_stale_positions": frozenset(),
     "usdcop_reconciliation_last_success_timestamp_seconds": frozenset(),
     "usdcop_service_clock_skew_seconds": frozenset({"service"}),
+    "usdcop_probe_icmp_loss_ratio": frozenset({"service"}),
     "usdcop_clock_tolerance_seconds": frozenset(),
     "usdcop_audit_max_future_skew_seconds": frozenset(),
 }
