@@ -8,6 +8,7 @@ address passes allowed_targets before any packet leaves.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 
@@ -22,6 +23,28 @@ from ...config.services import split_host_port
 from ..result import ProbeResult
 from .base import ProbeContext
 from .connect import Failed, Timer, resolve
+
+
+async def _udp(query: dns.message.Message, info: tuple, port: int) -> dns.message.Message:
+    """Send `query` over a connected UDP socket and wait for the answer that matches it
+    (a stray or spoofed datagram is skipped; an ICMP port unreachable is ConnectionRefusedError)."""
+    loop = asyncio.get_running_loop()
+    family, _, _, _, addr = info
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        await loop.sock_connect(sock, addr)
+        await loop.sock_sendall(sock, query.to_wire())
+        while True:
+            wire = await loop.sock_recv(sock, 65535)
+            try:
+                answer = dns.message.from_wire(wire)
+            except dns.exception.DNSException:
+                continue
+            if answer.id == query.id and query.is_response(answer):
+                return answer
+    finally:
+        sock.close()
 
 
 def _records(section: list) -> list[str]:
@@ -52,9 +75,11 @@ async def probe_dns(service: ServiceConfig, ctx: ProbeContext) -> ProbeResult:
         query = dns.message.make_query(service.query_name or ".", service.query_type)
         ctx.note(f"asking {address} port {port} over {service.transport} for "
                  f"{service.query_name} {service.query_type}")
-        send = dns.asyncquery.udp if service.transport == "udp" else dns.asyncquery.tcp
         try:
-            answer = await send(query, address, port=port)
+            if service.transport == "udp":
+                answer = await _udp(query, infos[0], port)
+            else:
+                answer = await dns.asyncquery.tcp(query, address, port=port)
         except (OSError, EOFError) as exc:
             detail = getattr(exc, "strerror", None) or type(exc).__name__
             raise Failed("connect", f"{service.server}: {detail}") from None
@@ -66,7 +91,8 @@ async def probe_dns(service: ServiceConfig, ctx: ProbeContext) -> ProbeResult:
         rcode = dns.rcode.to_text(answer.rcode())
         ctx.note(f"answer: rcode {rcode}, {facts['answer_rrs']} answer, "
                  f"{facts['authority_rrs']} authority, {facts['additional_rrs']} additional records")
-        records = _records(answer.answer)
+        wanted = service.expect_answer is not None or ctx.trace is not None
+        records = _records(answer.answer) if wanted else []
         for line in records:
             ctx.note(f"answer record: {line}")
         if rcode not in service.valid_rcodes:
