@@ -58,8 +58,9 @@ def public_service(svc: ServiceConfig) -> dict[str, Any]:
             tls={"verify": svc.tls.verify, "ca_file": svc.tls.ca_file, "server_name": svc.tls.server_name},
         )
     if svc.type == "websocket":
-        out.update(headers={name: REDACTED for name, _ in svc.headers}, send=svc.send,
-                   expect=svc.expect)
+        # A first message may carry a credential (a login frame): shown redacted.
+        out.update(headers={name: REDACTED for name, _ in svc.headers},
+                   send=REDACTED if svc.send is not None else None, expect=svc.expect)
     if svc.type in ("websocket", "grpc", "tls"):
         out["tls"] = {"verify": svc.tls.verify, "ca_file": svc.tls.ca_file,
                       "server_name": svc.tls.server_name}
