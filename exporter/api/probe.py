@@ -117,6 +117,8 @@ async def get_probe(request: web.Request) -> web.Response:
     observed = ServiceState(service).observed_status(result)
     text = render_probe(name, result, observed, service.type)
     if trace is not None:
+        if result.phases:
+            trace("phases: " + ", ".join(f"{k} {v:.6f}s" for k, v in result.phases.items()))
         if result.success:
             trace(f"decision: success in {result.duration_s:.6f}s, status {observed}")
         else:

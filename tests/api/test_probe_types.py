@@ -130,6 +130,16 @@ CASES = {
 }
 
 
+PHASES_SHOWN = {
+    "market-ws": ("resolve", "connect", "handshake", "first_message"),
+    "market-wss": ("resolve", "connect", "tls", "handshake"),
+    "zone-dns": ("resolve", "query"),
+    "broker-tls": ("resolve", "connect", "tls"),
+    "pricing-grpc": ("resolve", "connect", "check"),
+    "loopback-ping": ("resolve", "rtt"),
+}
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 async def test_probe_and_debug_for_each_type(probe_sidecar, name):
     success, metric_lines, words = CASES[name]
@@ -146,6 +156,8 @@ async def test_probe_and_debug_for_each_type(probe_sidecar, name):
     logs, sep, metrics = body.partition("\n\nMetrics that would have been returned:\n")
     assert sep and logs.startswith("Logs for the probe:\n"), body
     assert f"probing service {name}" in logs
+    for phase in PHASES_SHOWN.get(name, ()):
+        assert f" {phase} 0." in " " + logs.split("phases: ", 1)[1].split("\n", 1)[0], (phase, logs)
     for word in words:
         assert word in logs, (word, logs)
     assert f"probe_success {int(success)}" in metrics
