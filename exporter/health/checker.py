@@ -203,6 +203,8 @@ class HealthChecker:
                 # A push service's results are its reports; a tick only judges silence.
                 silent = self.push.silent_result(svc)
                 if silent is None:
+                    # The last report stands; the check is fresh (UsdcopProbeStale holds).
+                    state.checked(self.clock())
                     return state.health_format()
                 return self._record(state, silent)
             result = await run_probe(svc, self._context(svc.timeout))

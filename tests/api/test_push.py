@@ -10,6 +10,7 @@ import pytest
 from exporter.config.loader import load_config
 from exporter.health.checker import HealthChecker
 from exporter.health.registry import ServiceRegistry
+from exporter.health.state import iso_utc
 from tests.api.conftest import services_yaml
 
 PUSH = """  - name: nightly-pipeline
@@ -96,8 +97,13 @@ async def test_silence_past_max_silence_is_unhealthy(tmp_path):
     now[0] += 3600
     assert checker.report_push("nightly-pipeline", "healthy")["status"] == "healthy"
     now[0] += 25 * 3600
-    assert (await checker.check_service("nightly-pipeline"))["status"] == "healthy"
+    health = await checker.check_service("nightly-pipeline")
+    assert health["status"] == "healthy"
     assert checker.states["nightly-pipeline"].probes == {"success": 1, "failure": 0}
+    # The tick looked and found the report still good: the check is fresh, so a stale-probe
+    # alert (last check older than 3 intervals) does not fire on a quiet push service.
+    assert checker.states["nightly-pipeline"].last_check == now[0]
+    assert health["last_check"] == iso_utc(now[0])
     now[0] += 3601
     health = await checker.check_service("nightly-pipeline")
     assert health["status"] == "unhealthy"
