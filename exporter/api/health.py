@@ -11,7 +11,7 @@ from loguru import logger
 
 from ..config.errors import ConfigError
 from ..config.loader import diff_configs, load_config
-from ..health.checker import HealthChecker, NotInShard
+from ..health.checker import HealthChecker, NotInShard, NotPush
 from ..health.collector import ServiceCollector
 from ..health.probes.http_client import create_session
 from ..health.probes.push import PUSH_STATUSES
@@ -170,10 +170,10 @@ async def post_push(request: web.Request) -> web.Response:
         health = checker.report_push(name, status, latency, message)
     except NotInShard:
         raise not_found(f"service {name!r} belongs to another shard", "service", "not_in_shard") from None
+    except NotPush:
+        raise not_found(f"service {name!r} is not of type push", "service") from None
     except KeyError:
         raise not_found(f"no service named {name!r} is registered", "service") from None
-    except TypeError:
-        raise not_found(f"service {name!r} is not of type push", "service") from None
     return web.json_response(health)
 
 

@@ -40,6 +40,10 @@ class NotInShard(LookupError):
     """The service exists but belongs to another shard."""
 
 
+class NotPush(LookupError):
+    """The service exists but is not of type push: it cannot report in."""
+
+
 class HealthChecker:
     """Probes registered services and keeps their thresholded state.
 
@@ -148,12 +152,12 @@ class HealthChecker:
                     message: str | None = None) -> dict[str, Any]:
         """Record a push service's report as its probe result → its health format.
 
-        KeyError for an unknown service, NotInShard for another shard's, TypeError for a
+        KeyError for an unknown service, NotInShard for another shard's, NotPush for a
         service that is not of type push.
         """
         state = self._state(name)
         if state.config.type != "push":
-            raise TypeError(name)
+            raise NotPush(name)
         self.push.report(name)
         return self._record(state, report_result(status, latency_ms, message))
 
