@@ -74,6 +74,8 @@ DNS_RCODES = ("NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED",
               "YXRRSET", "NXRRSET", "NOTAUTH", "NOTZONE")
 MAX_ICMP_COUNT = 10
 MAX_MESSAGE = 64 * 1024  # websocket send
+# DNS names as queried: labels may start with _ (SRV: _pricing._tcp.internal), a root dot ends.
+_DNS_NAME = re.compile(r"(?=.{1,254}$)[A-Za-z0-9_][A-Za-z0-9_-]{0,62}(?:\.[A-Za-z0-9_][A-Za-z0-9_-]{0,62})*\.?")
 _GRPC_SERVICE = re.compile(r"[A-Za-z0-9_.\-/]{0,200}")
 KEYS = COMMON + tuple(dict.fromkeys(k for keys in BY_TYPE.values() for k in keys))
 # Subjects that only an HTTP response has; every type has a response time, and the types
@@ -432,7 +434,7 @@ def _protocol_options(ctx: f.Ctx, node: Node, m: dict[str, Node], kind: str) -> 
         kw["server"] = _address(ctx, _required(ctx, node, m, "server", kind, "server: host:port"),
                                 "server")
         name_node = _required(ctx, node, m, "query_name", kind, "query_name: a DNS name")
-        kw["query_name"] = f.string(ctx, name_node, "query_name", _HOST, "expected a DNS name")
+        kw["query_name"] = f.string(ctx, name_node, "query_name", _DNS_NAME, "expected a DNS name")
         if "query_type" in m:
             kw["query_type"] = f.string(ctx, m["query_type"], "query_type",
                                         re.compile("|".join(DNS_QUERY_TYPES)),

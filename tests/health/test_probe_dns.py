@@ -85,3 +85,20 @@ async def test_trace_names_the_steps(zone):
     assert r.success
     text = "\n".join(lines)
     assert "asking 127.0.0.1" in text and "rcode NOERROR" in text and "answer record: " in text
+
+
+def test_query_names_with_underscores_and_root_dot_are_valid_config():
+    from exporter.config import ConfigError, parse_config
+
+    for name in ("_pricing._tcp.internal", "trading-api.internal.", "5.0.0.10.in-addr.arpa"):
+        text = f"services:\n  - name: d\n    type: dns\n    server: 127.0.0.1:53\n    query_name: {name}\n"
+        assert parse_config(text, "s.yaml").services[0].query_name == name
+    for bad in ("a..b", "-x.internal", "with space"):
+        text = f"services:\n  - name: d\n    type: dns\n    server: 127.0.0.1:53\n    query_name: '{bad}'\n"
+        with pytest.raises(ConfigError, match="query_name': invalid value"):
+            parse_config(text, "s.yaml")
+
+
+async def test_srv_name_is_asked_as_written(zone):
+    r = await probe(svc(zone.server, "_pricing._tcp.internal", "SRV", valid_rcodes=("NXDOMAIN",)))
+    assert r.success and r.extra["rcode"] == "NXDOMAIN"
