@@ -62,3 +62,22 @@ def test_icmp_to_an_address_with_no_route_is_unreachable(tmp_path):
     assert (gw["status"], gw["metadata"]["probe"]["reason"]) == ("unhealthy", "unreachable")
     assert "Network is unreachable" in gw["metadata"]["probe"]["message"]
     assert lo["status"] == "healthy"
+
+
+def test_icmp_over_an_unprivileged_datagram_socket(tmp_path):
+    unshare, setpriv = shutil.which("unshare"), shutil.which("setpriv")
+    if unshare is None or setpriv is None:
+        pytest.skip("unshare or setpriv (util-linux) is not installed")
+    probe = subprocess.run([unshare, "-n", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot create a network namespace here: {probe.stderr.strip()}")
+    path = tmp_path / "services.yaml"
+    path.write_text("services:\n  - name: lo\n    type: icmp\n    host: 127.0.0.1\n    count: 2\n")
+    # ping_group_range belongs to the network namespace: opened to every group in ours
+    # only. Without CAP_NET_RAW no raw socket can be opened, so the datagram one is used.
+    script = (f"ip link set lo up && echo '0 2147483647' > /proc/sys/net/ipv4/ping_group_range"
+              f" && {setpriv} --bounding-set -net_raw {SCRIPT} probe lo --config {path}")
+    out = subprocess.run([unshare, "-n", "sh", "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    health = json.loads(out.stdout)
+    assert (health["status"], health["metadata"]["probe"]["loss_ratio"]) == ("healthy", 0.0)
