@@ -82,15 +82,12 @@ async def probe_grpc(service: ServiceConfig, ctx: ProbeContext) -> ProbeResult:
         ctx.note(f"opening a gRPC channel to {address} port {port}"
                  + (" with TLS" if tls is not None else ""))
         try:
+            timer.restart()
+            await _ready(channel, grpc, deadline, ctx)
             if tls is None:
-                timer.restart()
-                await _ready(channel, grpc, deadline, ctx)
                 timer.lap("connect")
-            else:
-                # connect and tls were timed on our own handshake; the channel's own
-                # connection setup counts in check.
-                timer.restart()
-                await _ready(channel, grpc, deadline, ctx)
+            # With TLS, connect and tls were timed on our own handshake; the channel's own
+            # connection setup counts in check.
             ctx.note(f"asking grpc.health.v1.Health/Check about {service.grpc_service or '(the server)'}")
             stub = health_pb2_grpc.HealthStub(channel)
             try:
@@ -102,7 +99,9 @@ async def probe_grpc(service: ServiceConfig, ctx: ProbeContext) -> ProbeResult:
                     serving = "SERVICE_UNKNOWN"
                     raise Failed("status", f"health service answers NOT_FOUND for "
                                            f"{service.grpc_service!r} (SERVICE_UNKNOWN)") from None
-                if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise Failed("timeout", "Check got no answer before the deadline") from None
+                if code == grpc.StatusCode.UNAVAILABLE:
                     raise Failed("connect", f"Check failed: {code.name}") from None
                 raise Failed("status", f"Check failed: {code.name}: {exc.details()}"[:200]) from None
             finally:
