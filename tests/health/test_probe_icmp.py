@@ -35,3 +35,8 @@ async def test_outside_allowed_targets_no_packet():
     r = await probe(svc("127.0.0.1"), allowed=("10.0.0.0/8",), trace=lines.append)
     assert r.reason == "other" and "not in allowed_targets" in r.message
     assert "rtt" not in r.phases and not any("sending" in line for line in lines)
+
+
+async def test_an_allowed_address_lets_the_echo_through():
+    r = await probe(svc("localhost"), allowed=("127.0.0.1",))
+    assert r.success, r.message
