@@ -22,6 +22,7 @@ from .defaults import (
 from .desk.calendar import TradingCalendar
 from .desk.halt import HALT_REASONS
 from .health.checker import HealthChecker
+from .health.push_client import PushError, report_push
 from .health.registry import ServiceRegistry
 from .latency import LatencyMonitor, PerformanceLogger
 from .log import StructuredLogger, setup_logging
@@ -37,6 +38,8 @@ __all__ = [
     "HALT_REASONS",
     "TradingCalendar",
     "HealthChecker",
+    "PushError",
+    "report_push",
     "LatencyMonitor",
     "PerformanceLogger",
     "get_latency_monitor",

@@ -20,7 +20,9 @@ as_root() {
 
 # Debian packages the suite drives for real: promtool/prometheus, amtool/alertmanager,
 # blackbox_exporter (the benchmarks' peer), docker-compose (config validation only),
-# redis-server and PostgreSQL (private instances for fault tests), python3-venv.
+# redis-server and PostgreSQL (private instances for fault tests), python3-venv, and
+# iproute2 and util-linux (unshare, setpriv) for the ICMP tests' network namespace and
+# dropped capability.
 need=()
 command -v promtool >/dev/null || need+=(prometheus)
 command -v amtool >/dev/null || need+=(prometheus-alertmanager)
@@ -28,6 +30,8 @@ command -v prometheus-blackbox-exporter >/dev/null || need+=(prometheus-blackbox
 command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v kubectl >/dev/null || need+=(kubernetes-client)  # kubectl kustomize, offline
 command -v redis-server >/dev/null || need+=(redis-server)
+command -v ip >/dev/null || need+=(iproute2)
+{ command -v unshare && command -v setpriv; } >/dev/null || need+=(util-linux)
 fresh_postgres=no
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   need+=(postgresql)

@@ -12,20 +12,34 @@ from loguru import logger
 from ..config.errors import ConfigError
 from ..config.loader import diff_configs, import_checks, load_config
 from ..config.model import Config
-from ..health.checker import HealthChecker, NotInShard
+from ..health.checker import HealthChecker, NotInShard, NotPush
 from ..health.collector import ServiceCollector
 from ..health.probes.http_client import create_session
+from ..health.probes.push import PUSH_STATUSES
 from ..health.registry import ServiceRegistry
 from ..metrics import CoreMetrics
-from .errors import ApiError, not_found
+from .errors import ApiError, invalid, not_found
 from .httpmetrics import METRICS
 from .keys import READY, REGISTRY, SETTINGS
 from .routes import Route
-from .validation import closed_object, get_str, read_json
+from .validation import closed_object, get_number, get_str, read_json
 
 CHECKER = web.AppKey("checker", HealthChecker)
 CONFIG_LISTENERS: web.AppKey[list] = web.AppKey("config_listeners", list)
 RELOAD_LOCK = web.AppKey("reload_lock", asyncio.Lock)
+
+MAX_MESSAGE = 500  # characters of a push report's message
+MAX_LATENCY_MS = 86_400_000.0
+
+_PUSH_SCHEMA = {
+    "type": "object", "required": ["service"], "additionalProperties": False,
+    "properties": {
+        "service": {"type": "string", "minLength": 1, "maxLength": 64},
+        "status": {"type": "string", "enum": list(PUSH_STATUSES)},
+        "latency_ms": {"type": "number", "minimum": 0, "maximum": MAX_LATENCY_MS},
+        "message": {"type": "string", "maxLength": MAX_MESSAGE},
+    },
+}
 
 ConfigListener = Callable[[str, list[str], list[str], list[str]], Awaitable[None]]
 
@@ -56,6 +70,9 @@ def setup(app: web.Application) -> list[Route]:
         Route("POST", "/api/health/services", post_services, "write",
               "Probe one registered service now (joins a probe in flight)",
               spec={"requestBody": {"service": {"type": "string"}}}),
+        Route("POST", "/api/health/push", post_push, "write",
+              "A push service reports in; the report counts as its probe result",
+              spec={"requestBody": _PUSH_SCHEMA}),
         Route("POST", "/-/reload", post_reload, "write", "Reload services.yaml"),
     ]
 
@@ -145,6 +162,28 @@ async def post_services(request: web.Request) -> web.Response:
         health = await checker.check_service(name)
     except KeyError:  # removed by a reload while its probe ran
         raise not_found(f"service {name!r} was removed by a reload", "service") from None
+    return web.json_response(health)
+
+
+async def post_push(request: web.Request) -> web.Response:
+    """POST /api/health/push {"service": NAME, "status": ..., "latency_ms": N, "message": ...}."""
+    body = closed_object(await read_json(request), "", required=("service",),
+                         optional=("status", "latency_ms", "message"))
+    name = get_str(body, "service", "", max_len=64, required=True)
+    status = get_str(body, "status", "") or "healthy"
+    if status not in PUSH_STATUSES:
+        raise invalid(f"status must be one of {', '.join(PUSH_STATUSES)}", "status")
+    latency = get_number(body, "latency_ms", "", lo=0.0, hi=MAX_LATENCY_MS)
+    message = get_str(body, "message", "", max_len=MAX_MESSAGE)
+    checker = request.app[CHECKER]
+    try:
+        health = checker.report_push(name, status, latency, message)
+    except NotInShard:
+        raise not_found(f"service {name!r} belongs to another shard", "service", "not_in_shard") from None
+    except NotPush:
+        raise not_found(f"service {name!r} is not of type push", "service") from None
+    except KeyError:
+        raise not_found(f"no service named {name!r} is registered", "service") from None
     return web.json_response(health)
 
 

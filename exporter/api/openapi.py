@@ -122,7 +122,10 @@ CORE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
 CORE_PARAMETERS: dict[tuple[str, str], list[dict[str, Any]]] = {
     ("GET", "/probe"): [{"name": "service", "in": "query", "required": True,
                          "description": "a service registered in services.yaml (never a URL)",
-                         "schema": {"type": "string", "minLength": 1, "maxLength": 64}}],
+                         "schema": {"type": "string", "minLength": 1, "maxLength": 64}},
+                        {"name": "debug", "in": "query", "required": False,
+                         "description": "true: the probe's log lines, then its metrics",
+                         "schema": {"type": "string", "enum": ["true", "false"]}}],
 }
 _SECURITY = {
     "read": [{}, {"bearer": []}, {"basic": []}],  # open unless basic-auth users are configured

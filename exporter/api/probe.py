@@ -1,14 +1,21 @@
-"""GET /probe?service=NAME: a fresh probe answered with blackbox_exporter's metric names."""
+"""GET /probe?service=NAME: a fresh probe answered with blackbox_exporter's metric names.
+
+With `debug=true` the answer is the probe's own log lines (resolve, connect, each phase,
+the decision and its reason), then the metrics it would have returned, as blackbox_exporter
+does. Probers write those lines through `ProbeContext.note`; none holds a secret.
+"""
 
 from __future__ import annotations
 
 import math
+from time import perf_counter
 
 from aiohttp import web
 
 from ..health.checker import HealthChecker
 from ..health.result import PHASES, ProbeResult
 from ..health.state import STATUSES, ServiceState
+from .blackbox import FAMILIES
 from .errors import bad_request, not_found
 from .health import CHECKER
 from .validation import check_query
@@ -21,8 +28,8 @@ def _fmt(value: float) -> str:
     return repr(float(value))
 
 
-def render_probe(name: str, result: ProbeResult, observed: str) -> str:
-    """The text exposition of one probe's result."""
+def render_probe(name: str, result: ProbeResult, observed: str, kind: str = "http") -> str:
+    """The text exposition of one probe's result (`kind`: the service's type)."""
     out = [
         "# HELP probe_success Displays whether or not the probe was a success",
         "# TYPE probe_success gauge",
@@ -31,7 +38,10 @@ def render_probe(name: str, result: ProbeResult, observed: str) -> str:
         "# TYPE probe_duration_seconds gauge",
         f"probe_duration_seconds {_fmt(result.duration_s)}",
     ]
-    if result.phases:
+    typed = FAMILIES.get(kind)
+    if typed is not None:
+        out += typed(result)
+    elif result.phases:
         out += [
             "# HELP probe_http_duration_seconds Duration of http request by phase, summed over all redirects",
             "# TYPE probe_http_duration_seconds gauge",
@@ -46,13 +56,13 @@ def render_probe(name: str, result: ProbeResult, observed: str) -> str:
                 "# TYPE probe_dns_lookup_time_seconds gauge",
                 f"probe_dns_lookup_time_seconds {_fmt(result.phases['resolve'])}",
             ]
-    if result.http_status is not None:
+    if typed is None and result.http_status is not None:
         out += [
             "# HELP probe_http_status_code Response HTTP status code",
             "# TYPE probe_http_status_code gauge",
             f"probe_http_status_code {result.http_status}",
         ]
-    if result.tls_expiry is not None:
+    if typed is None and result.tls_expiry is not None:
         out += [
             "# HELP probe_ssl_earliest_cert_expiry Returns last SSL chain expiry in unixtime",
             "# TYPE probe_ssl_earliest_cert_expiry gauge",
@@ -71,10 +81,13 @@ def render_probe(name: str, result: ProbeResult, observed: str) -> str:
 
 async def get_probe(request: web.Request) -> web.Response:
     """GET /probe?service=NAME (any shard; never changes the service's recorded state)."""
-    query = check_query(request, ("service",))
+    query = check_query(request, ("service", "debug"))
     name = query.get("service")
     if not name:
         raise bad_request("query parameter 'service' is required", "service")
+    debug = query.get("debug", "false")
+    if debug not in ("true", "false"):
+        raise bad_request("query parameter 'debug' must be true or false", "debug")
     checker: HealthChecker = request.app[CHECKER]
     checker.sync()
     service = checker.registry.get(name)
@@ -90,10 +103,30 @@ async def get_probe(request: web.Request) -> web.Response:
         if not math.isfinite(seconds) or seconds <= 0:
             raise bad_request(f"{SCRAPE_TIMEOUT_HEADER} must be a positive number of seconds")
         timeout = max(0.1, seconds - TIMEOUT_OFFSET)
-    result = await checker.probe_once(service, timeout)
+    lines: list[str] = []
+    trace = None
+    if debug == "true":
+        began = perf_counter()
+
+        def trace(line: str) -> None:
+            lines.append(f"{perf_counter() - began:9.6f}s {line}")
+
+        limit = service.timeout if timeout is None else min(timeout, service.timeout)
+        trace(f"probing service {name} (type {service.type}, timeout {limit:g}s)")
+    result = await checker.probe_once(service, timeout, trace)
     observed = ServiceState(service).observed_status(result)
+    text = render_probe(name, result, observed, service.type)
+    if trace is not None:
+        if result.phases:
+            trace("phases: " + ", ".join(f"{k} {v:.6f}s" for k, v in result.phases.items()))
+        if result.success:
+            trace(f"decision: success in {result.duration_s:.6f}s, status {observed}")
+        else:
+            trace(f"decision: failure, reason {result.reason}: {result.message or ''}".rstrip(": "))
+        text = ("Logs for the probe:\n" + "\n".join(lines)
+                + "\n\nMetrics that would have been returned:\n" + text)
     return web.Response(
-        text=render_probe(name, result, observed),
+        text=text,
         content_type="text/plain",
         charset="utf-8",
         headers={"Cache-Control": "no-store"},

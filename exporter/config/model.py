@@ -6,7 +6,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-PROBE_TYPES = ("http", "tcp", "redis", "postgres", "python")
+PROBE_TYPES = ("http", "tcp", "redis", "postgres", "python", "websocket", "dns", "icmp", "grpc",
+               "tls", "push")
+DNS_QUERY_TYPES = ("A", "AAAA", "CNAME", "MX", "NS", "PTR", "SOA", "SRV", "TXT")
+DNS_TRANSPORTS = ("udp", "tcp")
 BODY_FORMATS = ("auto", "seed", "ietf", "spring", "text", "none")
 DURING = ("always", "session")  # when a service's state may raise alerts
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # date.weekday() order
@@ -14,11 +17,13 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # date.weekday() o
 
 @dataclass(frozen=True)
 class TLSConfig:
-    """TLS options of an http probe."""
+    """TLS options of a probe. `enabled` matters to grpc only (the other types decide TLS by
+    their url's scheme, or always use it: type tls)."""
 
     verify: bool = True
     ca_file: str | None = None
     server_name: str | None = None
+    enabled: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,7 @@ class ServiceConfig:
     success_threshold: int = 1
     critical: bool = True
     url: str | None = None
-    address: str | None = None  # tcp: host:port
+    address: str | None = None  # tcp, grpc, tls: host:port
     method: str = "GET"
     headers: tuple[tuple[str, str], ...] = ()
     expect_status: tuple[str, ...] = ("2xx",)  # "200" or "2xx"
@@ -69,6 +74,18 @@ class ServiceConfig:
     labels: tuple[tuple[str, str], ...] = ()
     check: str | None = None  # python: "module:function"
     check_fn: Any = field(default=None, compare=False)  # python: a callable given directly
+    send: str | None = None  # websocket: a text message sent once connected
+    expect: str | None = None  # websocket: regex the first matching message must match
+    server: str | None = None  # dns: host:port of the resolver asked
+    query_name: str | None = None  # dns
+    query_type: str = "A"  # dns: one of DNS_QUERY_TYPES
+    transport: str = "udp"  # dns: udp or tcp
+    valid_rcodes: tuple[str, ...] = ("NOERROR",)  # dns
+    expect_answer: str | None = None  # dns: regex one answer RR (as text) must match
+    host: str | None = None  # icmp: a name or an address
+    count: int = 1  # icmp: echo requests per probe
+    grpc_service: str = ""  # grpc: grpc.health.v1 service name; "" is the whole server
+    max_silence: float | None = None  # push: seconds without a report before unhealthy
     during: str = "always"  # one of DURING: "session" keeps its state from alerting off-hours
     line: int | None = field(default=None, compare=False)  # where it was declared
 

@@ -57,6 +57,24 @@ def public_service(svc: ServiceConfig) -> dict[str, Any]:
             follow_redirects=svc.follow_redirects,
             tls={"verify": svc.tls.verify, "ca_file": svc.tls.ca_file, "server_name": svc.tls.server_name},
         )
+    if svc.type == "websocket":
+        # A first message may carry a credential (a login frame): shown redacted.
+        out.update(headers={name: REDACTED for name, _ in svc.headers},
+                   send=REDACTED if svc.send is not None else None, expect=svc.expect)
+    if svc.type in ("websocket", "grpc", "tls"):
+        out["tls"] = {"verify": svc.tls.verify, "ca_file": svc.tls.ca_file,
+                      "server_name": svc.tls.server_name}
+        if svc.type == "grpc":
+            out["tls"]["enabled"] = svc.tls.enabled
+            out["grpc_service"] = svc.grpc_service
+    if svc.type == "dns":
+        out.update(server=svc.server, query_name=svc.query_name, query_type=svc.query_type,
+                   transport=svc.transport, valid_rcodes=list(svc.valid_rcodes),
+                   expect_answer=svc.expect_answer)
+    if svc.type == "icmp":
+        out.update(host=svc.host, count=svc.count)
+    if svc.type == "push":
+        out["max_silence"] = svc.max_silence
     if svc.type == "python":
         out["check"] = svc.check if svc.check else getattr(svc.check_fn, "__qualname__", "callable")
     out["conditions"] = [c.text for c in svc.conditions]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import ipaddress
 import re
+import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import fields
@@ -14,7 +16,17 @@ from urllib.parse import SplitResult, urlsplit
 from . import fields as f
 from .conditions import ConditionError, parse_condition
 from .errors import ConfigError
-from .model import BODY_FORMATS, DURING, PROBE_TYPES, Condition, Defaults, ServiceConfig, TLSConfig
+from .model import (
+    BODY_FORMATS,
+    DNS_QUERY_TYPES,
+    DNS_TRANSPORTS,
+    DURING,
+    PROBE_TYPES,
+    Condition,
+    Defaults,
+    ServiceConfig,
+    TLSConfig,
+)
 from .redact import redact_url
 from .yamlsafe import Node
 
@@ -52,10 +64,26 @@ BY_TYPE: dict[str, tuple[str, ...]] = {
     "redis": ("url",),
     "postgres": ("url",),
     "python": ("check",),
+    "websocket": ("url", "headers", "send", "expect", "tls"),
+    "dns": ("server", "query_name", "query_type", "transport", "valid_rcodes", "expect_answer"),
+    "icmp": ("host", "count"),
+    "grpc": ("address", "grpc_service", "tls"),
+    "tls": ("address", "tls"),
+    "push": ("max_silence",),
 }
+DNS_RCODES = ("NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN",
+              "YXRRSET", "NXRRSET", "NOTAUTH", "NOTZONE")
+MAX_ICMP_COUNT = 10
+MAX_MESSAGE = 64 * 1024  # websocket send
+# DNS names as queried: labels may start with _ (SRV: _pricing._tcp.internal), a root dot ends.
+_DNS_NAME = re.compile(r"(?=.{1,254}$)[A-Za-z0-9_][A-Za-z0-9_-]{0,62}(?:\.[A-Za-z0-9_][A-Za-z0-9_-]{0,62})*\.?")
+_GRPC_SERVICE = re.compile(r"[A-Za-z0-9_.\-/]{0,200}")
 KEYS = COMMON + tuple(dict.fromkeys(k for keys in BY_TYPE.values() for k in keys))
-# Subjects that only an HTTP response has; every type has a response time.
+# Subjects that only an HTTP response has; every type has a response time, and the types
+# that always see a certificate have its expiry.
 _HTTP_SUBJECTS = ("STATUS", "BODY", "CERTIFICATE_EXPIRATION")
+_CERT_TYPES = ("tls",)
+_NO_CONDITIONS = ("websocket", "dns", "icmp", "grpc", "push")
 
 
 def valid_host(host: str) -> bool:
@@ -140,10 +168,13 @@ def _headers(ctx: f.Ctx, node: Node) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def _tls(ctx: f.Ctx, node: Node) -> TLSConfig:
-    entries = f.mapping(ctx, node, "tls", ("verify", "ca_file", "server_name"))
+def _tls(ctx: f.Ctx, node: Node, kind: str = "http") -> TLSConfig:
+    keys = ("verify", "ca_file", "server_name") + (("enabled",) if kind == "grpc" else ())
+    entries = f.mapping(ctx, node, "tls", keys)
     inner = ctx.under("tls")
     kwargs: dict[str, Any] = {}
+    if "enabled" in entries:
+        kwargs["enabled"] = f.boolean(inner, entries["enabled"], "enabled")
     if "verify" in entries:
         kwargs["verify"] = f.boolean(inner, entries["verify"], "verify")
     if "ca_file" in entries and entries["ca_file"].kind != "null":
@@ -198,7 +229,9 @@ def _conditions(ctx: f.Ctx, node: Node, kind: str, method: str) -> tuple[Conditi
             if shown != repr(text):  # it came from the environment: say nothing about its value
                 raise ctx.error(item, field, f"invalid condition {shown} after expansion") from None
             raise ctx.error(item, field, str(exc)) from None
-        if kind != "http" and condition.subject in _HTTP_SUBJECTS:
+        if condition.subject == "CERTIFICATE_EXPIRATION" and kind in _CERT_TYPES:
+            pass
+        elif kind != "http" and condition.subject in _HTTP_SUBJECTS:
             raise ctx.error(item, field, f"[{condition.subject}] applies to http services only")
         if method == "HEAD" and condition.subject == "BODY":
             raise ctx.error(item, field, "[BODY] needs a body; HEAD gets none")
@@ -281,7 +314,12 @@ def build_service(ctx: f.Ctx, node: Node, index: int, defaults: Defaults,
     kw.update(_targets(ctx, node, m, kind, check_fn))
     if kind == "http":
         kw.update(_http_options(ctx, m))
+    else:
+        kw.update(_protocol_options(ctx, node, m, kind))
     if "conditions" in m:
+        if kind in _NO_CONDITIONS:
+            raise ctx.error(m["conditions"], "conditions",
+                            f"type {kind} takes no conditions (http and tls do)")
         kw["conditions"] = _conditions(ctx, m["conditions"], kind, kw.get("method", "GET"))
     return ServiceConfig(**kw)
 
@@ -337,6 +375,8 @@ def _targets(ctx: f.Ctx, node: Node, m: dict[str, Node], kind: str, check_fn: An
         if port is None:
             raise ctx.error(m["url"], "url", f"url has no port and {parts.scheme}:// has no default one")
         return {"url": url, "address": join_host_port(parts.hostname, port)}
+    if kind not in _SCHEMES:
+        return {}  # websocket, dns, icmp, grpc, tls, push: _protocol_options reads their targets
     if "url" not in m:
         raise ctx.error(node, "url", f"missing url: {' or '.join(s + '://' for s in _SCHEMES[kind])}")
     url, _ = _url(ctx, m["url"], "url", _SCHEMES[kind])
@@ -364,3 +404,138 @@ def _http_options(ctx: f.Ctx, m: dict[str, Node]) -> dict[str, Any]:
     if "tls" in m:
         kw["tls"] = _tls(ctx, m["tls"])
     return kw
+
+
+def _regex(ctx: f.Ctx, node: Node, field: str) -> str:
+    value, shown = f.text(ctx, node, field)
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ctx.error(node, field, f"invalid regular expression {shown}: {exc}") from None
+    return value
+
+
+def _address(ctx: f.Ctx, node: Node, field: str) -> str:
+    value, shown = f.text(ctx, node, field)
+    hp = split_host_port(value)
+    if hp is None:
+        raise ctx.error(node, field, f"invalid {field} {shown}: expected host:port or [v6]:port")
+    return join_host_port(*hp)
+
+
+def _required(ctx: f.Ctx, node: Node, m: dict[str, Node], field: str, kind: str, what: str) -> Node:
+    if field not in m:
+        raise ctx.error(node, field, f"missing {field}: type {kind} needs {what}")
+    return m[field]
+
+
+def _protocol_options(ctx: f.Ctx, node: Node, m: dict[str, Node], kind: str) -> dict[str, Any]:
+    """Targets and options of the types beyond http, tcp, redis, postgres and python."""
+    kw: dict[str, Any] = {}
+    if kind == "websocket":
+        url, _ = _url(ctx, _required(ctx, node, m, "url", kind, "url: ws:// or wss://"), "url",
+                      ("ws", "wss"))
+        kw["url"] = url
+        if "headers" in m:
+            kw["headers"] = _headers(ctx, m["headers"])
+        if "send" in m:
+            value, _ = f.text(ctx, m["send"], "send")
+            if len(value.encode()) > MAX_MESSAGE:
+                raise ctx.error(m["send"], "send", f"at most {MAX_MESSAGE} bytes")
+            kw["send"] = value
+        if "expect" in m:
+            kw["expect"] = _regex(ctx, m["expect"], "expect")
+    elif kind == "dns":
+        kw["server"] = _address(ctx, _required(ctx, node, m, "server", kind, "server: host:port"),
+                                "server")
+        name_node = _required(ctx, node, m, "query_name", kind, "query_name: a DNS name")
+        kw["query_name"] = f.string(ctx, name_node, "query_name", _DNS_NAME, "expected a DNS name")
+        if "query_type" in m:
+            kw["query_type"] = f.string(ctx, m["query_type"], "query_type",
+                                        re.compile("|".join(DNS_QUERY_TYPES)),
+                                        f"expected one of {', '.join(DNS_QUERY_TYPES)}")
+        if "transport" in m:
+            kw["transport"] = f.string(ctx, m["transport"], "transport",
+                                       re.compile("|".join(DNS_TRANSPORTS)), "expected udp or tcp")
+        if "valid_rcodes" in m:
+            items = f.sequence(ctx, m["valid_rcodes"], "valid_rcodes", "[NOERROR]")
+            if not items:
+                raise ctx.error(m["valid_rcodes"], "valid_rcodes",
+                                "must not be empty (the default is [NOERROR])")
+            pattern = re.compile("|".join(DNS_RCODES))
+            kw["valid_rcodes"] = tuple(dict.fromkeys(
+                f.string(ctx, item, f"valid_rcodes[{i}]", pattern,
+                         f"expected one of {', '.join(DNS_RCODES)}")
+                for i, item in enumerate(items)))
+        if "expect_answer" in m:
+            kw["expect_answer"] = _regex(ctx, m["expect_answer"], "expect_answer")
+    elif kind == "icmp":
+        host_node = _required(ctx, node, m, "host", kind, "host: a name or an address")
+        kw["host"] = f.string(ctx, host_node, "host", _ANY_HOST, "expected a host name or an address")
+        if "count" in m:
+            kw["count"] = f.integer(ctx, m["count"], "count", 1, MAX_ICMP_COUNT)
+        problem = icmp_unavailable()
+        if problem:
+            raise ctx.error(node, "type", problem)
+    elif kind == "grpc":
+        kw["address"] = _address(ctx, _required(ctx, node, m, "address", kind, "address: host:port"),
+                                 "address")
+        if "grpc_service" in m:
+            kw["grpc_service"] = f.string(ctx, m["grpc_service"], "grpc_service", _GRPC_SERVICE,
+                                          "expected a service name like pkg.Service, or \"\"")
+        problem = grpc_unavailable()
+        if problem:
+            raise ctx.error(node, "type", problem)
+    elif kind == "tls":
+        kw["address"] = _address(ctx, _required(ctx, node, m, "address", kind, "address: host:port"),
+                                 "address")
+    elif kind == "push":
+        silence = _required(ctx, node, m, "max_silence", kind, "max_silence: a duration like 26h")
+        kw["max_silence"] = f.duration(ctx, silence, "max_silence", 30 * 86400.0)
+    if "tls" in m:
+        kw["tls"] = _tls(ctx, m["tls"], kind)
+        if kind == "grpc" and not kw["tls"].verify:
+            raise ctx.error(m["tls"], "tls.verify",
+                            "a grpc channel always verifies the certificate; false is not supported")
+    return kw
+
+
+class _AnyHost:
+    """valid_host as a pattern (names and IPv6 addresses alike)."""
+
+    @staticmethod
+    def fullmatch(text: str) -> bool:
+        return valid_host(text)
+
+
+_ANY_HOST: Any = _AnyHost()
+
+
+@functools.cache
+def icmp_unavailable() -> str | None:
+    """Why this process cannot send ICMP echo requests, or None when it can.
+
+    An unprivileged datagram socket works where net.ipv4.ping_group_range holds our group;
+    a raw socket works for root (or CAP_NET_RAW).
+    """
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_RAW):
+        try:
+            socket.socket(socket.AF_INET, kind, socket.IPPROTO_ICMP).close()
+            return None
+        except OSError:
+            continue
+    return ("type icmp cannot work here: this process may open neither an unprivileged ICMP "
+            "socket (net.ipv4.ping_group_range does not include its group) nor a raw one "
+            "(that needs root with CAP_NET_RAW, or CAP_NET_RAW)")
+
+
+@functools.cache
+def grpc_unavailable() -> str | None:
+    """Why type grpc cannot work (its extra is not installed), or None."""
+    try:
+        import grpc  # noqa: F401
+        from grpc_health.v1 import health_pb2  # noqa: F401
+    except ImportError:
+        return ("type grpc needs the grpc extra (grpcio and grpcio-health-checking): "
+                "pip install 'usdcop-exporter[grpc]'")
+    return None

@@ -23,8 +23,8 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 _SYMBOL = re.compile(r"[A-Z0-9]{3,12}")
 _DESCRIPTION = """\
 Run a self-contained demonstration on loopback: four simulated services (trading-api
-healthy, ml-analytics slow, pipeline-api flaky, websocket down), a simulated trading
-engine writing signals, positions, financial and custom metrics, latency records and
+healthy, ml-analytics slow, pipeline-api flaky, websocket a WebSocket stream of ticks),
+a simulated trading engine writing signals, positions, financial and custom metrics, latency records and
 audit events through the library, and a sidecar probing and exporting all of it.
 Every 15 minutes the demo's risk desk halts trading for 3 minutes (the engine stops
 sending orders), then leaves a USDBRL position in Redis that the audit trail never

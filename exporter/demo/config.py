@@ -57,6 +57,9 @@ def demo_config(services: SimulatedServices, *, interval: float = 5.0,
         entry: dict[str, Any] = {"name": spec.name}
         if spec.kind == "down":
             entry.update(type="tcp", address=services.address(spec.name))
+        elif spec.kind == "stream":
+            entry.update(type="websocket", url=services.url(spec.name), send='{"op": "ping"}',
+                         expect='"(pong|tick)"')
         else:
             entry["url"] = services.url(spec.name)
         if spec.kind == "healthy":

@@ -202,6 +202,7 @@ _BEHAVIOUR = {
     "slow": "slow: answers after {delay:g} s, so degraded",
     "flaky": "flaky: fails 2 answers in 6",
     "down": "down: connections refused",
+    "stream": "stream: WebSocket ticks every 250 ms, answers pings",
 }
 
 

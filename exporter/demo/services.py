@@ -1,4 +1,5 @@
-"""Simulated services for the demo: healthy, slow, flaky and down, answering the health format."""
+"""Simulated services for the demo: healthy, slow, flaky and down, answering the health
+format, and a market-data stream: a WebSocket at /ws that pushes ticks and answers pings."""
 
 from __future__ import annotations
 
@@ -11,16 +12,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 # Behaviours a simulated service can have.
-KINDS = ("healthy", "slow", "flaky", "down")
+KINDS = ("healthy", "slow", "flaky", "down", "stream")
+TICK_EVERY = 0.25  # seconds between two ticks of a stream
 # The trading stack's services, on their usual ports, so the shipped services.yaml probes them too.
 DEFAULT_LAYOUT = (
     ("trading-api", "healthy", 8001),
     ("ml-analytics", "slow", 8002),
     ("pipeline-api", "flaky", 8000),
-    ("websocket", "down", 8080),
+    ("websocket", "stream", 8080),
 )
 # Longer than the shipped services.yaml's degraded_latency for ml-analytics (2s), shorter
 # than its timeout (10s): the slow service shows as degraded, never as a timeout.
@@ -105,9 +107,36 @@ class _Behaviour:
         return web.json_response(body, status=503 if failing else 200)
 
 
+async def _stream(request: web.Request) -> web.WebSocketResponse:
+    """A market-data WebSocket: a USDCOP tick every TICK_EVERY seconds; a text message
+    `{"op": "ping"}` is answered with `{"op": "pong"}`."""
+    ws = web.WebSocketResponse(heartbeat=None)
+    await ws.prepare(request)
+
+    async def ticks() -> None:
+        for n in itertools.count(1):
+            price = 4000.0 + 25.0 * math.sin(time.time() / 300.0)
+            await ws.send_json({"type": "tick", "symbol": "USDCOP", "seq": n,
+                                "price": round(price, 2), "time": time.time()})
+            await asyncio.sleep(TICK_EVERY)
+
+    pusher = asyncio.create_task(ticks())
+    try:
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT and msg.data.strip().replace(" ", "") == '{"op":"ping"}':
+                await ws.send_str('{"op": "pong"}')
+    except ConnectionError:
+        pass
+    finally:
+        pusher.cancel()
+        await asyncio.gather(pusher, return_exceptions=True)
+    return ws
+
+
 class SimulatedServices:
     """The demo's services on `host`: HTTP ones answer GET/HEAD /health; `down` refuses
-    connections (its port is held but never listens, so nothing else can take it)."""
+    connections (its port is held but never listens, so nothing else can take it);
+    `stream` serves a WebSocket at /ws pushing ticks and answering pings."""
 
     def __init__(self, specs: list[ServiceSpec] | None = None, host: str = "127.0.0.1",
                  slow_delay: float = DEFAULT_SLOW_DELAY) -> None:
@@ -152,10 +181,13 @@ class SimulatedServices:
             if spec.kind == "down":
                 self._held.append(sock)  # bound, never listening: connections are refused
                 continue
-            behaviour = _Behaviour(spec, self.slow_delay, started)
-            self.behaviours[spec.name] = behaviour
             app = web.Application()
-            app.router.add_get("/health", behaviour.health)  # HEAD is added with GET
+            if spec.kind == "stream":
+                app.router.add_get("/ws", _stream)
+            else:
+                behaviour = _Behaviour(spec, self.slow_delay, started)
+                self.behaviours[spec.name] = behaviour
+                app.router.add_get("/health", behaviour.health)  # HEAD is added with GET
             runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                    shutdown_timeout=0.5)
             await runner.setup()
@@ -186,7 +218,10 @@ class SimulatedServices:
         return f"{shown}:{self.ports[name]}"
 
     def url(self, name: str) -> str:
-        """The health URL of a started HTTP service (the base URL of a `down` one)."""
+        """The health URL of a started HTTP service, the ws:// URL of a stream (the base
+        URL of a `down` one)."""
         spec = next(s for s in self.specs if s.name == name)
+        if spec.kind == "stream":
+            return f"ws://{self.address(name)}/ws"
         base = f"http://{self.address(name)}"
         return base if spec.kind == "down" else base + "/health"

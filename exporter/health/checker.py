@@ -13,6 +13,7 @@ from loguru import logger
 from ..config.model import ServiceConfig
 from .probes import run_probe
 from .probes.base import ProbeContext
+from .probes.push import PushBoard, report_result
 from .registry import ServiceRegistry
 from .result import ProbeResult
 from .shard import in_shard
@@ -43,6 +44,10 @@ class NotInShard(LookupError):
     """The service exists but belongs to another shard."""
 
 
+class NotPush(LookupError):
+    """The service exists but is not of type push: it cannot report in."""
+
+
 class HealthChecker:
     """Probes registered services and keeps their thresholded state.
 
@@ -71,6 +76,7 @@ class HealthChecker:
         self._listeners: list[Callable[[HealthEvent], None]] = []
         self._synced_version = -1
         self.scheduler = None  # set by start_monitoring
+        self.push = PushBoard(clock)
         self.sync()
 
     # -- registry -------------------------------------------------------------------
@@ -97,6 +103,7 @@ class HealthChecker:
         for name in list(self.states):
             if name not in wanted:
                 del self.states[name]
+                self.push.forget(name)
                 removed.append(name)
         for name, svc in wanted.items():
             state = self.states.get(name)
@@ -130,13 +137,33 @@ class HealthChecker:
 
     # -- probing --------------------------------------------------------------------
 
-    def _context(self, timeout: float) -> ProbeContext:
-        return ProbeContext(timeout=timeout, http=self.http, allowed_targets=self.registry.allowed_targets)
+    def _context(self, timeout: float, trace: Callable[[str], None] | None = None,
+                 name: str | None = None) -> ProbeContext:
+        state = self.states.get(name) if name is not None else None
+        return ProbeContext(timeout=timeout, http=self.http,
+                            allowed_targets=self.registry.allowed_targets, trace=trace,
+                            push=self.push,
+                            last_result=state.last_result if state is not None else None)
 
-    async def probe_once(self, service: ServiceConfig, timeout: float | None = None) -> ProbeResult:
-        """Run one probe of `service` without touching any state (the /probe route)."""
+    async def probe_once(self, service: ServiceConfig, timeout: float | None = None,
+                         trace: Callable[[str], None] | None = None) -> ProbeResult:
+        """Run one probe of `service` without touching any state (the /probe route);
+        `trace` receives the probe's own log lines."""
         limit = service.timeout if timeout is None else min(timeout, service.timeout)
-        return await run_probe(service, self._context(limit))
+        return await run_probe(service, self._context(limit, trace, service.name))
+
+    def report_push(self, name: str, status: str, latency_ms: float | None = None,
+                    message: str | None = None) -> dict[str, Any]:
+        """Record a push service's report as its probe result → its health format.
+
+        KeyError for an unknown service, NotInShard for another shard's, NotPush for a
+        service that is not of type push.
+        """
+        state = self._state(name)
+        if state.config.type != "push":
+            raise NotPush(name)
+        self.push.report(name)
+        return self._record(state, report_result(status, latency_ms, message))
 
     def is_running(self, name: str) -> bool:
         """True while a recorded probe of `name` is in flight."""
@@ -180,6 +207,14 @@ class HealthChecker:
             if planned is not None and self.scheduler is not None:
                 self.scheduler.observe_lag(planned)
             svc = state.config
+            if svc.type == "push":
+                # A push service's results are its reports; a tick only judges silence.
+                silent = self.push.silent_result(svc)
+                if silent is None:
+                    # The last report stands; the check is fresh (UsdcopProbeStale holds).
+                    state.checked(self.clock())
+                    return state.health_format()
+                return self._record(state, silent)
             result = await run_probe(svc, self._context(svc.timeout))
         if self.states.get(name) is not state:  # removed (or removed and re-added) meanwhile
             raise KeyError(name)

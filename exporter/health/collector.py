@@ -24,7 +24,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from .result import PHASES, REASONS
+from .result import PROBE_PHASES, REASONS
 from .state import OVERALL_STATUSES, PROBE_BUCKETS, STATUSES, ServiceState, overall_status
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ FAMILIES = (
     ("usdcop_service_up", "gauge", "Whether the last probe succeeded."),
     ("usdcop_service_probe_duration_seconds", "histogram", "Duration of probes."),
     ("usdcop_service_probe_phase_seconds", "gauge",
-     "Phases of the last HTTP probe (tls is reported inside connect when not separable)."),
+     "Phases of the last probe (http: tls is reported inside connect when not separable)."),
     ("usdcop_service_probes", "counter", "Probes by result."),
     ("usdcop_service_probe_failures", "counter", "Failed probes by reason."),
     ("usdcop_service_last_check_timestamp_seconds", "gauge", "When the last probe finished."),
@@ -62,6 +62,8 @@ FAMILIES = (
     *((name, "gauge", doc) for _key, name, doc, _scale in _REPORTED),
     ("usdcop_service_clock_skew_seconds", "gauge",
      "The service's clock minus the sidecar's, from the last HTTP answer (Date, body time)."),
+    ("usdcop_probe_icmp_loss_ratio", "gauge",
+     "Share of the last ICMP probe's echo requests left unanswered."),
     ("usdcop_overall_status", "gauge", "Overall status of this sidecar's services (one-hot)."),
 )
 _PER_SERVICE = len(FAMILIES) - 1  # every family but the overall status has a part per service
@@ -69,6 +71,7 @@ _PER_SERVICE = len(FAMILIES) - 1  # every family but the overall status has a pa
  _TIMEOUT, _HTTP_STATUS, _CERT, _SKIPPED) = range(13)
 _REPORTED_AT = 13
 _SKEW = _REPORTED_AT + len(_REPORTED)
+_LOSS = _SKEW + 1
 
 
 def _num(value: float) -> str:
@@ -108,7 +111,7 @@ class _Block:
     __slots__ = ("state", "config", "label_names", "version", "skipped", "parts", "_svc",
                  "_status", "_up", "_buckets", "_count", "_sum", "_phases", "_probes",
                  "_failures", "_no_failures", "_last_check", "_http_status", "_cert", "_reported",
-                 "_skew", "_duration_tmpl", "_probes_tmpl", "_details")
+                 "_skew", "_loss", "_duration_tmpl", "_probes_tmpl", "_details")
 
     def __init__(self, state: ServiceState, label_names: tuple[str, ...]) -> None:
         cfg = state.config
@@ -130,7 +133,7 @@ class _Block:
         )
         self._count = f"usdcop_service_probe_duration_seconds_count{{{svc}}} "
         self._sum = f"usdcop_service_probe_duration_seconds_sum{{{svc}}} "
-        self._phases = {p: f'usdcop_service_probe_phase_seconds{{phase="{p}",{svc}}} ' for p in PHASES}
+        self._phases = {p: f'usdcop_service_probe_phase_seconds{{phase="{p}",{svc}}} ' for p in PROBE_PHASES}
         self._probes = {r: f'usdcop_service_probes_total{{result="{r}",{svc}}} ' for r in state.probes}
         self._failures = tuple(
             (r, f'usdcop_service_probe_failures_total{{reason="{r}",{svc}}} ') for r in REASONS
@@ -141,6 +144,7 @@ class _Block:
         self._cert = f"usdcop_service_tls_cert_expiry_timestamp_seconds{{{svc}}} "
         self._reported = tuple((key, f"{name}{{{svc}}} ", scale) for key, name, _doc, scale in _REPORTED)
         self._skew = f"usdcop_service_clock_skew_seconds{{{svc}}} "
+        self._loss = f"usdcop_probe_icmp_loss_ratio{{{svc}}} "
         # Counts below a million print as "%d.0" (Go switches to exponents above): the
         # histogram and the probe counters are then one %-format each.
         self._duration_tmpl = "".join(
@@ -182,7 +186,7 @@ class _Block:
             parts[_FAILURES] = self._no_failures
         result = state.last_result
         if result is None:
-            for index in (_UP, _DURATION, _PHASES, _LAST_CHECK, _HTTP_STATUS, _CERT, _SKEW):
+            for index in (_UP, _DURATION, _PHASES, _LAST_CHECK, _HTTP_STATUS, _CERT, _SKEW, _LOSS):
                 parts[index] = ""
             for index in range(_REPORTED_AT, _SKEW):
                 parts[index] = ""
@@ -198,7 +202,7 @@ class _Block:
             lines.append(f"{self._count}{_num(total)}\n{self._sum}{_num(state.duration_sum)}\n")
             parts[_DURATION] = "".join(lines)
         phases, prefixes = result.phases, self._phases
-        parts[_PHASES] = "".join([f"{prefixes[p]}{_num(phases[p])}\n" for p in PHASES if p in phases])
+        parts[_PHASES] = "".join([f"{prefixes[p]}{_num(phases[p])}\n" for p in PROBE_PHASES if p in phases])
         last_check, status, expiry = state.last_check, result.http_status, result.tls_expiry
         parts[_LAST_CHECK] = f"{self._last_check}{_num(last_check)}\n" if last_check is not None else ""
         parts[_HTTP_STATUS] = f"{self._http_status}{_num(status)}\n" if status is not None else ""
@@ -211,6 +215,8 @@ class _Block:
                 parts[index] = f"{prefix}{_num(value * scale)}\n" if value is not None else ""
         skew = result.clock_skew_s
         parts[_SKEW] = f"{self._skew}{_num(skew)}\n" if skew is not None else ""
+        loss = result.facts.get("loss_ratio") if result.facts else None
+        parts[_LOSS] = f"{self._loss}{_num(loss)}\n" if loss is not None else ""
 
 
 class _Scrape:
@@ -377,7 +383,7 @@ class ServiceCollector(Collector):
             duration.add_metric([name], buckets, state.duration_sum)
             if state.last_check is not None:
                 last_check.add_metric([name], state.last_check)
-            for phase in PHASES:
+            for phase in PROBE_PHASES:
                 if phase in result.phases:
                     phases.add_metric([name, phase], result.phases[phase])
             if result.http_status is not None:
@@ -390,6 +396,8 @@ class ServiceCollector(Collector):
                     family.add_metric([name], value * scale)
             if result.clock_skew_s is not None:
                 families[_SKEW].add_metric([name], result.clock_skew_s)
+            if result.facts.get("loss_ratio") is not None:
+                families[_LOSS].add_metric([name], result.facts["loss_ratio"])
         current = overall_status(states)
         for st in OVERALL_STATUSES:
             families[-1].add_metric([st], 1 if current == st else 0)

@@ -16,11 +16,19 @@ REASONS = (
     "reported_unhealthy",
     "bad_body",
     "body_too_large",
+    "handshake",  # websocket: no 101 Switching Protocols, or a wrong accept key
+    "expect",  # websocket: no message matched `expect` (or the server closed first)
+    "rcode",  # dns: an answer code outside valid_rcodes
+    "answer",  # dns: no answer record matched expect_answer
+    "unreachable",  # icmp: the network or host is unreachable
+    "silence",  # push: no report within max_silence
     "other",
 )
 
 # HTTP phases, named as blackbox_exporter names them.
 PHASES = ("resolve", "connect", "tls", "processing", "transfer")
+# Every phase any prober reports (usdcop_service_probe_phase_seconds{phase}).
+PROBE_PHASES = (*PHASES, "handshake", "first_message", "query", "rtt", "check")
 
 
 @dataclass
@@ -61,6 +69,9 @@ class ProbeResult:
     body_format: str | None = None  # the format detected or configured
     extra: dict[str, Any] = field(default_factory=dict)  # prober-specific facts for metadata.probe
     clock_skew_s: float | None = None  # the service's clock minus ours (http: Date header, body time)
+    # Prober-specific numbers for /probe's blackbox_exporter names (dns record counts, grpc
+    # serving status, icmp loss, tls version ...); not part of the health format.
+    facts: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def failure(cls, reason: str, duration_s: float, message: str | None = None, **kw: Any) -> ProbeResult:

@@ -77,6 +77,15 @@ class ServiceState:
         self.version += 1
         return old, self.status
 
+    def checked(self, now: float) -> None:
+        """A check that found nothing new (a push service's report still within
+        max_silence): the last result stands, `last_check` says it was looked at now."""
+        if self.last_result is None:
+            return
+        self.last_check = now
+        self.health = None
+        self.version += 1
+
     def health_format(self) -> dict[str, Any]:
         """The health format for this service (docs/api.md)."""
         if self.health is not None:

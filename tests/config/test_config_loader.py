@@ -95,7 +95,8 @@ def test_the_shipped_services_yaml_loads_without_any_environment() -> None:
     assert by_name["trading-api"].url == "http://localhost:8001/health"
     assert by_name["ml-analytics"].url == "http://localhost:8002/health"
     assert by_name["pipeline-api"].url == "http://localhost:8000/health"
-    assert (by_name["websocket"].type, by_name["websocket"].address) == ("tcp", "localhost:8080")
+    assert (by_name["websocket"].type, by_name["websocket"].url) == ("websocket", "ws://localhost:8080/ws")
+    assert (by_name["websocket"].send, by_name["websocket"].expect) == ('{"op": "ping"}', '"(pong|tick)"')
     assert by_name["postgres"].url == "postgresql://localhost:5432/usdcop"
     assert by_name["redis"].url == "redis://localhost:6379/0"
     assert all(len(svc.labels) <= 5 for svc in config.services)
@@ -114,7 +115,7 @@ def test_the_shipped_services_yaml_follows_the_environment() -> None:
     assert by_name["trading-api"].url == "http://trading:9001/health"
     assert by_name["ml-analytics"].url == "https://ml.internal/health"
     assert by_name["pipeline-api"].url == "http://pipeline:9000/health"
-    assert by_name["websocket"].address == "stream.internal:9080"
+    assert by_name["websocket"].url == "ws://stream.internal:9080/ws"
     assert by_name["postgres"].url == "postgresql://writer:pw@db:5432/usdcop"
     assert by_name["redis"].url == "rediss://cache:6380/2"
 

@@ -78,3 +78,19 @@ def test_printable_config_hides_header_values_and_url_passwords() -> None:
 )
 def test_redact_url(url: str, expected: str) -> None:
     assert redact_url(url) == expected
+
+
+def test_printable_config_hides_websocket_headers_first_message_and_url_token() -> None:
+    text = """services:
+  - name: market-ws
+    type: websocket
+    url: "wss://md.internal/ws?token=tok-123"
+    headers: {Authorization: "Bearer hdr-456"}
+    send: '{"op": "auth", "key": "snd-789"}'
+    expect: authenticated
+"""
+    printed = json.dumps(redact_config(parse_config(text, "services.yaml")))
+    for secret in ("tok-123", "hdr-456", "snd-789"):
+        assert secret not in printed
+    svc = public_service(parse_config(text, "services.yaml").services[0])
+    assert (svc["send"], svc["headers"], svc["expect"]) == ("***", {"Authorization": "***"}, "authenticated")

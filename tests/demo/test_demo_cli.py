@@ -46,7 +46,7 @@ def test_help_describes_the_demo(capsys):
         main(["demo", "--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for word in ("healthy", "slow", "flaky", "down", "--sidecar", "DEMO_SIDECAR", "DEMO_HOST",
+    for word in ("healthy", "slow", "flaky", "WebSocket", "--sidecar", "DEMO_SIDECAR", "DEMO_HOST",
                  "EXPORTER_URL", "SIGTERM"):
         assert word in out
 
@@ -116,7 +116,8 @@ async def test_demo_shows_life_and_stops_cleanly(tmp_path, stop_signal):
             wanted = ['usdcop_signal_price{symbol="USDCOP"}',
                       'usdcop_service_status{service="trading-api",status="healthy"} 1.0',
                       'usdcop_service_status{service="ml-analytics",status="degraded"} 1.0',
-                      'usdcop_service_status{service="websocket",status="unhealthy"} 1.0',
+                      'usdcop_service_status{service="websocket",status="healthy"} 1.0',
+                      'usdcop_service_probe_phase_seconds{phase="first_message",service="websocket"}',
                       'usdcop_operation_latency_seconds_count{operation="generate_signal",'
                       'service="trading-engine"}',
                       'usdcop_audit_events_total{event_type="SIGNAL_GENERATED",outcome="stored"}',

@@ -55,15 +55,30 @@ async def test_flaky_fails_two_answers_in_six(services):
     assert codes == cycle * 2
 
 
-async def test_down_refuses_connections(services):
-    host, port = services.address("websocket").rsplit(":", 1)
-    with pytest.raises(ConnectionRefusedError):
-        socket.create_connection((host, int(port)), timeout=2).close()
+async def test_down_refuses_connections():
+    async with SimulatedServices([ServiceSpec("gone", "down", 0)]) as down:
+        host, port = down.address("gone").rsplit(":", 1)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((host, int(port)), timeout=2).close()
+        config = parse_config(demo_config_text(down, interval=1.0), "demo.yaml")
+        health = await HealthChecker(ServiceRegistry(config)).check_service("gone")
+        assert (health["status"], health["metadata"]["probe"]["reason"]) == ("unhealthy", "connect")
+
+
+async def test_stream_pushes_ticks_and_answers_pings(services):
+    async with aiohttp.ClientSession() as session, session.ws_connect(services.url("websocket")) as ws:
+        first = await ws.receive_json(timeout=5)
+        assert (first["type"], first["symbol"], first["seq"]) == ("tick", "USDCOP", 1)
+        await ws.send_str('{"op": "ping"}')
+        while (message := await ws.receive_json(timeout=5)).get("type") == "tick":
+            pass
+        assert message == {"op": "pong"}
 
 
 async def test_the_sidecar_sees_each_behaviour(services):
     """The generated services file is valid for the real loader, and the real checker
-    finds healthy, degraded (slow), unhealthy (down) and the flaky one's failures."""
+    finds healthy, degraded (slow), the stream healthy over WebSocket and the flaky one's
+    failures."""
     config = parse_config(demo_config_text(services, interval=1.0), "demo.yaml")
     checker = HealthChecker(ServiceRegistry(config))
     got = {name: await checker.check_service(name) for name in
@@ -72,8 +87,10 @@ async def test_the_sidecar_sees_each_behaviour(services):
     assert got["trading-api"]["details"]["requests_per_minute"] > 0
     assert got["ml-analytics"]["status"] == "degraded"
     assert got["ml-analytics"]["latency_ms"] >= SLOW * 1000
-    assert got["websocket"]["status"] == "unhealthy"
-    assert got["websocket"]["metadata"]["probe"]["reason"] == "connect"
+    assert got["websocket"]["status"] == "healthy"
+    assert config.service("websocket").type == "websocket"
+    phases = checker.states["websocket"].last_result.phases
+    assert {"connect", "handshake", "first_message"} <= set(phases)
     # pipeline-api needs two failures in a row (failure_threshold 2): answers 4 and 5.
     flaky = [(await checker.check_service("pipeline-api"))["status"] for _ in range(FLAKY_CYCLE)]
     assert flaky == ["healthy", "healthy", "healthy", "healthy", "unhealthy", "healthy"]

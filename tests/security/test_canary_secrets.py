@@ -41,7 +41,7 @@ async def test_no_canary_secret_anywhere(tmp_path, targets, pg_dsn, redis_url, r
     secrets = {k: canary(k) for k in (
         "apitoken", "admintoken", "checkpointkey", "pgpass", "headerval", "urlpass", "querytoken",
         "redispass", "pgprobepass", "basicpass", "wrongbasic", "wrongbearer", "reloadpass",
-        "hugeheader", "reloadheader")}
+        "hugeheader", "reloadheader", "wsheader", "wsquery", "wssend")}
     closed = free_port()
     admin_file = tmp_path / "admin.token"
     admin_file.write_text(secrets["admintoken"] + "\n")
@@ -66,6 +66,14 @@ services:
   - name: pg-up
     type: postgres
     url: "postgresql://postgres:{secrets['pgprobepass']}@127.0.0.1:5432/postgres"
+  - name: ws-secret
+    type: websocket
+    url: "ws://probe:{secrets['urlpass']}@127.0.0.1:{targets.port}/healthy?token={secrets['wsquery']}"
+    headers: {{Authorization: "Bearer {secrets['wsheader']}"}}
+    send: '{{"op": "auth", "key": "{secrets['wssend']}"}}'
+  - name: job-push
+    type: push
+    max_silence: 1h
 """
     services.write_text(services_text)
     web = tmp_path / "web.yml"
@@ -98,11 +106,17 @@ services:
                     seen.append(f"{method} {path} {resp.status} {dict(resp.headers)}\n{body}")
                     return resp.status, body
 
-            names = ["http-header", "http-creds", "http-echo", "redis-auth", "pg-down", "pg-up"]
+            names = ["http-header", "http-creds", "http-echo", "redis-auth", "pg-down", "pg-up",
+                     "ws-secret", "job-push"]
+            # A push report's message is the job's own words: it is shown, so it is no place
+            # for a secret; the canary checks the token that sent it is not.
+            assert (await call("POST", "/api/health/push", writer, json={
+                "service": "job-push", "status": "healthy", "latency_ms": 5}))[0] == 200
             for name in names:
                 status, body = await call("POST", "/api/health/services", writer, json={"service": name})
                 assert status == 200, body
                 assert (await call("GET", f"/probe?service={name}", reader))[0] == 200
+                assert (await call("GET", f"/probe?service={name}&debug=true", reader))[0] == 200
             for path in ("/api/health/services", "/readyz", "/healthz", "/api/openapi.json", "/metrics",
                          "/api/audit/signals?limit=1000", "/api/audit/verify", "/api/cache/signals?type=latest",
                          "/api/health/latency?service=desk"):
@@ -134,6 +148,7 @@ services:
         services.write_text(services_text)
         outputs = []
         for args in (["probe", "http-creds", "--config", str(services)],
+                     ["probe", "ws-secret", "--config", str(services)],
                      ["probe", "pg-down", "--config", str(services)],
                      ["check-config", str(services)], ["audit", "verify"]):
             result = subprocess.run([SCRIPT, *args], env=env, capture_output=True, text=True, timeout=60)

@@ -12,11 +12,17 @@ from time import perf_counter
 from ...config.model import ServiceConfig
 from ..result import REASONS, ProbeResult
 from .base import ProbeContext, Prober
+from .dns import probe_dns
+from .grpc_health import probe_grpc
 from .http import probe_http
+from .icmp import probe_icmp
 from .postgres import probe_postgres
+from .push import probe_push
 from .python import probe_python
 from .redis import probe_redis
 from .tcp import probe_tcp
+from .tls_check import probe_tls
+from .websocket import probe_websocket
 
 PROBERS: dict[str, Prober] = {
     "http": probe_http,
@@ -24,6 +30,12 @@ PROBERS: dict[str, Prober] = {
     "redis": probe_redis,
     "postgres": probe_postgres,
     "python": probe_python,
+    "websocket": probe_websocket,
+    "push": probe_push,
+    "dns": probe_dns,
+    "tls": probe_tls,
+    "grpc": probe_grpc,
+    "icmp": probe_icmp,
 }
 
 __all__ = ["PROBERS", "ProbeContext", "Prober", "run_probe"]

@@ -21,12 +21,16 @@ class ProbeContext:
     `trace`, when set, receives the probe's own log lines (resolve, connect, each phase,
     the decision and its reason) for `/probe?debug=true`; probers call `ctx.note(...)`,
     which costs nothing when nobody listens. A line never holds a secret.
+    `push` is the checker's PushBoard and `last_result` the service's last recorded
+    result: the push prober reads them, nothing else does.
     """
 
     timeout: float
     http: Any = None  # aiohttp.ClientSession | None
     allowed_targets: tuple[str, ...] = ()
     trace: Callable[[str], None] | None = None
+    push: Any = None  # PushBoard | None
+    last_result: ProbeResult | None = None
 
     def note(self, line: str) -> None:
         """Hand one debug line to `trace`, if anyone listens."""

@@ -13,6 +13,7 @@ import aiohttp
 from aiohttp import client_exceptions as cx
 
 from ...config.model import ServiceConfig
+from ...config.redact import redact_url
 from ...desk.clock_skew import body_time, estimate_skew
 from ..bodies import Body, interpret
 from ..conditions import evaluate
@@ -156,12 +157,20 @@ async def probe_http(service: ServiceConfig, ctx: ProbeContext) -> ProbeResult:
     # Another session could neither time the phases nor see the certificate of a small
     # answer (aiohttp lets go of the connection before the prober looks).
     session = ctx.http if shared else create_session()
+    ctx.note(f"requesting {service.method} {redact_url(service.url or '')}"
+             + (f" with headers {', '.join(k + ': ***' for k, _ in service.headers)}"
+                if service.headers else ""))
     try:
         status, raw, content_type, clock = await _exchange(service, ctx, session, timeline)
     except _Failed as failed:
+        _note_phases(ctx, timeline)
+        ctx.note(f"failure ({failed.reason}): {failed.message}")
         return _failure(failed, timeline)
     except Exception as exc:  # CancelledError is a BaseException and passes through
-        return _failure(_map_error(exc, ctx.timeout), timeline)
+        failed = _map_error(exc, ctx.timeout)
+        _note_phases(ctx, timeline)
+        ctx.note(f"failure ({failed.reason}): {failed.message}")
+        return _failure(failed, timeline)
     finally:
         TIMELINE.reset(token)
         GUARD.reset(guard_token)
@@ -169,6 +178,8 @@ async def probe_http(service: ServiceConfig, ctx: ProbeContext) -> ProbeResult:
             await session.close()
     elapsed = perf_counter() - timeline.start
     expiry = timeline.cert_expiry()
+    _note_phases(ctx, timeline)
+    ctx.note(f"HTTP {status}, body of {len(raw) if raw is not None else 'more than max_body'} bytes")
 
     body = None
     if raw is not None and service.body_format != "none":
@@ -189,6 +200,7 @@ async def probe_http(service: ServiceConfig, ctx: ProbeContext) -> ProbeResult:
         if failed:
             reason = "condition"
             message = f"{failed[0].condition}: {failed[0].detail}"[:200]
+    ctx.note("decision: " + ("success" if reason is None else f"failure ({reason}): {message}"))
     return ProbeResult(
         success=reason is None,
         duration_s=elapsed,
@@ -218,6 +230,12 @@ def _skew(timeline: Timeline, clock: tuple[str | None, float, float], body: Body
         sent, received = hop.conn_end + offset, hop.headers + offset
     stamp = body_time(body.value) if body is not None and body.error is None else None
     return estimate_skew(date_header, stamp, sent, received)
+
+
+def _note_phases(ctx: ProbeContext, timeline: Timeline) -> None:
+    if ctx.trace is not None:
+        phases = ", ".join(f"{k} {v:.6f}s" for k, v in timeline.phases().items())
+        ctx.note(f"phases: {phases or 'none'}")
 
 
 def _failure(failed: _Failed, timeline: Timeline) -> ProbeResult:

@@ -30,6 +30,20 @@ def client_context(tls: TLSConfig) -> ssl.SSLContext:
     return _build(tls, stamp)
 
 
+@functools.lru_cache(maxsize=64)
+def _read_ca(path: str, _stamp: tuple[int, int]) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def ca_bytes(tls: TLSConfig) -> bytes | None:
+    """The PEM bytes of `tls.ca_file` (None without one), read again when it changes on disk."""
+    if not tls.ca_file:
+        return None
+    st = os.stat(tls.ca_file)
+    return _read_ca(tls.ca_file, (st.st_mtime_ns, st.st_size))
+
+
 def _read_tlv(der: bytes, pos: int) -> tuple[int, int, int]:
     """(tag, start of content, end of content) of the DER element at `pos`."""
     tag = der[pos]
