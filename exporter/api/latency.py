@@ -16,7 +16,6 @@ from .routes import Route
 from .schemas import body_pointer, closed, closed_optional, free_form, refusal, reply
 from .validation import (
     BATCH_BODY_LIMIT,
-    BODY_LIMIT,
     check_query,
     closed_object,
     field_path,
@@ -316,7 +315,7 @@ def _checked_record(value: Any, where: str) -> LatencyRecord:
 
 async def post_latency(request: web.Request) -> web.Response:
     """POST: one record, or {"records": [...]} recorded all or nothing."""
-    body = await read_json(request, BATCH_BODY_LIMIT)
+    body = await read_json(request, BATCH_BODY_LIMIT, batch_key="records")
     if isinstance(body, dict) and "records" in body:
         closed_object(body, "", required=("records",))
         items = body["records"]
@@ -332,12 +331,6 @@ async def post_latency(request: web.Request) -> web.Response:
         records = [_record(item, "records", i) for i, item in enumerate(items)]
         where = "records"
     else:
-        if request.content.total_bytes > BODY_LIMIT:
-            raise ApiError(
-                413,
-                "payload_too_large",
-                f"request body over {BODY_LIMIT} bytes (only batches may be larger)",
-            )
         records = [_record(body, "")]
         where = ""
     try:

@@ -102,7 +102,12 @@ def parse_time(text: Any, field: str) -> datetime:
         value = datetime.fromisoformat(text.upper())
     except ValueError:
         raise AuditValidationError(f"{field} is not a valid time: {text[:40]!r}", field) from None
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 or 9999-12-31T23:59-01:00: no UTC form
+        raise AuditValidationError(
+            f"{field} is out of range: {text[:40]!r} has no UTC time between years 1 and 9999",
+            field) from None
 
 
 def check_data(value: Any, field: str) -> bytes:
