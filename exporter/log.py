@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -122,6 +123,34 @@ class _Timer:
         return sync_wrapper
 
 
+# C0 controls but tab, DEL and C1 (U+0085 NEL among them), the Unicode line and paragraph
+# separators, and lone surrogates: whatever could end or garble a line of the text log.
+_UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def printable(text: str) -> str:
+    """`text` with line breaks, other control characters and lone surrogates escaped
+    (`\\n`, `\\x85`, `\\u2028`), so that it stays on one log line."""
+    return _UNSAFE.sub(_escape, text)
+
+
+TEXT_FORMAT = ("<green>{time:YYYY-MM-DDTHH:mm:ss.SSSZ}</green> <level>{level: <7}</level> "
+               "{extra[_printable]}\n{exception}")
+
+
+def text_format(record) -> str:
+    """loguru format of the text log: one line a record, its message escaped by printable()."""
+    record["extra"]["_printable"] = printable(record["message"])
+    return TEXT_FORMAT
+
+
 def _json_sink(message) -> None:
     record = message.record
     out = {
@@ -131,7 +160,8 @@ def _json_sink(message) -> None:
         "logger": record["name"],
     }
     for key, value in record["extra"].items():
-        out.setdefault(key, value)
+        if key != "_printable":
+            out.setdefault(key, value)
     if record["exception"] is not None:
         exc = record["exception"]
         out["exception"] = f"{exc.type.__name__ if exc.type else ''}: {exc.value}"
@@ -145,7 +175,5 @@ def configure_logging(level: str = "info", fmt: str = "text") -> None:
     if fmt == "json":
         _logger.add(_json_sink, level=lvl, backtrace=False, diagnose=False)
     else:
-        _logger.add(
-            sys.stderr, level=lvl, backtrace=False, diagnose=False, colorize=sys.stderr.isatty(),
-            format="<green>{time:YYYY-MM-DDTHH:mm:ss.SSSZ}</green> <level>{level: <7}</level> {message}",
-        )
+        _logger.add(sys.stderr, level=lvl, backtrace=False, diagnose=False,
+                    colorize=sys.stderr.isatty(), format=text_format)

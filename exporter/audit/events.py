@@ -31,6 +31,7 @@ TIME_RE = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,32})?)?([Zz]|[+-]\d{2}:\d{2})"
 )
 MAX_ACTOR = 256
+LINE_SEPARATORS = "\x85\u2028\u2029"  # NEL and the Unicode line and paragraph separators
 MAX_DATA_BYTES = 64 * 1024
 MAX_DEPTH = 16
 
@@ -184,8 +185,9 @@ def _opt_str(obj: dict, key: str, where: str, max_len: int, pattern: re.Pattern 
         raise AuditValidationError(f"{path} must match {pattern.pattern}", path)
     if pattern is None:
         _check_text(value, path)
-        if any(ch < " " for ch in value):
-            raise AuditValidationError(f"{path} contains a control character", path)
+        if any(ch < " " or ch in LINE_SEPARATORS for ch in value):
+            raise AuditValidationError(f"{path} contains a control character or line separator",
+                                       path)
     return value
 
 
