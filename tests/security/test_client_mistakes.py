@@ -5,6 +5,7 @@ machine's Redis and Postgres."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ import pytest
 from exporter.api.keys import REGISTRY
 from tests.cache.helpers import make_signal
 
-from .conftest import limit_count, running
+from .conftest import HASH, limit_count, running
 
 TOKEN = "client-mistakes-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -225,3 +226,33 @@ async def test_identity_and_gzip_are_taken(sidecar, coding):
     # several gzip members are one gzip body
     data = gzip.compress(plain[:10]) + gzip.compress(plain[10:])
     assert await call(http, "POST", LATENCY, data=data, headers=GZIP) == (200, {"accepted": 1})
+
+
+# -- header bytes that are not UTF-8 -------------------------------------------------------
+
+
+async def _raw(base: str, request: bytes) -> int:
+    host, port = base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request)
+        await writer.drain()
+        line = await reader.readline()
+    finally:
+        writer.close()
+    return int(line.split()[1])
+
+
+@pytest.mark.parametrize("credential", [b"Bearer \xff\xfe\x80", b"Bearer tok\xc3", b"Basic \xff\xff"])
+@pytest.mark.parametrize("method,path", [(b"POST", b"/api/health/latency"),
+                                         (b"DELETE", b"/api/audit/signals"),
+                                         (b"GET", b"/api/health/services")])
+async def test_credentials_that_are_not_utf8_are_refused_not_a_fault(
+        make_sidecar, credential, method, path):
+    app = make_sidecar(EXPORTER_API_TOKEN=TOKEN, EXPORTER_ADMIN_TOKEN=TOKEN + "-admin",
+                       web_config=f"basic_auth_users:\n  reader: {HASH}\n")
+    async with running(app) as base:
+        status = await _raw(base, method + b" " + path + b" HTTP/1.1\r\nHost: x\r\n"
+                            b"Authorization: " + credential + b"\r\nContent-Length: 0\r\n"
+                            b"Connection: close\r\n\r\n")
+    assert status == 401
