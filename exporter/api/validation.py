@@ -154,8 +154,9 @@ def _depth(value: Any, check_nul: bool = False) -> int:
 
 async def read_json(request: web.Request, limit: int = BODY_LIMIT, *,
                     batch_key: str | None = None) -> Any:
-    """Read and parse the request body: 415 for an unknown Content-Encoding, 413 before
-    anything else, then 415 for a Content-Type other than JSON, then 400.
+    """Read and parse the request body. In order: 415 for a Content-Encoding other than
+    identity or gzip, 413 for a body over the limit, 415 for a Content-Type other than
+    JSON, 400 for a body that is not strict JSON.
 
     `limit` applies to the body as sent and, for gzip, again after decompression. With
     `batch_key`, only an object holding that key may use `limit`; any other body is held
