@@ -256,3 +256,17 @@ async def test_credentials_that_are_not_utf8_are_refused_not_a_fault(
                             b"Authorization: " + credential + b"\r\nContent-Length: 0\r\n"
                             b"Connection: close\r\n\r\n")
     assert status == 401
+
+
+@pytest.mark.parametrize("escape", ["\\u2028", "\\u2029", "\\x85"])
+def test_line_separators_are_refused_in_probe_headers_and_user_names(escape):
+    from exporter.config import ConfigError, parse_config
+    from exporter.security.webconfig import parse_web_config
+
+    services = ("services:\n  - name: api\n    url: http://127.0.0.1:1/health\n"
+                f'    headers: {{X-Desk: "a{escape}b"}}\n')
+    with pytest.raises(ConfigError, match="line break or control character"):
+        parse_config(services)
+    web = f'basic_auth_users:\n  "desk{escape}lead": {HASH}\n'
+    with pytest.raises(ConfigError, match="user name is 1 to 256 characters"):
+        parse_web_config(web.encode(), "web.yml")
