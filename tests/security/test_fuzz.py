@@ -45,7 +45,7 @@ ADMIN = "fuzz-admin-token-0123456789"
 WRITER = "fuzz-writer-token-0123456789"
 EXAMPLES = int(os.environ.get("USDCOP_FUZZ_EXAMPLES", "0"))
 SETTINGS = settings(
-    max_examples=EXAMPLES or 300, deadline=None, database=None, derandomize=not EXAMPLES,
+    max_examples=EXAMPLES or 800, deadline=None, database=None, derandomize=not EXAMPLES,
     suppress_health_check=list(HealthCheck), print_blob=True,
 )
 SERVICES = "services:\n  - {name: self, type: tcp, address: '127.0.0.1:1', timeout: 1s}\n"
