@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import quote
 
 import pytest
+import redis
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -128,19 +129,22 @@ def send(port: int, method: bytes, target: bytes, headers: list[tuple[bytes, byt
     return int(line[9:12]), bytes(answer)
 
 
-@pytest.fixture(scope="module")
-def sidecar(tmp_path_factory):
-    """A sidecar on a fresh Postgres database and its own Redis namespace, ready."""
+@pytest.fixture(scope="module", params=["postgres-redis", "embedded"])
+def sidecar(request, tmp_path_factory):
+    """A ready sidecar: on a fresh Postgres database and its own Redis namespace, or
+    embedded (SQLite audit trail, in-memory cache)."""
     tmp = tmp_path_factory.mktemp("fuzz")
     (tmp / "services.yaml").write_text(SERVICES)
     (tmp / "web.yml").write_text(f"basic_auth_users:\n  reader: {HASH}\n")
-    name, dsn = _create_database()
+    name, dsn = _create_database() if request.param == "postgres-redis" else (None, None)
     namespace = "usdcop_test_" + uuid.uuid4().hex[:10]
     env = {"EXPORTER_CONFIG": str(tmp / "services.yaml"), "EXPORTER_SCHEDULER": "off",
            "EXPORTER_API_TOKEN": WRITER, "EXPORTER_ADMIN_TOKEN": ADMIN,
-           "REDIS_URL": REDIS_TEST_URL, "REDIS_NAMESPACE": namespace, "POSTGRES_URL": dsn,
            "AUDIT_SPOOL_DIR": str(tmp / "spool"), "AUDIT_CHECKPOINT_DIR": str(tmp / "cp"),
+           "AUDIT_SQLITE_PATH": str(tmp / "audit.sqlite3"),
            "MIRROR_INTERVAL": "200ms", "EXPORTER_WEB_CONFIG": str(tmp / "web.yml")}
+    if dsn is not None:
+        env.update(REDIS_URL=REDIS_TEST_URL, REDIS_NAMESPACE=namespace, POSTGRES_URL=dsn)
     server = ThreadedSidecar(env)
     try:
         server.start()
@@ -156,13 +160,13 @@ def sidecar(tmp_path_factory):
     finally:
         if server.port:
             server.stop()
-        _drop_database(name)
-        import redis
-        client = redis.Redis.from_url(REDIS_TEST_URL)
-        keys = list(client.scan_iter(match=f"{namespace}:*", count=500))
-        if keys:
-            client.delete(*keys)
-        client.close()
+        if name is not None:
+            _drop_database(name)
+            client = redis.Redis.from_url(REDIS_TEST_URL)
+            keys = list(client.scan_iter(match=f"{namespace}:*", count=500))
+            if keys:
+                client.delete(*keys)
+            client.close()
 
 
 def check(sidecar, method: bytes, target: bytes, headers, body: bytes = b"",
