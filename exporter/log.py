@@ -6,6 +6,7 @@ import functools
 import inspect
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -124,6 +125,24 @@ class _Timer:
         return sync_wrapper
 
 
+# C0 controls but tab, DEL and C1 (U+0085 NEL among them), the Unicode line and paragraph
+# separators, and lone surrogates: whatever could end or garble a line of the text log.
+_UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def printable(text: str) -> str:
+    """`text` with line breaks, other control characters and lone surrogates escaped
+    (`\\n`, `\\x85`, `\\u2028`), so that it stays on one log line."""
+    return _UNSAFE.sub(_escape, text)
+
+
 def _json_sink(message) -> None:
     record = message.record
     out = {
@@ -133,21 +152,25 @@ def _json_sink(message) -> None:
         "logger": record["name"],
     }
     for key, value in record["extra"].items():
-        out.setdefault(key, value)
+        if key != "_printable":
+            out.setdefault(key, value)
     if record["exception"] is not None:
         exc = record["exception"]
         out["exception"] = f"{exc.type.__name__ if exc.type else ''}: {exc.value}"
     sys.stderr.write(json.dumps(out, default=str) + "\n")
 
 
-_TEXT_FORMAT = "<green>{time:YYYY-MM-DDTHH:mm:ss.SSSZ}</green> <level>{level: <7}</level> {message}"
+TEXT_LINE = "<green>{time:YYYY-MM-DDTHH:mm:ss.SSSZ}</green> <level>{level: <7}</level> {extra[_printable]}"
 
 
-def _text_format(record) -> str:
-    """The text line: time, level, message, then the bound fields as JSON (braces escaped)."""
-    line = _TEXT_FORMAT
-    if record["extra"]:
-        fields = json.dumps(record["extra"], default=str, ensure_ascii=False)
+def text_format(record) -> str:
+    """loguru format of the text log, one line a record: time, level, the message escaped by
+    printable(), then the bound fields as JSON (escaped the same way, braces doubled)."""
+    extra = {k: v for k, v in record["extra"].items() if k != "_printable"}
+    record["extra"]["_printable"] = printable(record["message"])
+    line = TEXT_LINE
+    if extra:
+        fields = printable(json.dumps(extra, default=str, ensure_ascii=False))
         line += " " + fields.replace("{", "{{").replace("}", "}}").replace("<", r"\<")
     return line + "\n{exception}"
 
@@ -164,7 +187,7 @@ def configure_logging(level: str = "info", fmt: str = "text") -> None:
     else:
         _logger.add(
             sys.stderr, level=lvl, backtrace=False, diagnose=False, colorize=sys.stderr.isatty(),
-            format=_text_format,
+            format=text_format,
         )
 
 

@@ -23,7 +23,6 @@ from .keys import DEPENDENCIES, READY, REGISTRY, SETTINGS
 from .routes import Route
 from .validation import (
     BATCH_BODY_LIMIT,
-    BODY_LIMIT,
     check_query,
     closed_object,
     query_int,
@@ -163,11 +162,9 @@ async def get_events(request: web.Request) -> web.Response:
 
 async def post_events(request: web.Request) -> web.Response:
     """POST /api/audit/signals: one event or {"events": [...]}."""
-    body = await read_json(request, BATCH_BODY_LIMIT)
+    body = await read_json(request, BATCH_BODY_LIMIT, batch_key="events")
     service = request.app[AUDIT]
     batch = isinstance(body, dict) and "events" in body
-    if not batch and (request.content_length or 0) > BODY_LIMIT:
-        raise ApiError(413, "payload_too_large", f"request body over {BODY_LIMIT} bytes")
     try:
         if batch:
             closed_object(body, "", required=("events",))

@@ -24,7 +24,9 @@ BASIC_AUTH: web.AppKey[object] = web.AppKey("basic_auth", object)  # set by the 
 
 
 def _equal(given: str, expected: str | None) -> bool:
-    return expected is not None and hmac.compare_digest(given.encode(), expected.encode())
+    # Header bytes that are not UTF-8 reach us as surrogate escapes: compare the bytes sent.
+    return expected is not None and hmac.compare_digest(given.encode("utf-8", "surrogateescape"),
+                                                        expected.encode())
 
 
 def route_level(request: web.Request) -> str | None:

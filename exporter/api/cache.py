@@ -8,6 +8,7 @@ configured — the publisher of `<ns>:health:<service>`.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,7 +33,13 @@ from ..cache.layout import ACTIONS, SYMBOL_RE
 from ..cache.memory import MemoryBackend
 from ..cache.metrics import CacheMetrics, HealthWriterMetrics, MirrorMetrics
 from ..cache.mirror import Mirror
-from ..cache.signals import MAX_LIMIT, REQUIRED, SignalCache, validate_signal
+from ..cache.signals import (
+    MAX_LIMIT,
+    REQUIRED,
+    SignalCache,
+    signal_time,
+    validate_signal,
+)
 from ..cache.trading_metrics import MetricsCache
 from .errors import ApiError, bad_request, invalid, unavailable
 from .health import CHECKER
@@ -48,6 +55,7 @@ SWEEP_INTERVAL = 60.0  # the in-memory backend's cleanup of expired entries
 # One day, as for latency records: longer is a unit mistake, and sums of such values would
 # overflow the history statistics to a non-JSON Infinity.
 MAX_EXECUTION_LATENCY_MS = 86_400_000.0
+DEFAULT_FUTURE_SKEW = 300.0  # seconds a signal may be ahead of the sidecar's clock
 _PARAMS = {"latest": {"type", "symbol"}, "history": {"type", "symbol", "limit"},
            "stats": {"type", "symbol"}}
 
@@ -222,6 +230,13 @@ async def post_signal(request: web.Request) -> web.Response:
     if latency is not None and latency > MAX_EXECUTION_LATENCY_MS:
         raise invalid(f"execution_latency_ms: must be <= {MAX_EXECUTION_LATENCY_MS:g} (one day), "
                       f"got {latency:g}", "execution_latency_ms")
+    # A signal from the future would show a negative age and hide a stale engine: refused
+    # past the skew audit event times are allowed (AUDIT_MAX_FUTURE_SKEW).
+    skew = getattr(request.app[SETTINGS], "audit_max_future_skew", DEFAULT_FUTURE_SKEW)
+    ahead = signal_time(signal) - time.time()
+    if ahead > skew:
+        raise invalid(f"timestamp is {ahead:.0f} s in the future; at most {skew:g} s "
+                      "(AUDIT_MAX_FUTURE_SKEW) is allowed", "timestamp")
     with _answering():
         stored = await request.app[CACHE].signals.record(signal)
     return web.json_response({"signal": stored}, status=201)

@@ -31,7 +31,8 @@ DESK = web.AppKey("desk", Desk)
 HALT_PATH = "/api/trading/halt"
 RECONCILIATION_PATH = "/api/desk/reconciliation"
 RETRY_AFTER = 5
-_TEXT = re.compile(r"[^\x00-\x1f\x7f]+")  # actor and note: printable, no line breaks
+# actor and note: printable, no line breaks (C0, DEL, NEL, the Unicode line separators)
+_TEXT = re.compile("[^\x00-\x1f\x7f\x85\u2028\u2029]+")
 _DEFAULT_DESK = DeskConfig()
 
 

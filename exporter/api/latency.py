@@ -18,7 +18,6 @@ from .routes import Route
 from .schemas import body_pointer, closed, closed_optional, free_form, refusal, reply
 from .validation import (
     BATCH_BODY_LIMIT,
-    BODY_LIMIT,
     check_query,
     closed_object,
     field_path,
@@ -333,7 +332,7 @@ def _checked_record(value: Any, where: str) -> LatencyRecord:
 
 async def post_latency(request: web.Request) -> web.Response:
     """POST: one record, or {"records": [...]} recorded all or nothing."""
-    body = await read_json(request, BATCH_BODY_LIMIT)
+    body = await read_json(request, BATCH_BODY_LIMIT, batch_key="records")
     cache_reads: list[tuple[str, str, int]] = []
     if isinstance(body, dict) and "records" in body:
         closed_object(body, "", required=("records",), optional=("cache_requests",))
@@ -351,12 +350,6 @@ async def post_latency(request: web.Request) -> web.Response:
         records = [_record(item, "records", i) for i, item in enumerate(items)]
         where = "records"
     else:
-        if request.content.total_bytes > BODY_LIMIT:
-            raise ApiError(
-                413,
-                "payload_too_large",
-                f"request body over {BODY_LIMIT} bytes (only batches may be larger)",
-            )
         records = [_record(body, "")]
         where = ""
     try:

@@ -42,9 +42,13 @@ RESERVED_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 def handler_args() -> dict:
-    """aiohttp handler arguments: parser limits and the keep-alive idle timeout."""
+    """aiohttp handler arguments: parser limits and the keep-alive idle timeout.
+
+    Request bodies reach the handlers as sent: read_json decodes gzip itself, within the
+    route's body limit (aiohttp's automatic decompression is off)."""
     return {"max_headers": MAX_HEADERS, "max_field_size": MAX_FIELD_SIZE,
-            "max_line_size": MAX_FIELD_SIZE, "keepalive_timeout": KEEPALIVE_TIMEOUT}
+            "max_line_size": MAX_FIELD_SIZE, "keepalive_timeout": KEEPALIVE_TIMEOUT,
+            "auto_decompress": False}
 
 
 def count_limit(app: web.Application, limit: str) -> None:

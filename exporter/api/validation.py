@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiohttp import web
 
 from ..jsontypes import json_type_name
+from .encoding import decoder_for, too_large
 from .errors import ApiError, bad_request, invalid
 
 BODY_LIMIT = 1024 * 1024  # 1 MiB per request
@@ -82,7 +84,45 @@ def parse_json(raw: bytes) -> Any:
     depth = _depth(value, check_nul="\\u0000" in text)
     if depth > MAX_DEPTH + 2:  # envelope + object + free-form payload
         raise bad_request(f"JSON nested deeper than {MAX_DEPTH} levels")
+    # Likewise a lone surrogate (valid JSON, but no text: nothing can store or log it).
+    if _SURROGATE_ESCAPE.search(text):
+        _refuse_surrogates(value)
     return value
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _printable_path(path: str) -> str:
+    return path.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _refuse_surrogates(value: Any) -> None:
+    """422 naming the first string (key or value) holding a lone UTF-16 surrogate."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                child_path = _join(path, key)
+                if not _is_text(key):
+                    where = _printable_path(child_path)
+                    raise invalid(f"{where or 'body'} (a key) contains a lone UTF-16 surrogate",
+                                  where)
+                stack.append((child, child_path))
+        elif isinstance(item, list):
+            stack.extend((child, _join(path, i)) for i, child in enumerate(item))
+        elif isinstance(item, str) and not _is_text(item):
+            where = _printable_path(path)
+            raise invalid(f"{where or 'body'} contains a lone UTF-16 surrogate", where or None)
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _depth(value: Any, check_nul: bool = False) -> int:
@@ -112,29 +152,59 @@ def _depth(value: Any, check_nul: bool = False) -> int:
     return depth
 
 
-async def read_json(request: web.Request, limit: int = BODY_LIMIT) -> Any:
-    """Read and parse the request body; 413 before anything else, then 415, then 400."""
-    length = request.content_length
-    if length is not None and length > limit:
-        raise ApiError(413, "payload_too_large", f"request body over {limit} bytes")
-    # A small body has usually arrived with the headers: take it without a timer or an
-    # async iteration (the common case of every API call).
-    raw = bytearray(request.content.read_nowait(-1)) if length else bytearray()
-    if length is None or len(raw) < length:
-        try:
-            async with asyncio.timeout(BODY_READ_TIMEOUT):
-                async for chunk in request.content.iter_chunked(65536):
-                    raw += chunk
-                    if len(raw) > limit:
-                        raise ApiError(413, "payload_too_large", f"request body over {limit} bytes")
-        except TimeoutError:
-            raise ApiError(408, "request_timeout",
-                           f"request body not received within {BODY_READ_TIMEOUT:g} s") from None
+async def read_json(request: web.Request, limit: int = BODY_LIMIT, *,
+                    batch_key: str | None = None) -> Any:
+    """Read and parse the request body. In order: 415 for a Content-Encoding other than
+    identity or gzip, 413 for a body over the limit, 415 for a Content-Type other than
+    JSON, 400 for a body that is not strict JSON.
+
+    `limit` applies to the body as sent and, for gzip, again after decompression. With
+    `batch_key`, only an object holding that key may use `limit`; any other body is held
+    to BODY_LIMIT (decompressed size)."""
+    raw = await _read_body(request, limit)
     if request.content_type != "application/json":
         raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json")
     if not raw:
         raise bad_request("request body is empty")
-    return parse_json(bytes(raw))
+    value = parse_json(raw)
+    if batch_key is not None and len(raw) > BODY_LIMIT and not (
+            isinstance(value, dict) and batch_key in value):
+        raise ApiError(413, "payload_too_large",
+                       f"request body over {BODY_LIMIT} bytes (only batches may be larger)")
+    return value
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    """The body, decompressed, within `limit` bytes and BODY_READ_TIMEOUT seconds."""
+    decoder = decoder_for(request.headers.get("Content-Encoding"), limit)
+    length = request.content_length
+    if length is not None and length > limit:
+        raise too_large(limit)
+    received = 0
+    raw = bytearray()
+
+    def take(chunk: bytes) -> None:
+        nonlocal received
+        received += len(chunk)
+        if received > limit:
+            raise too_large(limit)
+        raw.extend(decoder.feed(chunk) if decoder is not None else chunk)
+
+    # A small body has usually arrived with the headers: take it without a timer or an
+    # async iteration (the common case of every API call).
+    if length:
+        take(request.content.read_nowait(-1))
+    if length is None or received < length:
+        try:
+            async with asyncio.timeout(BODY_READ_TIMEOUT):
+                async for chunk in request.content.iter_chunked(65536):
+                    take(chunk)
+        except TimeoutError:
+            raise ApiError(408, "request_timeout",
+                           f"request body not received within {BODY_READ_TIMEOUT:g} s") from None
+    if decoder is not None:
+        decoder.finish()
+    return bytes(raw)
 
 
 def check_query(request: web.Request, allowed: Iterable[str]) -> Mapping[str, str]:

@@ -36,6 +36,7 @@ TIME_RE = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,32})?)?([Zz]|[+-]\d{2}:\d{2})"
 )
 MAX_ACTOR = 256
+LINE_SEPARATORS = "\x85\u2028\u2029"  # NEL and the Unicode line and paragraph separators
 MAX_DATA_BYTES = 64 * 1024
 MAX_DEPTH = 16
 
@@ -107,7 +108,12 @@ def parse_time(text: Any, field: str) -> datetime:
         value = datetime.fromisoformat(text.upper())
     except ValueError:
         raise AuditValidationError(f"{field} is not a valid time: {text[:40]!r}", field) from None
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 or 9999-12-31T23:59-01:00: no UTC form
+        raise AuditValidationError(
+            f"{field} is out of range: {text[:40]!r} has no UTC time between years 1 and 9999",
+            field) from None
 
 
 def check_data(value: Any, field: str) -> bytes:
@@ -184,8 +190,9 @@ def _opt_str(obj: dict, key: str, where: str, max_len: int, pattern: re.Pattern 
         raise AuditValidationError(f"{path} must match {pattern.pattern}", path)
     if pattern is None:
         _check_text(value, path)
-        if any(ch < " " for ch in value):
-            raise AuditValidationError(f"{path} contains a control character", path)
+        if any(ch < " " or ch in LINE_SEPARATORS for ch in value):
+            raise AuditValidationError(f"{path} contains a control character or line separator",
+                                       path)
     return value
 
 

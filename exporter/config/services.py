@@ -40,7 +40,7 @@ MAX_THRESHOLD = 1000
 MAX_BODY = 64 << 20
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}")
-_HEADER_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
+_HEADER_VALUE = re.compile("[^\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]*")
 _HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*\.?")
 _CHECK = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
 _STATUS_CLASS = re.compile(r"[1-5]xx", re.IGNORECASE)

@@ -204,6 +204,12 @@ class Reconciler:
         """Reconcile every `desk.reconciliation.interval` until cancelled."""
         while True:
             await self.run_once()
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # A cancel that arrived inside the store or Redis client and came out as an
+                # ordinary error (counted as a failed run): the loop still ends here.
+                logger.debug("reconciliation cancelled ({})", self.last_problem)
+                raise asyncio.CancelledError
             await asyncio.sleep(self.desk().reconciliation.interval)
 
 

@@ -66,7 +66,7 @@ HEADERS: dict[str, tuple[str, ...] | None] = {
     "Strict-Transport-Security": None,
 }
 _BCRYPT = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
-_USER = re.compile(r"[^\x00-\x1f\x7f:]{1,256}")
+_USER = re.compile("[^\x00-\x1f\x7f\x85\u2028\u2029:]{1,256}")
 _HEADER_VALUE = re.compile(r"[\x20-\x7e]{1,4096}")
 MAX_RATE_INTERVAL = 86400.0
 
