@@ -15,6 +15,7 @@ from ..health.checker import HealthChecker, NotInShard
 from ..health.collector import ServiceCollector
 from ..health.probes.http_client import create_session
 from ..health.registry import ServiceRegistry
+from ..loops import running_loop_name
 from ..metrics import CoreMetrics
 from .errors import ApiError, not_found
 from .httpmetrics import METRICS
@@ -62,6 +63,7 @@ def setup(app: web.Application) -> list[Route]:
 async def _checker_ctx(app: web.Application):
     settings = app[SETTINGS]
     checker = app[CHECKER]
+    app[METRICS].record_build(running_loop_name())
     session = create_session()  # fresh connection per probe, phases timed, TLS expiry kept
     checker.http = session
     if settings.scheduler:

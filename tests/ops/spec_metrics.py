@@ -6,7 +6,7 @@ from __future__ import annotations
 # `instance` that Prometheus adds). A name a rule or dashboard uses that is not here is a
 # typo or an invented metric, and fails the tests.
 GAUGES: dict[str, frozenset[str]] = {
-    "usdcop_build_info": frozenset({"version", "python"}),
+    "usdcop_build_info": frozenset({"version", "python", "loop"}),
     "usdcop_service_up": frozenset({"service"}),
     "usdcop_service_status": frozenset({"service", "status"}),
     "usdcop_service_probe_phase_seconds": frozenset({"service", "phase"}),
