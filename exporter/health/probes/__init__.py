@@ -1,7 +1,9 @@
 """One prober per protocol, one dispatch table, and the handler that runs any of them.
 
-`run_probe` owns what every probe shares: the hard timeout, the total duration, and
-turning an unexpected exception into reason `other`. Probers measure their own phases.
+`run_probe` owns what every probe shares: the hard timeout and turning an unexpected
+exception into reason `other`. Probers measure their own phases and duration, from their
+start to the moment their answer arrived (the http prober takes it in the transport's
+callback, so the time the loop takes to resume the prober is not counted).
 """
 
 from __future__ import annotations
@@ -46,5 +48,4 @@ async def run_probe(service: ServiceConfig, ctx: ProbeContext) -> ProbeResult:
         return ProbeResult.failure("other", perf_counter() - start, f"{type(exc).__name__}: {exc}"[:200])
     if result.reason is not None and result.reason not in REASONS:
         result = ProbeResult.failure("other", result.duration_s, f"prober gave unknown reason {result.reason!r}")
-    result.duration_s = perf_counter() - start
     return result
