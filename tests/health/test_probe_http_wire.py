@@ -8,6 +8,7 @@ import asyncio
 import json
 import socket
 import struct
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from time import perf_counter
@@ -170,3 +171,50 @@ async def test_debug_lines_name_the_reason_of_a_failure():
     r = await probe(svc("http://no-such-host.invalid/health"), trace=lines.append)
     assert r.reason == "dns"
     assert lines[-1].startswith("decision: dns: no-such-host.invalid:80: cannot resolve")
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_INFO"), reason="the kernel's receive time needs TCP_INFO")
+async def test_a_loop_blocked_while_the_answer_arrives_does_not_stretch_the_duration():
+    # The server (a thread, so the blocked loop cannot hold it back) answers ANSWER_AFTER
+    # after the request; the loop is blocked for BLOCK from just after it sent the request.
+    # The kernel received the answer long before the loop could look at it: the reported
+    # end lies between the answer's sending and well before the loop was free again.
+    answer_after, block = 0.02, 0.15
+    body = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(HEALTHY), HEALTHY)
+    listener = socket.create_server(("127.0.0.1", 0))
+    sent: list[float] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(4096)
+            time.sleep(answer_after)
+            sent.append(perf_counter())
+            conn.sendall(body)
+            conn.recv(1)  # until the prober closes
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    loop = asyncio.get_running_loop()
+    unblocked: list[float] = []
+
+    def hog() -> None:
+        time.sleep(block)
+        unblocked.append(perf_counter())
+
+    class Blocking(ProbeContext):
+        def note(self, line: str) -> None:
+            if line.startswith("request sent"):
+                loop.call_soon(hog)
+
+    started = perf_counter()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/health"
+    r = await run_probe(svc(url), Blocking(timeout=5.0, trace=lambda _line: None))
+    await asyncio.to_thread(thread.join, 5)  # the loop closes the connection meanwhile
+    listener.close()
+    assert r.success
+    end = started + r.duration_s
+    if sent[0] > unblocked[0] - 0.05:
+        pytest.skip("the server thread itself was held up until the loop was nearly free")
+    assert sent[0] - 0.001 <= end <= unblocked[0] - 0.03

@@ -6,7 +6,9 @@ and TLS are timed apart), and llhttp (`httptools`) parsing the answer in the tra
 callbacks. Each timestamp is taken in a callback: `connection_made` ends connect, the first
 `data_received` ends processing, the message-complete callback (or the end of the stream
 for a body delimited by the close) ends transfer. The reported duration is when the bytes
-arrived, not when the event loop got round to the prober's coroutine.
+arrived, not when the event loop got round to the prober's coroutine; when the loop came
+round to the bytes more than a kernel tick late, the kernel's own receive time of the
+last data is taken instead (`rxtime.received_at`).
 
 `exchange()` follows redirects when asked (each hop resolved and checked again), and raises
 `WireError` with a probe failure reason and a message that names host:port, never the URL.
@@ -31,6 +33,7 @@ from ...config.services import join_host_port
 from .base import ProbeContext
 from .guard import TargetGuard, TargetNotAllowed
 from .http_client import USER_AGENT, Hop, Timeline
+from .rxtime import received_at
 from .tls import peer_cert_expiry
 
 MAX_REDIRECTS = 10  # redirects followed at most when follow_redirects is on
@@ -159,6 +162,7 @@ class Exchange(asyncio.Protocol):
         self.cap = cap
         self.read_body = read_body
         self.connected: float | None = None
+        self.sent_at = 0.0  # when the request went out (perf_counter)
         self.first_byte: float | None = None
         self.headers_at: float | None = None
         self.finished_at: float | None = None
@@ -177,7 +181,7 @@ class Exchange(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.first_byte is None:
-            self.first_byte = perf_counter()
+            self.first_byte = received_at(self.transport, perf_counter(), self.sent_at)
         if self.done.done():
             return
         try:
@@ -261,7 +265,8 @@ class Exchange(asyncio.Protocol):
 
     # outcome
     def _complete(self) -> None:
-        self.finished_at = perf_counter()
+        self.finished_at = received_at(self.transport, perf_counter(),
+                                       self.first_byte or self.sent_at)
         if self.decoder is not None and not self.too_large:
             try:
                 self.body += self.decoder.finish()
@@ -376,7 +381,7 @@ async def _one(target: Target, method: str, headers: tuple[tuple[str, str], ...]
             if tls is None:
                 raise WireError("other", "invalid URL or redirect target")
             transport = await _start_tls(target, transport, exchange, hop, tls[0], tls[1], ctx)
-        hop.conn_end = perf_counter()
+        hop.conn_end = exchange.sent_at = perf_counter()
         transport.write(head)
         ctx.note(f"request sent: {method} to {target.where}")
         await exchange.done
