@@ -155,12 +155,14 @@ class _Decoder:
 class Exchange(asyncio.Protocol):
     """One request's connection: timestamps and the answer, taken in transport callbacks."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, cap: int, read_body: bool) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, cap: int, read_body: bool,
+                 head: bytes | None = None) -> None:
         self.done: asyncio.Future[None] = loop.create_future()
         self.parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
         self.cap = cap
         self.read_body = read_body
+        self.head = head  # sent as soon as the connection is made (plain HTTP)
         self.connected: float | None = None
         self.sent_at = 0.0  # when the request went out (perf_counter)
         self.first_byte: float | None = None
@@ -178,6 +180,10 @@ class Exchange(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.connected = perf_counter()
         self.transport = transport  # type: ignore[assignment]
+        if self.head is not None:
+            # Sent from the callback: not one loop turn later, when the prober resumes.
+            self.sent_at = perf_counter()
+            transport.write(self.head)  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
         if self.first_byte is None:
@@ -374,15 +380,17 @@ async def _one(target: Target, method: str, headers: tuple[tuple[str, str], ...]
     except TargetNotAllowed as exc:
         raise WireError("other", str(exc)) from None
     head = request_bytes(method, target, headers)
-    exchange = Exchange(asyncio.get_running_loop(), cap, read_body)
+    if target.tls and tls is None:
+        raise WireError("other", "invalid URL or redirect target")
+    exchange = Exchange(asyncio.get_running_loop(), cap, read_body,
+                        None if target.tls else head)
     transport = await _connect(target, addresses, exchange, hop, ctx)
     try:
         if target.tls:
-            if tls is None:
-                raise WireError("other", "invalid URL or redirect target")
             transport = await _start_tls(target, transport, exchange, hop, tls[0], tls[1], ctx)
-        hop.conn_end = exchange.sent_at = perf_counter()
-        transport.write(head)
+            exchange.sent_at = perf_counter()
+            transport.write(head)
+        hop.conn_end = exchange.sent_at
         ctx.note(f"request sent: {method} to {target.where}")
         await exchange.done
     finally:
