@@ -114,6 +114,12 @@ def _depth(value: Any, check_nul: bool = False) -> int:
 
 async def read_json(request: web.Request, limit: int = BODY_LIMIT) -> Any:
     """Read and parse the request body; 413 before anything else, then 415, then 400."""
+    return parse_json(await read_body(request, limit))
+
+
+async def read_body(request: web.Request, limit: int = BODY_LIMIT) -> bytes:
+    """The raw JSON request body: 413 over `limit`, 408 when it drips, 415 when it is not
+    JSON, 400 when empty; `parse_json` takes it from there."""
     length = request.content_length
     if length is not None and length > limit:
         raise ApiError(413, "payload_too_large", f"request body over {limit} bytes")
@@ -134,7 +140,7 @@ async def read_json(request: web.Request, limit: int = BODY_LIMIT) -> Any:
         raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json")
     if not raw:
         raise bad_request("request body is empty")
-    return parse_json(bytes(raw))
+    return bytes(raw)
 
 
 def check_query(request: web.Request, allowed: Iterable[str]) -> Mapping[str, str]:
