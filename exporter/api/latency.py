@@ -12,7 +12,13 @@ from ..latency.metrics import LatencyMetrics
 from ..latency.monitor import MAX_LATENCY_MS, LatencyMonitor, LatencyRecord
 from .errors import ApiError, bad_request, invalid
 from .keys import READY, REGISTRY, SETTINGS
-from .latency_record import NAME_SCHEMA, checked_record, decode_single, well_formed
+from .latency_record import (
+    NAME_SCHEMA,
+    checked_record,
+    decode_batch,
+    decode_single,
+    well_formed,
+)
 from .latency_record import openapi as record_schema
 from .routes import Route
 from .schemas import body_pointer, closed, closed_optional, refusal, reply
@@ -270,9 +276,12 @@ async def post_latency(request: web.Request) -> web.Response:
     """POST: one record, or {"records": [...]} recorded all or nothing."""
     raw = await read_body(request, BATCH_BODY_LIMIT)
     single = decode_single(raw) if len(raw) <= BODY_LIMIT else None
-    body = parse_json(raw) if single is None else None
+    batch = decode_batch(raw, MAX_RECORDS) if single is None else None
+    body = parse_json(raw) if single is None and batch is None else None
     if single is not None:
         records, where = [single], ""
+    elif batch is not None:
+        records, where = batch, "records"
     elif isinstance(body, dict) and "records" in body:
         closed_object(body, "", required=("records",))
         items = body["records"]
