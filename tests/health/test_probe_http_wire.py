@@ -218,3 +218,31 @@ async def test_a_loop_blocked_while_the_answer_arrives_does_not_stretch_the_dura
     if sent[0] > unblocked[0] - 0.05:
         pytest.skip("the server thread itself was held up until the loop was nearly free")
     assert sent[0] - 0.001 <= end <= unblocked[0] - 0.03
+
+
+async def test_a_probe_leaves_no_reference_cycle_behind(raw):
+    # Cyclic garbage is what the collector has to walk, with the loop stopped, for every
+    # probe; the parser and the protocol refer to each other until the answer is in.
+    import gc
+
+    import httptools
+
+    from exporter.health.probes.http_wire import Exchange
+
+    url = await raw(writes(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: %d\r\n\r\n%s" % (len(HEALTHY), HEALTHY)))
+    assert (await probe(svc(url + "/health"))).success  # warm-up
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for _ in range(5):
+            assert (await probe(svc(url + "/health"))).success
+        gc.collect()
+        left = [type(o).__name__ for o in gc.garbage
+                if isinstance(o, Exchange | httptools.HttpResponseParser)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert left == []

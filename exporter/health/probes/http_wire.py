@@ -158,7 +158,7 @@ class Exchange(asyncio.Protocol):
     def __init__(self, loop: asyncio.AbstractEventLoop, cap: int, read_body: bool,
                  head: bytes | None = None) -> None:
         self.done: asyncio.Future[None] = loop.create_future()
-        self.parser = httptools.HttpResponseParser(self)
+        self.parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
         self.cap = cap
         self.read_body = read_body
@@ -281,9 +281,11 @@ class Exchange(asyncio.Protocol):
                 return
             if len(self.body) > self.cap:
                 self.too_large = True
+        self.parser = None  # parser and protocol refer to each other: no cycle left behind
         self.done.set_result(None)
 
     def _fail(self, error: WireError) -> None:
+        self.parser = None
         if not self.done.done():
             self.done.set_exception(error)
             self.done.exception()  # retrieved here: the prober may be gone already
