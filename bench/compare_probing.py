@@ -1,17 +1,21 @@
 """Probing throughput per CPU: the sidecar against blackbox_exporter, side by side.
 
-    .venv/bin/python bench/compare_probing.py [--rounds 3] [--seconds 10] [--services 1000]
+    .venv/bin/python bench/compare_probing.py [--rounds 3] [--seconds 10] [--connections 16,64]
 
 Every contender runs alone on one core (BENCH_SUT_CORE, default 1) against the same local
 target (bench/rawtarget.py, fresh connection per probe), with the target and the load
-generator on the other core. Contenders, interleaved in each round so that they share
-the machine's background noise:
+generator on the other core. For each concurrency C of --connections, contenders are
+interleaved in each round so that they share the machine's background noise:
 
-- blackbox_exporter `/probe` (http module), driven by wrk with 64 connections;
+- blackbox_exporter `/probe` (http module), driven by wrk with C connections;
 - the sidecar's `/probe` driven the same way, on uvloop and on asyncio's loop;
-- the sidecar in scheduled mode: N services at an interval shorter than it can keep up
-  with (so it runs flat out), all bookkeeping on (state, flap control, histograms,
-  listeners, audit of status changes), on uvloop and on asyncio's loop;
+- the sidecar in scheduled mode: C services at an interval shorter than it can keep up
+  with (C / 4,000 s), so it runs flat out with at most C probes in flight (a service never
+  overlaps itself; the ticks that find it busy are skipped and counted), all bookkeeping
+  on (state, flap control, histograms, listeners, audit of status changes), on uvloop
+  and on asyncio's loop;
+
+Only with --only (keys as printed by --list):
 - a bare aiohttp client, 64 requests in flight on fresh connections: the floor any
   aiohttp-based prober pays;
 - at a fixed offered load (--rate, default 500 probes/s: 1,000 services at a 2 s
@@ -43,18 +47,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import harness as h  # noqa: E402
 
-CONNECTIONS = 64
+CONNECTIONS = 64  # the bare client and the fixed-rate runs
+SCHEDULED_RATE = 4000.0  # probes/s offered in scheduled mode: more than one core does
 
 
-def run_blackbox(target_port: int, seconds: float, warmup: float) -> dict:
+def run_blackbox(target_port: int, seconds: float, warmup: float,
+                 connections: int = CONNECTIONS) -> dict:
     work = h.workdir("bb")
     proc, port = h.start_blackbox(work)
     try:
         url = h.blackbox_probe_url(port, target_port)
         assert b"probe_success 1" in h.http_get(url), "blackbox_exporter cannot probe the target"
-        h.wrk(url, warmup, CONNECTIONS)
+        h.wrk(url, warmup, connections)
         cpu0 = h.cpu_seconds(proc.pid)
-        res = h.wrk(url, seconds, CONNECTIONS)
+        res = h.wrk(url, seconds, connections)
         cpu = h.cpu_seconds(proc.pid) - cpu0
         rss = h.rss_mib(proc.pid)
     finally:
@@ -63,16 +69,17 @@ def run_blackbox(target_port: int, seconds: float, warmup: float) -> dict:
             "errors": res.errors, "rss_mib": rss[0]}
 
 
-def run_sidecar_probe(target_port: int, seconds: float, warmup: float, uvloop: bool) -> dict:
+def run_sidecar_probe(target_port: int, seconds: float, warmup: float, uvloop: bool,
+                      connections: int = CONNECTIONS) -> dict:
     work = h.workdir("probe")
     config = h.services_yaml(work / "services.yaml", target_port, 1, "30s", prefix="bench")
     proc, port = h.start_sidecar(work, config, scheduler=False, uvloop=uvloop)
     try:
         url = f"http://127.0.0.1:{port}/probe?service=bench-00000"
         assert b"probe_success 1" in h.http_get(url), "the sidecar cannot probe the target"
-        h.wrk(url, warmup, CONNECTIONS)
+        h.wrk(url, warmup, connections)
         cpu0 = h.cpu_seconds(proc.pid)
-        res = h.wrk(url, seconds, CONNECTIONS)
+        res = h.wrk(url, seconds, connections)
         cpu = h.cpu_seconds(proc.pid) - cpu0
         rss = h.rss_mib(proc.pid)
     finally:
@@ -187,7 +194,10 @@ def main() -> None:
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--interval", default="300ms", help="scheduled mode: below what one core keeps up with")
     parser.add_argument("--rate", type=float, default=500.0, help="fixed offered load, probes/s")
-    parser.add_argument("--only", help="comma list of contender keys to run")
+    parser.add_argument("--connections", default="16,64",
+                        help="comma list of concurrencies (wrk connections, scheduled services)")
+    parser.add_argument("--only", help="comma list of contender keys to run (see --list)")
+    parser.add_argument("--list", action="store_true", help="print the contender keys and exit")
     parser.add_argument("--bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--asyncio", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -200,18 +210,29 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    contenders = {
-        "blackbox": ("blackbox_exporter /probe", lambda p: run_blackbox(p, args.seconds, args.warmup)),
-        "probe_uvloop": ("sidecar /probe (uvloop)",
-                         lambda p: run_sidecar_probe(p, args.seconds, args.warmup, True)),
-        "probe_asyncio": ("sidecar /probe (asyncio loop)",
-                          lambda p: run_sidecar_probe(p, args.seconds, args.warmup, False)),
+    contenders = {}
+    for c in (int(x) for x in args.connections.split(",")):
+        every = f"{c / SCHEDULED_RATE * 1000:g}ms"
+        contenders.update({
+            f"blackbox@{c}": (f"blackbox_exporter /probe, {c} conns",
+                              lambda p, c=c: run_blackbox(p, args.seconds, args.warmup, c)),
+            f"probe_uvloop@{c}": (f"sidecar /probe (uvloop), {c} conns",
+                                  lambda p, c=c: run_sidecar_probe(p, args.seconds, args.warmup,
+                                                                   True, c)),
+            f"probe_asyncio@{c}": (f"sidecar /probe (asyncio loop), {c} conns",
+                                   lambda p, c=c: run_sidecar_probe(p, args.seconds, args.warmup,
+                                                                    False, c)),
+            f"sched_uvloop@{c}": (f"sidecar scheduled, {c} services (uvloop)",
+                                  lambda p, c=c, e=every: run_sidecar_scheduled(
+                                      p, args.seconds, args.warmup, True, c, e)),
+            f"sched_asyncio@{c}": (f"sidecar scheduled, {c} services (asyncio loop)",
+                                   lambda p, c=c, e=every: run_sidecar_scheduled(
+                                       p, args.seconds, args.warmup, False, c, e)),
+        })
+    extra = {
         "sched_uvloop": (f"sidecar scheduled, {args.services} services (uvloop)",
                          lambda p: run_sidecar_scheduled(p, args.seconds, args.warmup, True,
                                                          args.services, args.interval)),
-        "sched_asyncio": (f"sidecar scheduled, {args.services} services (asyncio loop)",
-                          lambda p: run_sidecar_scheduled(p, args.seconds, args.warmup, False,
-                                                          args.services, args.interval)),
         "bare_uvloop": ("bare aiohttp client (uvloop)", lambda p: run_bare(p, args.seconds, True)),
         "bare_asyncio": ("bare aiohttp client (asyncio loop)", lambda p: run_bare(p, args.seconds, False)),
         "blackbox_rate": (f"blackbox_exporter /probe at {args.rate:g}/s",
@@ -222,12 +243,17 @@ def main() -> None:
                        lambda p: run_sidecar_scheduled(p, args.seconds, args.warmup, True, args.services,
                                                        f"{args.services / args.rate * 1000:g}ms")),
     }
+    if args.list:
+        for key, (label, _run) in {**contenders, **extra}.items():
+            print(f"{key:<22} {label}")
+        return
     if args.only:
         chosen = args.only.split(",")
-        keep = ["blackbox", *chosen]
+        every_key = {**contenders, **extra}
+        keep = [k for k in every_key if k in chosen or k.startswith("blackbox@")]
         if any(k.endswith("_rate") for k in chosen):
             keep.append("blackbox_rate")
-        contenders = {k: v for k, v in contenders.items() if k in keep}
+        contenders = {k: every_key[k] for k in every_key if k in keep}
     rounds: list[dict] = []
     meta = h.machine()
     target, target_port = h.start_target()
@@ -236,7 +262,7 @@ def main() -> None:
             results = {}
             for key, (label, run) in contenders.items():
                 results[key] = run(target_port)
-                print(f"round {r + 1} {label:<45} {results[key]['probes_per_s']:7.0f} probes/s "
+                print(f"round {r + 1} {label:<47} {results[key]['probes_per_s']:7.0f} probes/s "
                       f"{results[key]['cpu_us_per_probe']:6.0f} µs CPU/probe "
                       f"RSS {results[key]['rss_mib']:5.1f} MiB errors {results[key]['errors']}",
                       flush=True)
@@ -244,18 +270,21 @@ def main() -> None:
     finally:
         target.stop()
 
-    print(f"\n{'contender':<47} {'probes/s':>22} {'CPU µs/probe':>20} {'probes/CPU-s vs blackbox':>26}")
+    print(f"\n{'contender':<49} {'probes/s':>22} {'CPU µs/probe':>20} {'probes/CPU-s vs blackbox':>26}")
     summary = {}
     for key, (label, _run) in contenders.items():
         rates = [r[key]["probes_per_s"] for r in rounds]
         cpus = [r[key]["cpu_us_per_probe"] for r in rounds]
-        peer = "blackbox_rate" if key.endswith("_rate") else "blackbox"
+        conns = key.partition("@")[2] or str(CONNECTIONS)
+        peer = "blackbox_rate" if key.endswith("_rate") else f"blackbox@{conns}"
+        if peer not in rounds[0]:
+            peer = next(k for k in rounds[0] if k.startswith("blackbox@"))
         ratios = [r[peer]["cpu_us_per_probe"] / r[key]["cpu_us_per_probe"] for r in rounds]
         summary[key] = {"label": label, "probes_per_s": rates, "cpu_us_per_probe": cpus,
                         "ratio_vs_blackbox": ratios,
                         "rss_mib": [r[key]["rss_mib"] for r in rounds],
                         "errors": [r[key]["errors"] for r in rounds]}
-        print(f"{label:<47} {h.spread_of(rates):>22} {h.spread_of(cpus):>20} "
+        print(f"{label:<49} {h.spread_of(rates):>22} {h.spread_of(cpus):>20} "
               f"{h.spread_of(ratios, 2):>26}")
     out = h.save("compare_probing", {"machine": meta, "args": vars(args), "rounds": rounds,
                                      "summary": summary})

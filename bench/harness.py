@@ -29,9 +29,6 @@ BLACKBOX = shutil.which("prometheus-blackbox-exporter") or "/usr/bin/prometheus-
 SUT_CORE = os.environ.get("BENCH_SUT_CORE", "1")
 LOAD_CORE = os.environ.get("BENCH_LOAD_CORE", "0")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-# Runs the console script with uvloop hidden, to compare asyncio's own loop.
-NO_UVLOOP = ("import sys; sys.modules['uvloop'] = None; from exporter.cli import main; "
-             "sys.exit(main())")
 
 
 def free_port() -> int:
@@ -163,7 +160,8 @@ def start_sidecar(workdir: Path, config: Path, *, scheduler: bool, uvloop: bool 
     args = ["serve", "--config", str(config), "--listen", f"127.0.0.1:{port}"]
     if not scheduler:
         args.append("--no-scheduler")
-    argv = [SCRIPT, *args] if uvloop else [PYTHON, "-c", NO_UVLOOP, *args]
+    args += ["--loop", "uvloop" if uvloop else "asyncio"]
+    argv = [SCRIPT, *args]
     proc = Proc(argv, SUT_CORE, env=environ, log=workdir / f"sidecar-{port}.log")
     wait_port(port, timeout=60)
     return proc, port

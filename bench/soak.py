@@ -77,6 +77,7 @@ def main() -> None:
     proc, port = h.start_sidecar(work, config, scheduler=True)
     url = f"http://127.0.0.1:{port}/metrics"
     rss: list[tuple[float, float]] = []
+    scrapes: list[float] = []  # ms per gzip scrape, as curl-like clients see it
     try:
         time.sleep(12)  # every service has had its first probe (within 10 s)
         began = time.monotonic()
@@ -86,7 +87,9 @@ def main() -> None:
         while (now := time.monotonic()) - began < args.minutes * 60:
             rss.append((now - began, h.rss_mib(proc.pid)[0]))
             if now >= next_scrape:
+                t0 = time.perf_counter()
                 h.http_get(url, headers={"Accept-Encoding": "gzip"})
+                scrapes.append((time.perf_counter() - t0) * 1000)
                 next_scrape += 15
             time.sleep(5)
         last = h.http_get(url).decode()
@@ -110,12 +113,15 @@ def main() -> None:
         "rss_slope_second_half_mib_per_min": slope_mib_per_min(half),
         "lag_p50_ms": quantile(0.5, start, end) * 1000, "lag_p99_ms": quantile(0.99, start, end) * 1000,
         "lag_over_1s": end[-1][1] - start[-1][1] - (dict(end).get(1.0, 0) - dict(start).get(1.0, 0)),
+        "scrape_ms_median": h.pct(scrapes, 0.5) if scrapes else None,
+        "scrape_ms_max": max(scrapes) if scrapes else None,
         "rss_samples": rss,
     }
     for key, value in result.items():
         if key != "rss_samples":
             print(f"{key:>36}: {value:.3f}" if isinstance(value, float) else f"{key:>36}: {value}")
-    out = h.save("soak", {"machine": meta, "args": vars(args), "result": result})
+    name = "soak" if args.services == 1000 else f"soak_{args.services}"
+    out = h.save(name, {"machine": meta, "args": vars(args), "result": result})
     print(f"\nwritten to {out}")
 
 

@@ -20,6 +20,7 @@ from loguru import logger
 from ._version import __version__
 from .config.errors import ConfigError, ConfigErrors
 from .log import LEVELS, configure_logging
+from .loops import LOOPS, LoopUnavailable, default_loop, loop_factory
 from .settings import SettingsError, load_settings
 from .units import plural
 
@@ -62,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", help="debug, info, warn, error, fatal (LOG_LEVEL)")
     serve.add_argument("--log-format", help="json or text (LOG_FORMAT; default json unless "
                        "stderr is a terminal)")
+    serve.add_argument("--loop", choices=LOOPS, help="event loop: uvloop (the default on "
+                       "Linux) or asyncio (Python's own)")
     serve.set_defaults(func=cmd_serve)
 
     check = sub.add_parser("check-config", help="validate a services file and exit",
@@ -148,7 +151,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
         checker = HealthChecker(ServiceRegistry(replace(config, services=(single,))))
         return await checker.check_service(args.name)
 
-    health = asyncio.run(run())
+    with asyncio.Runner(loop_factory=loop_factory(default_loop())) as runner:
+        health = runner.run(run())
     print(json.dumps(health, indent=2))
     return EXIT_FAIL if health["status"] == "unhealthy" else EXIT_OK
 
@@ -165,6 +169,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     except SettingsError as exc:
         return _fail(EXIT_USAGE, str(exc))
+    loop_name = args.loop or default_loop()
+    try:
+        factory = loop_factory(loop_name)
+    except LoopUnavailable as exc:
+        return _fail(EXIT_USAGE, str(exc))
     configure_logging(settings.log_level, settings.log_format)
     _raise_descriptor_limit()
     from .app import create_app
@@ -174,10 +183,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail(EXIT_USAGE, f"configuration error: {exc}")
     app.on_startup.append(_settle_gc)  # runs after every cleanup_ctx start-up
-    # uvloop when installed (the `fast` extra): about a quarter less CPU per probe. A loop
-    # factory, not a policy, so that nothing outside this call changes.
-    factory = _uvloop_factory()
-    logger.info("event loop: {}", "uvloop" if factory else "asyncio")
+    # A loop factory, not a policy, so that nothing outside this call changes.
+    logger.info("event loop: {}", loop_name)
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(_serve(app, settings))
 
@@ -212,15 +219,6 @@ async def _settle_gc(_app: web.Application) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG, 10, 10)
-
-
-def _uvloop_factory():
-    """uvloop's loop factory when uvloop is installed, else None (asyncio's own loop)."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
 
 
 async def _serve(app: web.Application, settings) -> int:

@@ -19,10 +19,9 @@ class CoreMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.build_info = Gauge(
-            "usdcop_build_info", "Version of the sidecar and of Python.",
-            ["version", "python"], registry=registry,
+            "usdcop_build_info", "Version of the sidecar and of Python, and the event loop.",
+            ["version", "python", "loop"], registry=registry,
         )
-        self.build_info.labels(__version__, platform.python_version()).set(1)
         self.schedule_lag = Histogram(
             "usdcop_probe_schedule_lag_seconds",
             "Actual start minus planned start of scheduled probes.",
@@ -56,3 +55,8 @@ class CoreMetrics:
         )
         for limit in LIMITS:
             self.limit_rejections.labels(limit)
+
+    def record_build(self, loop: str) -> None:
+        """Set usdcop_build_info once the loop (`uvloop` or `asyncio`) is known."""
+        self.build_info.clear()
+        self.build_info.labels(__version__, platform.python_version(), loop).set(1)

@@ -17,6 +17,7 @@ from ..health.collector import ServiceCollector
 from ..health.probes.http_client import create_session
 from ..health.probes.push import PUSH_STATUSES
 from ..health.registry import ServiceRegistry
+from ..loops import running_loop_name
 from ..metrics import CoreMetrics
 from .errors import ApiError, invalid, not_found
 from .httpmetrics import METRICS
@@ -87,6 +88,7 @@ def _load(path: str) -> Config:
 async def _checker_ctx(app: web.Application):
     settings = app[SETTINGS]
     checker = app[CHECKER]
+    app[METRICS].record_build(running_loop_name())
     session = create_session()  # fresh connection per probe, phases timed, TLS expiry kept
     checker.http = session
     if settings.scheduler:

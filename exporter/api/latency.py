@@ -14,20 +14,27 @@ from ..latency.monitor import MAX_LATENCY_MS, LatencyMonitor, LatencyRecord
 from .cache import CACHE
 from .errors import ApiError, bad_request, invalid
 from .keys import READY, REGISTRY, SETTINGS
+from .latency_record import (
+    NAME_SCHEMA,
+    checked_record,
+    decode_batch,
+    decode_single,
+    well_formed,
+)
+from .latency_record import openapi as record_schema
 from .routes import Route
-from .schemas import body_pointer, closed, closed_optional, free_form, refusal, reply
+from .schemas import body_pointer, closed, closed_optional, refusal, reply
 from .validation import (
     BATCH_BODY_LIMIT,
+    BODY_LIMIT,
     check_query,
     closed_object,
     field_path,
-    get_bool,
-    get_free_object,
-    get_number,
     get_str,
+    parse_json,
     query_float,
     query_int,
-    read_json,
+    read_body,
 )
 
 MONITOR = web.AppKey("latency_monitor", LatencyMonitor)
@@ -46,7 +53,6 @@ _PARAMS = {
     "trend": {"type", "service", "operation", "minutes"},
     "high": {"type", "minutes", "threshold"},
 }
-_RECORD_FIELDS = ("success", "metadata", "trace_id")
 
 
 def setup(app: web.Application) -> list[Route]:
@@ -98,8 +104,8 @@ def _param(name: str, kind: str, description: str, **schema: Any) -> dict[str, A
     }
 
 
-_NAME = {"pattern": f"^{NAME_RE.pattern}$", "minLength": 1, "maxLength": 64}
-_NAME_SCHEMA = {"type": "string", **_NAME}
+_NAME_SCHEMA = NAME_SCHEMA
+_NAME = {k: v for k, v in NAME_SCHEMA.items() if k != "type"}
 _MINUTES_PARAM = {"type": "integer", "minimum": 1, "maximum": MAX_MINUTES, "default": 5}
 _THRESHOLD = {"type": "number", "minimum": 0, "maximum": MAX_LATENCY_MS, "default": 1000}
 # One exploded form object, so that the document says which parameters each type takes.
@@ -145,24 +151,7 @@ _GET_PARAMETERS = [
     }
 ]
 _METADATA_POINTER = body_pointer(PATH) + "/oneOf/0/properties/metadata"
-_RECORD_SCHEMA = {
-    "type": "object",
-    "required": ["service", "operation", "latency_ms"],
-    "additionalProperties": False,
-    "properties": {
-        "service": _NAME_SCHEMA,
-        "operation": _NAME_SCHEMA,
-        "latency_ms": {"type": "number", "minimum": 0, "maximum": MAX_LATENCY_MS},
-        # Optional fields may be null, which means absent.
-        "success": {"type": ["boolean", "null"], "default": True},
-        "metadata": free_form(_METADATA_POINTER),
-        "trace_id": {
-            **_NAME_SCHEMA,
-            "type": ["string", "null"],
-            "description": "exported as the exemplar's trace_id",
-        },
-    },
-}
+_RECORD_SCHEMA = record_schema(_METADATA_POINTER)
 _BATCH_SCHEMA = {
     "type": "object",
     "required": ["records"],
@@ -292,49 +281,31 @@ def _record(value: Any, where: str, index: int | None = None) -> LatencyRecord:
     return record
 
 
-_FIELDS = frozenset(("service", "operation", "latency_ms", *_RECORD_FIELDS))
-
-
 def _well_formed(value: Any) -> LatencyRecord | None:
-    """The usual record (no metadata) checked inline, or None for the field-by-field path."""
-    # Batches carry many records; anything unusual gets the checks that name what is wrong.
-    if type(value) is not dict or not value.keys() <= _FIELDS or "metadata" in value:
-        return None
-    service, operation = value.get("service"), value.get("operation")
-    latency, success = value.get("latency_ms"), value.get("success", True)
-    trace_id = value.get("trace_id")
-    if (
-        type(service) is str
-        and type(operation) is str
-        and type(success) is bool
-        and type(latency) in (int, float)
-        and 0 <= latency <= MAX_LATENCY_MS
-        and NAME_RE.fullmatch(service)
-        and NAME_RE.fullmatch(operation)
-        and (trace_id is None or (type(trace_id) is str and NAME_RE.fullmatch(trace_id)))
-    ):
-        return LatencyRecord(service, operation, float(latency), success, trace_id)
-    return None
+    """The usual record (no metadata) checked in one pass, or None for the field checks."""
+    return well_formed(value)
 
 
 def _checked_record(value: Any, where: str) -> LatencyRecord:
-    rec = closed_object(
-        value, where, required=("service", "operation", "latency_ms"), optional=_RECORD_FIELDS
-    )
-    service = get_str(rec, "service", where, max_len=64, pattern=NAME_RE, required=True)
-    operation = get_str(rec, "operation", where, max_len=64, pattern=NAME_RE, required=True)
-    latency = get_number(rec, "latency_ms", where, lo=0.0, hi=MAX_LATENCY_MS, required=True)
-    success = get_bool(rec, "success", where, True)
-    get_free_object(rec, "metadata", where)  # checked for shape and size; the window keeps numbers
-    trace_id = get_str(rec, "trace_id", where, max_len=64, pattern=NAME_RE)
-    return LatencyRecord(service, operation, latency, success, trace_id)
+    return checked_record(value, where)
 
 
 async def post_latency(request: web.Request) -> web.Response:
-    """POST: one record, or {"records": [...]} recorded all or nothing."""
-    body = await read_json(request, BATCH_BODY_LIMIT, batch_key="records")
+    """POST: one record, or {"records": [...]} recorded all or nothing.
+
+    Plain records (and batches of them) are decoded and checked in one msgspec pass;
+    anything else (escapes, engine cache counts, mistakes) goes the strict way and is
+    refused there with the field named."""
+    raw = await read_body(request, BATCH_BODY_LIMIT)
+    single = decode_single(raw) if len(raw) <= BODY_LIMIT else None
+    batch = decode_batch(raw, MAX_RECORDS) if single is None else None
+    body = parse_json(raw) if single is None and batch is None else None
     cache_reads: list[tuple[str, str, int]] = []
-    if isinstance(body, dict) and "records" in body:
+    if single is not None:
+        records, where = [single], ""
+    elif batch is not None:
+        records, where = batch, "records"
+    elif isinstance(body, dict) and "records" in body:
         closed_object(body, "", required=("records",), optional=("cache_requests",))
         cache_reads = _cache_requests(body.get("cache_requests"))
         items = body["records"]
@@ -350,6 +321,9 @@ async def post_latency(request: web.Request) -> web.Response:
         records = [_record(item, "records", i) for i, item in enumerate(items)]
         where = "records"
     else:
+        if len(raw) > BODY_LIMIT:
+            raise ApiError(413, "payload_too_large",
+                           f"request body over {BODY_LIMIT} bytes (only batches may be larger)")
         records = [_record(body, "")]
         where = ""
     try:

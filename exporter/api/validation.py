@@ -161,11 +161,7 @@ async def read_json(request: web.Request, limit: int = BODY_LIMIT, *,
     `limit` applies to the body as sent and, for gzip, again after decompression. With
     `batch_key`, only an object holding that key may use `limit`; any other body is held
     to BODY_LIMIT (decompressed size)."""
-    raw = await _read_body(request, limit)
-    if request.content_type != "application/json":
-        raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json")
-    if not raw:
-        raise bad_request("request body is empty")
+    raw = await read_body(request, limit)
     value = parse_json(raw)
     if batch_key is not None and len(raw) > BODY_LIMIT and not (
             isinstance(value, dict) and batch_key in value):
@@ -174,8 +170,10 @@ async def read_json(request: web.Request, limit: int = BODY_LIMIT, *,
     return value
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    """The body, decompressed, within `limit` bytes and BODY_READ_TIMEOUT seconds."""
+async def read_body(request: web.Request, limit: int = BODY_LIMIT) -> bytes:
+    """The raw JSON request body, decompressed: 415 for a Content-Encoding other than
+    identity or gzip, 413 over `limit` (as sent, and again decompressed), 408 when it
+    drips, 415 when it is not JSON, 400 when empty; `parse_json` takes it from there."""
     decoder = decoder_for(request.headers.get("Content-Encoding"), limit)
     length = request.content_length
     if length is not None and length > limit:
@@ -204,6 +202,10 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
                            f"request body not received within {BODY_READ_TIMEOUT:g} s") from None
     if decoder is not None:
         decoder.finish()
+    if request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json")
+    if not raw:
+        raise bad_request("request body is empty")
     return bytes(raw)
 
 

@@ -92,7 +92,7 @@ def promtool_clean(text: str) -> None:
 CASES = {
     # service: (success, lines the metrics hold, words the debug log holds)
     "http-secret": (True, ["probe_http_status_code 200", "probe_http_duration_seconds{phase=\"connect\"}"],
-                    ["requesting GET", "HTTP 200", "decision: success"]),
+                    ["request sent: GET", "HTTP 200", "decision: success"]),
     "market-ws": (True, ['usdcop_probe_phase_duration_seconds{phase="handshake"}',
                          'usdcop_probe_phase_duration_seconds{phase="first_message"}',
                          "probe_http_status_code 101", "probe_dns_lookup_time_seconds"],

@@ -202,3 +202,24 @@ def test_checkpoint_dir_flag_beats_the_variable(tmp_path, env):
         proc.stop()
     assert [p.name for p in chosen.glob("checkpoint-*.json")], "no checkpoint in --checkpoint-dir"
     assert not (tmp_path / "cp").exists(), "AUDIT_CHECKPOINT_DIR was used instead"
+
+
+@pytest.mark.parametrize(("flag", "loop"), [((), "uvloop"), (("--loop", "asyncio"), "asyncio")])
+def test_event_loop_is_logged_and_exported(tmp_path, env, flag, loop):
+    cfg = tmp_path / "services.yaml"
+    cfg.write_text("services: []\n")
+    proc = Proc([SCRIPT, "serve", "--config", str(cfg), "--listen", "127.0.0.1:0", *flag], env)
+    try:
+        host, port = proc.wait_line(READY.pattern).groups()
+        assert proc.wait_line(r"event loop: (\w+)").group(1) == loop
+        text = get(f"http://{host}:{port}/metrics")[1]
+        line = next(x for x in text.splitlines() if x.startswith("usdcop_build_info{"))
+        assert f'loop="{loop}"' in line and line.endswith(" 1.0"), line
+    finally:
+        proc.stop()
+
+
+def test_unknown_loop_is_a_usage_error(tmp_path, env):
+    out = subprocess.run([SCRIPT, "serve", "--loop", "tokio", "--listen", "127.0.0.1:0"],
+                         env=env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and "--loop" in out.stderr and "Traceback" not in out.stderr

@@ -42,6 +42,7 @@ class Hop:
     tcp_done: float | None = None
     tls_done: float | None = None
     headers: float | None = None
+    first_byte: float | None = None  # the answer's first byte, when the prober saw it
     cert_expiry: float | None = None
 
 
@@ -62,7 +63,8 @@ class Timeline:
         return self.hops[-1]
 
     def phases(self) -> dict[str, float]:
-        """Seconds per phase, summed over redirects as blackbox_exporter does."""
+        """Seconds per phase, summed over redirects as blackbox_exporter does: processing
+        ends at the answer's first byte when it was seen, else at its headers."""
         out = dict.fromkeys(("resolve", "connect", "tls", "processing", "transfer"), 0.0)
         for hop in self.hops:
             resolve = _span(hop.dns_start, hop.dns_end)
@@ -70,10 +72,11 @@ class Timeline:
             out["resolve"] += resolve
             out["tls"] += tls
             out["connect"] += max(0.0, _span(hop.conn_start, hop.conn_end) - resolve - tls)
-            out["processing"] += _span(hop.conn_end, hop.headers)
+            out["processing"] += _span(hop.conn_end, hop.first_byte or hop.headers)
         last = self.hops[-1] if self.hops else None
-        if last is not None and last.headers is not None and self.body_done is not None:
-            out["transfer"] = max(0.0, self.body_done - last.headers)
+        answered = last.first_byte or last.headers if last is not None else None
+        if answered is not None and self.body_done is not None:
+            out["transfer"] = max(0.0, self.body_done - answered)
         return out
 
     def cert_expiry(self) -> float | None:

@@ -1,0 +1,248 @@
+"""The HTTP prober against raw servers that write exact bytes: chunked bodies, interim 1xx
+answers, bodies delimited by the close, a close in the middle of the headers; when the
+duration ends; and the probe's own debug lines."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import struct
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from time import perf_counter
+
+import pytest
+
+from exporter.config.model import ServiceConfig
+from exporter.health.probes import ProbeContext, run_probe
+
+HEALTHY = json.dumps({"status": "healthy"}).encode()
+
+Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@pytest.fixture
+async def raw():
+    """Start a loopback server running a script per connection → its http:// base URL."""
+    servers = []
+
+    async def start(script: Script) -> str:
+        async def handle(reader, writer):
+            await reader.readuntil(b"\r\n\r\n")
+            try:
+                await script(reader, writer)
+            except ConnectionError:
+                pass
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        servers.append(server)
+        return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+    yield start
+    for server in servers:
+        server.close()
+        await server.wait_closed()
+
+
+def writes(*parts: bytes, pause: float = 0.01) -> Script:
+    """A script that writes each part on its own, with a pause between."""
+    async def script(_reader, writer):
+        for part in parts:
+            writer.write(part)
+            await writer.drain()
+            await asyncio.sleep(pause)
+    return script
+
+
+def svc(url, **kw):
+    return ServiceConfig(name="raw", type="http", url=url, **kw)
+
+
+async def probe(service, limit=5.0, trace=None):
+    return await run_probe(service, ProbeContext(timeout=limit, trace=trace))
+
+
+def chunked(*pieces: bytes) -> bytes:
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+
+
+async def test_chunked_body_across_writes(raw):
+    body = chunked(HEALTHY[:5], HEALTHY[5:12], HEALTHY[12:])
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    url = await raw(writes(head, body[:7], body[7:20], body[20:]))
+    r = await probe(svc(url + "/health"))
+    assert (r.success, r.http_status, r.reported, r.body_format) == (True, 200, "healthy", "seed")
+
+
+async def test_chunked_body_over_the_cap(raw):
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    url = await raw(writes(head, chunked(b"x" * 600, b"y" * 600)))
+    r = await probe(svc(url + "/health", max_body=1000))
+    assert (r.reason, r.http_status) == ("body_too_large", 200)
+
+
+async def test_interim_answers_before_the_real_one(raw):
+    final = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(HEALTHY), HEALTHY)
+    url = await raw(writes(b"HTTP/1.1 100 Continue\r\n\r\n",
+                           b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n",
+                           final))
+    r = await probe(svc(url + "/health"))
+    assert (r.success, r.http_status, r.reported) == (True, 200, "healthy")
+
+
+async def test_body_delimited_by_the_close(raw):
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+    url = await raw(writes(head, HEALTHY[:9], HEALTHY[9:]))
+    r = await probe(svc(url + "/health"))
+    assert (r.success, r.http_status, r.reported) == (True, 200, "healthy")
+    assert r.phases["transfer"] > 0
+
+
+async def test_body_delimited_by_the_close_then_reset(raw):
+    async def reset(_reader, writer):
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n" + HEALTHY[:9])
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        # RST, not FIN (linger 0): the body did not end, it was cut.
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                                   struct.pack("ii", 1, 0))
+        writer.transport.abort()
+
+    url = await raw(reset)
+    r = await probe(svc(url + "/health"))
+    assert (r.success, r.reason, r.http_status) == (False, "connect", 200)
+    assert r.message == "connection dropped during the body"
+
+
+async def test_server_closing_in_the_middle_of_the_headers(raw):
+    url = await raw(writes(b"HTTP/1.1 200 OK\r\nContent-Type: appli"))
+    r = await probe(svc(url + "/health"))
+    assert (r.success, r.reason, r.http_status) == (False, "connect", None)
+    assert r.message.startswith("connection dropped")
+
+
+async def test_duration_ends_when_the_bytes_arrived_not_when_the_prober_resumed(raw):
+    # Another callback holds the loop for HOG seconds each turn, as a busy sidecar would.
+    # The answer is taken in the transport's callback; the prober's coroutine resumes only
+    # after the next turn of the hog, so it returns at least HOG after the last byte came.
+    hog_s = 0.03
+    running = True
+
+    def hog():
+        if running:
+            time.sleep(hog_s)
+            asyncio.get_running_loop().call_soon(hog)
+
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+    url = await raw(writes(head % len(HEALTHY) + HEALTHY))
+    asyncio.get_running_loop().call_soon(hog)
+    try:
+        started = perf_counter()
+        r = await probe(svc(url + "/health"))
+        returned = perf_counter() - started
+    finally:
+        running = False
+    assert r.success
+    assert returned - r.duration_s >= hog_s
+
+
+async def test_debug_lines_follow_the_probe_and_hold_no_secret(raw):
+    url = await raw(writes(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: %d\r\n\r\n%s" % (len(HEALTHY), HEALTHY)))
+    lines: list[str] = []
+    secret_url = url.replace("http://", "http://user:s3cret@") + "/health?token=s3cret"
+    r = await probe(svc(secret_url, headers=(("Authorization", "Bearer s3cret"),)),
+                    trace=lines.append)
+    assert r.success
+    text = "\n".join(lines)
+    for step in ("connect: 127.0.0.1:", "request sent: GET", "status line: HTTP 200",
+                 "body done: ", "decision: success"):
+        assert step in text, text
+    assert "s3cret" not in text
+
+
+async def test_debug_lines_name_the_reason_of_a_failure():
+    lines: list[str] = []
+    r = await probe(svc("http://no-such-host.invalid/health"), trace=lines.append)
+    assert r.reason == "dns"
+    assert lines[-1].startswith("decision: dns: no-such-host.invalid:80: cannot resolve")
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_INFO"), reason="the kernel's receive time needs TCP_INFO")
+async def test_a_loop_blocked_while_the_answer_arrives_does_not_stretch_the_duration():
+    # The server (a thread, so the blocked loop cannot hold it back) answers ANSWER_AFTER
+    # after the request; the loop is blocked for BLOCK from just after it sent the request.
+    # The kernel received the answer long before the loop could look at it: the reported
+    # end lies between the answer's sending and well before the loop was free again.
+    answer_after, block = 0.02, 0.15
+    body = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(HEALTHY), HEALTHY)
+    listener = socket.create_server(("127.0.0.1", 0))
+    sent: list[float] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(4096)
+            time.sleep(answer_after)
+            sent.append(perf_counter())
+            conn.sendall(body)
+            conn.recv(1)  # until the prober closes
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    loop = asyncio.get_running_loop()
+    unblocked: list[float] = []
+
+    def hog() -> None:
+        time.sleep(block)
+        unblocked.append(perf_counter())
+
+    class Blocking(ProbeContext):
+        def note(self, line: str) -> None:
+            if line.startswith("request sent"):
+                loop.call_soon(hog)
+
+    started = perf_counter()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/health"
+    r = await run_probe(svc(url), Blocking(timeout=5.0, trace=lambda _line: None))
+    await asyncio.to_thread(thread.join, 5)  # the loop closes the connection meanwhile
+    listener.close()
+    assert r.success
+    end = started + r.duration_s
+    if sent[0] > unblocked[0] - 0.05:
+        pytest.skip("the server thread itself was held up until the loop was nearly free")
+    assert sent[0] - 0.001 <= end <= unblocked[0] - 0.03
+
+
+async def test_a_probe_leaves_no_reference_cycle_behind(raw):
+    # Cyclic garbage is what the collector has to walk, with the loop stopped, for every
+    # probe; the parser and the protocol refer to each other until the answer is in.
+    import gc
+
+    import httptools
+
+    from exporter.health.probes.http_wire import Exchange
+
+    url = await raw(writes(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: %d\r\n\r\n%s" % (len(HEALTHY), HEALTHY)))
+    assert (await probe(svc(url + "/health"))).success  # warm-up
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for _ in range(5):
+            assert (await probe(svc(url + "/health"))).success
+        gc.collect()
+        left = [type(o).__name__ for o in gc.garbage
+                if isinstance(o, Exchange | httptools.HttpResponseParser)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert left == []
