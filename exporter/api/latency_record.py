@@ -150,16 +150,21 @@ _Batch = msgspec.defstruct("TypedLatencyBatch", [("records", list[_Typed])],
 _BATCH_DECODER = msgspec.json.Decoder(_Batch)
 
 
-def decode_batch(raw: bytes, most: int) -> list[LatencyRecord] | None:
-    """`{"records": [...]}` of at most `most` plain records, decoded and checked in one
-    pass; None for the strict path (same quote count as `decode_single`)."""
+def _typed(decoder: msgspec.json.Decoder, raw: bytes) -> Any:
+    """What `decoder` makes of a body without escapes, or None."""
     if b"\\" in raw:
         return None
     try:
-        typed = _BATCH_DECODER.decode(raw)
+        return decoder.decode(raw)
     except (msgspec.ValidationError, msgspec.DecodeError):
         return None
-    if len(typed.records) > most:
+
+
+def decode_batch(raw: bytes, most: int) -> list[LatencyRecord] | None:
+    """`{"records": [...]}` of at most `most` plain records, decoded and checked in one
+    pass; None for the strict path (same quote count as `decode_single`)."""
+    typed = _typed(_BATCH_DECODER, raw)
+    if typed is None or len(typed.records) > most:
         return None
     if raw.count(b'"') != 2 + sum(_quotes(t) for t in typed.records):
         return None
@@ -174,13 +179,8 @@ def decode_single(raw: bytes) -> LatencyRecord | None:
     two quotes per key and per string value: any other count is a repeated key (or an
     escape), and goes the strict way.
     """
-    if b"\\" in raw:
-        return None
-    try:
-        typed = _DECODER.decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        return None
-    if raw.count(b'"') != _quotes(typed):
+    typed = _typed(_DECODER, raw)
+    if typed is None or raw.count(b'"') != _quotes(typed):
         return None
     return _record(typed)
 
