@@ -39,7 +39,7 @@ services:
   - {{name: untrusted-cert, url: "{t.tls_url('/healthy')}"}}
   - {{name: not-http, url: "http://{t.junk_tcp_address}/"}}
   - {{name: reset-mid-body, url: "{t.url('/reset-mid-body')}"}}
-  - {{name: tcp-blackhole, type: tcp, address: "{proxies['tcp'].address}"}}
+  - {{name: tcp-blackhole, type: tcp, address: "{proxies['tcp'].address}", degraded_latency: 1s}}
 """
 
 
