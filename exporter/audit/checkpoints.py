@@ -124,6 +124,7 @@ class Checkpointer:
             self._loaded = True
             if self._last and self.state:
                 self.state.last_checkpoint_ts = datetime.fromisoformat(self._last["at"]).timestamp()
+                self.state.last_checkpoint_sequence = self._last["sequence"]
 
     async def maybe(self, force: bool = False) -> dict[str, Any] | None:
         """Write a checkpoint if one is due (or forced and the head moved); returns it."""
@@ -146,6 +147,7 @@ class Checkpointer:
         self._last, self._last_mono = cp, time.monotonic()
         if self.state:
             self.state.last_checkpoint_ts = time.time()
+            self.state.last_checkpoint_sequence = cp["sequence"]
         return cp
 
     async def run(self, poll: float = 5.0) -> None:

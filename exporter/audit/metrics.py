@@ -24,6 +24,7 @@ class AuditState:
     last_verify_ts: float | None = None
     last_verify_ok: bool | None = None
     last_checkpoint_ts: float | None = None
+    last_checkpoint_sequence: int | None = None
     default_partition_rows: int | None = None
     spool: Any = None  # exporter.audit.spool.Spool, read for its in-memory counters
 
@@ -90,6 +91,9 @@ class _StateCollector(Collector):
         if s.last_checkpoint_ts is not None:
             yield _gauge("usdcop_audit_last_checkpoint_timestamp_seconds",
                          "When the newest checkpoint was written.", s.last_checkpoint_ts)
+        if s.last_checkpoint_sequence is not None:
+            yield _gauge("usdcop_audit_last_checkpoint_sequence",
+                         "The sequence the newest checkpoint covers.", s.last_checkpoint_sequence)
         if s.postgres_up is not None:
             yield _gauge("usdcop_postgres_up", "1 while the audit Postgres answers.",
                          1 if s.postgres_up else 0)

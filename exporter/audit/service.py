@@ -98,8 +98,11 @@ class AuditService:
                                     self.settings.audit_checkpoint_key, full=full,
                                     retention=self.settings.audit_retention)
         self.last_verify = result
-        self.state.last_verify_ts = time.time()
-        self.state.last_verify_ok = result["ok"]
+        # usdcop_audit_last_verify_ok speaks for the whole chain: only a full run may set it
+        # to 1. An incremental run (any reader's GET) can report a break, never clear one.
+        if full or not result["ok"]:
+            self.state.last_verify_ts = time.time()
+            self.state.last_verify_ok = result["ok"]
         if result["head_sequence"]:
             self.state.head_sequence = max(self.state.head_sequence or 0, result["head_sequence"])
         if not result["ok"]:

@@ -51,6 +51,9 @@ class AuditStore(Protocol):
     async def first_sequence(self) -> int | None:
         """The oldest stored sequence (after purges); None for an empty chain."""
 
+    async def count_range(self, first: int, through: int) -> int:
+        """How many events are stored with a sequence from `first` to `through`."""
+
     async def get_event(self, sequence: int) -> dict[str, Any] | None:
         """One stored event by sequence."""
 

@@ -360,6 +360,15 @@ class PgStore(AuditStore):
             return row[0]
 
     @_bounded_call
+    async def count_range(self, first: int, through: int) -> int:
+        """How many events are stored with a sequence from `first` to `through`."""
+        async with self._errors("read"), self._pool.connection() as conn:
+            cur = await conn.execute("SELECT count(*) FROM usdcop_audit.events"
+                                     " WHERE sequence BETWEEN %s AND %s", (first, through))
+            row = await cur.fetchone()
+            return row[0]
+
+    @_bounded_call
     async def get_event(self, sequence: int) -> dict[str, Any] | None:
         """One stored event in chain form."""
         async with self._errors("read"), self._pool.connection() as conn:

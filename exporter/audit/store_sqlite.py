@@ -237,6 +237,12 @@ class SqliteStore(AuditStore):
         return await self._run(lambda: self._conn().execute(
             "SELECT min(sequence) FROM events").fetchone()[0])
 
+    async def count_range(self, first: int, through: int) -> int:
+        """How many events are stored with a sequence from `first` to `through`."""
+        return await self._run(lambda: self._conn().execute(
+            "SELECT count(*) FROM events WHERE sequence BETWEEN ? AND ?",
+            (first, through)).fetchone()[0])
+
     async def get_event(self, sequence: int) -> dict[str, Any] | None:
         """One stored event in chain form."""
         def _get():

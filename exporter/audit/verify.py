@@ -265,6 +265,13 @@ async def verify_store(store, checkpoint_dir: str | Path | None, key: bytes | No
         if event["hash"].hex() != cp["hash"]:
             raise _Broken(event["sequence"], "checkpoint_mismatch", f"checkpoint at"
                           f" {event['sequence']} ({_source(cp)}) records another hash")
+        # The trusted range is not re-hashed, but it must be whole: sequences are
+        # contiguous, so any deleted event shows as a count short of the range's length.
+        stored = await store.count_range(first, cp["sequence"])
+        if stored != cp["sequence"] - first + 1:
+            raise _Broken(first, "sequence_gap", f"{cp['sequence'] - first + 1 - stored} of the"
+                          f" events {first}..{cp['sequence']} are missing; run a full"
+                          " verification (?full=true, audit verify --full) to name them")
         after["sequence"] = cp["sequence"]
         return cp["sequence"], event["hash"], {
             "from": first, "through": cp["sequence"],

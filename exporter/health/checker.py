@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from loguru import logger
@@ -38,6 +38,17 @@ class HealthEvent:
         if self.old_status == self.new_status or self.new_status == "unknown":
             return False
         return self.old_status != "unknown" or self.new_status != "healthy"
+
+
+# What decides how a service is judged, not what is probed: a change of these keeps the
+# state; a change of anything else is another target, judged afresh.
+_JUDGEMENT_FIELDS = ("interval", "timeout", "degraded_latency", "failure_threshold",
+                     "success_threshold", "critical", "labels", "during", "line")
+
+
+def _probes_another_target(old: ServiceConfig, new: ServiceConfig) -> bool:
+    """True when `new` probes something else than `old` (URL, address, type, query ...)."""
+    return replace(old, **{name: getattr(new, name) for name in _JUDGEMENT_FIELDS}) != new
 
 
 class NotInShard(LookupError):
@@ -90,8 +101,10 @@ class HealthChecker:
     def sync(self) -> tuple[list[str], list[str], list[str]]:
         """Reconcile states with the registry: returns (added, removed, changed) names.
 
-        Unchanged services keep state and counters; changed ones keep them too but take
-        the new configuration; removed ones lose their state (and so their series).
+        Unchanged services keep state and counters. A changed one keeps its state when only
+        how it is judged changed (interval, thresholds, labels ...); one that now probes
+        another target (URL, address, type, query ...) is `unknown` again, counters kept.
+        Removed ones lose their state (and so their series).
         """
         if self._synced_version == self.registry.version:
             return [], [], []
@@ -111,8 +124,11 @@ class HealthChecker:
                 self.states[name] = ServiceState(svc)
                 added.append(name)
             elif state.config != svc:
-                state.config = svc
-                state.health = None
+                if _probes_another_target(state.config, svc):
+                    state.retarget(svc)
+                else:
+                    state.config = svc
+                    state.health = None
                 changed.append(name)
         if self.scheduler is not None:
             self.scheduler.reschedule(added, removed, changed)

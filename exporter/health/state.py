@@ -39,6 +39,18 @@ class ServiceState:
     health: dict[str, Any] | None = None  # cached health format of the last result
     version: int = 0  # rises with every applied result: /metrics re-renders a service's block
 
+    def retarget(self, config: ServiceConfig) -> None:
+        """Take a configuration that probes something else (another URL, address, type or
+        query): what was seen of the old target says nothing of the new one, so the state
+        is `unknown` again until a probe of the new target decides. Counters stay."""
+        self.config = config
+        self.status = "unknown"
+        self.consecutive_failures = self.consecutive_successes = 0
+        self.last_result = None
+        self.last_check = None
+        self.health = None
+        self.version += 1
+
     def observed_status(self, result: ProbeResult) -> str:
         """What this one result says, before thresholds."""
         if not result.success:

@@ -130,3 +130,24 @@ def test_verify_without_a_key_is_not_plain_ok(env, capsys, monkeypatch):
     result = json.loads(captured.out)
     assert result["ok"] and result["status"] == "unauthenticated" and result["mode"] == "full"
     assert "warning: no AUDIT_CHECKPOINT_KEY: purges cannot be authenticated" in captured.err
+
+
+@pytest.mark.slow
+def test_a_reader_that_goes_away_gets_no_traceback(env):
+    """`audit verify | head -0`: the pipe is closed before the answer is written; the
+    command ends without a traceback."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    fill(env / "audit.sqlite3", 3000)
+    script = shutil.which("usdcop-exporter", path=os.path.dirname(sys.executable))
+    read, write = os.pipe()
+    proc = subprocess.Popen([script, "audit", "verify"], stdout=write, stderr=subprocess.PIPE,
+                            env=os.environ.copy())
+    os.close(write)
+    os.close(read)  # the reader is gone before the verification ends
+    _, err = proc.communicate(timeout=60)
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()[-2000:]
+    assert proc.returncode == 1

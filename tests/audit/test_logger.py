@@ -16,7 +16,7 @@ from exporter.config.model import ServiceConfig
 from exporter.health.checker import HealthEvent
 from exporter.health.result import ProbeResult
 
-from .conftest import settings
+from .conftest import Tamper, settings
 
 
 @pytest.fixture
@@ -132,6 +132,27 @@ async def test_service_checkpoints_and_verification_set_their_gauges(tmp_path, r
         await service.close()
     # A last checkpoint at shutdown covers the event written after the previous one.
     assert (tmp_path / "checkpoints" / "checkpoint-00000000000000000005.json").exists()
+
+
+async def test_only_a_full_run_can_say_the_chain_is_whole(tmp_path, registry):
+    """usdcop_audit_last_verify_ok: a reader's incremental run (which trusts the range a
+    signed checkpoint vouches for) cannot clear a break that a full run found."""
+    service = AuditService(settings(tmp_path, audit_checkpoint_events=3), registry)
+    await service.start()
+    try:
+        for i in range(6):
+            await service.own.log_event("TRADING_RESUMED", data={"i": i})
+        await service.checkpointer.maybe()
+        assert (await service.verify(full=True))["ok"]
+        assert registry.get_sample_value("usdcop_audit_last_verify_ok") == 1
+        Tamper(service.store).set_actor(2, "mallory")  # inside the checkpointed range
+        assert not (await service.verify(full=True))["ok"]
+        assert registry.get_sample_value("usdcop_audit_last_verify_ok") == 0
+        incremental = await service.verify()
+        assert incremental["mode"] == "incremental" and incremental["ok"]
+        assert registry.get_sample_value("usdcop_audit_last_verify_ok") == 0
+    finally:
+        await service.close()
 
 
 @pytest.mark.parametrize("event_type", ["AUDIT_PURGED", "CONFIG_CHANGED", "SERVICE_STATUS_CHANGED",

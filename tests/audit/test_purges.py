@@ -240,3 +240,27 @@ async def test_a_purge_record_that_is_not_one_is_named_not_raised(store, tamper,
         result = await verify_store(store, tmp_path / "cp", key, full=full)
         assert result["first_broken"]["reason"] == "purge_malformed", result
         assert result["mode"] == ("incremental" if key and not full else "full")
+
+
+def _delete_range(tamper, store, first: int, through: int) -> None:
+    """DELETE events first..through from the middle, triggers bypassed."""
+    statements = [("DELETE FROM {events} WHERE sequence BETWEEN %s AND %s", (first, through))]
+    if store.kind == "postgres":
+        statements.append(("DELETE FROM usdcop_audit.event_ids WHERE sequence BETWEEN %s AND %s",
+                           (first, through)))
+    tamper.run(*statements)
+
+
+async def test_an_incremental_run_sees_events_cut_from_the_trusted_range(store, tamper, tmp_path):
+    """The range a signed checkpoint vouches for is not re-hashed, but a deleted event in it
+    is a gap every run names."""
+    await _fill(store, 24)
+    await _checkpoint(store, tmp_path / "cp", KEY)
+    await _fill(store, 2)
+    _delete_range(tamper, store, 10, 14)
+    result = await verify_store(store, tmp_path / "cp", KEY, full=False)
+    assert not result["ok"], result
+    assert result["first_broken"]["reason"] == "sequence_gap"
+    assert "5 of the events 1..24 are missing" in result["first_broken"]["detail"]
+    full = await verify_store(store, tmp_path / "cp", KEY, full=True)
+    assert full["first_broken"]["reason"] == "sequence_gap"

@@ -282,3 +282,22 @@ async def test_the_shipped_pipeline_api_when_dead_is_unknown_then_unhealthy_neve
         "team": "data", "component": "pipeline"}) == 1
     assert (await checker.check_service("pipeline-api"))["status"] == "unhealthy"
     assert checker.overview()["overall_status"] == "degraded"  # not critical
+
+
+async def test_a_reload_that_points_a_service_elsewhere_forgets_what_the_old_target_showed():
+    """Healthy at the old target says nothing of the new one: unknown again until a probe
+    of the new target decides; a change of how it is judged keeps the state."""
+    ok = py_service("api", quick_ok, failure_threshold=3, check="checks:ok")
+    checker = HealthChecker(ServiceRegistry(Config(services=(ok,))))
+    assert (await checker.check_service("api"))["status"] == "healthy"
+    checker.registry.replace(Config(services=(
+        py_service("api", quick_ok, failure_threshold=2, check="checks:ok"),)))
+    checker.sync()
+    assert checker.state_of("api").status == "healthy"  # only a threshold changed
+    checker.registry.replace(Config(services=(
+        py_service("api", quick_fail, failure_threshold=2, check="checks:down"),)))
+    assert checker.sync()[2] == ["api"]
+    assert checker.state_of("api").status == "unknown"
+    assert checker.state_of("api").probes["success"] == 1  # counters kept
+    assert (await checker.check_service("api"))["status"] == "unknown"  # 1 failure of 2
+    assert (await checker.check_service("api"))["status"] == "unhealthy"

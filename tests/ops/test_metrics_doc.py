@@ -108,7 +108,7 @@ async def full_sidecar(aiohttp_client, registry, tmp_path, redis_url, namespace,
     event = {"event_type": "TRADE_EXECUTED", "symbol": "USDCOP",
              "data": {"trade_id": "t1", "signal_id": "nobody"}}
     assert (await client.post("/api/audit/signals", json=event)).status == 201
-    assert (await client.get("/api/audit/verify")).status == 200
+    assert (await client.get("/api/audit/verify?full=true")).status == 200
     halt = {"actor": "ops", "reason": "incident"}
     assert (await client.post("/api/trading/halt", json=halt)).status == 201
     return client
