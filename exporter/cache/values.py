@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 from datetime import datetime
 from typing import Any
 
+from .. import fields
+from ..fields import FieldError
 from ..jsontypes import json_type_name
 from .errors import SignalError
 
 MAX_STRING = 256
 FREE_FORM_LIMIT = 64 * 1024
-MAX_DEPTH = 16
 
 
 def _reject_constant(name: str) -> Any:
@@ -37,6 +37,10 @@ def require_object(value: Any, what: str) -> dict[str, Any]:
     return value
 
 
+def _refused(exc: FieldError) -> SignalError:
+    return SignalError(exc.path, exc.message)
+
+
 def number(obj: dict, key: str, *, required: bool = False, lo: float | None = None,
            hi: float | None = None, lo_open: bool = False) -> float | None:
     """A finite number field (booleans are not numbers); None when absent and optional."""
@@ -45,19 +49,10 @@ def number(obj: dict, key: str, *, required: bool = False, lo: float | None = No
         if required:
             raise SignalError(key, "is required")
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise SignalError(key, f"must be a number, got {json_type_name(value)}")
     try:
-        value = float(value)
-    except OverflowError:
-        raise SignalError(key, "is out of range") from None
-    if not math.isfinite(value):
-        raise SignalError(key, "must be finite")
-    if lo is not None and (value < lo or (lo_open and value == lo)):
-        raise SignalError(key, f"must be {'>' if lo_open else '>='} {lo:g}, got {value:g}")
-    if hi is not None and value > hi:
-        raise SignalError(key, f"must be <= {hi:g}, got {value:g}")
-    return value
+        return fields.number(value, key, lo=lo, hi=hi, lo_open=lo_open, got=True)
+    except FieldError as exc:
+        raise _refused(exc) from None
 
 
 def string(obj: dict, key: str, *, required: bool = False, max_len: int = MAX_STRING,
@@ -68,19 +63,12 @@ def string(obj: dict, key: str, *, required: bool = False, max_len: int = MAX_ST
         if required:
             raise SignalError(key, "is required")
         return None
-    if not isinstance(value, str):
-        raise SignalError(key, f"must be a string, got {json_type_name(value)}")
-    if not value:
-        raise SignalError(key, "must not be empty")
-    if len(value) > max_len:
-        raise SignalError(key, f"is longer than {max_len} characters")
-    if "\x00" in value:
-        raise SignalError(key, "contains a NUL character")
-    if choices and value not in choices:
-        raise SignalError(key, f"must be one of {'|'.join(choices)}, got {value[:40]!r}")
-    if pattern is not None and not pattern.fullmatch(value):
-        raise SignalError(key, f"must match ^{pattern.pattern}$, got {value[:40]!r}")
-    return value
+    try:
+        return fields.string(value, key, max_len=max_len, pattern=pattern, got=True,
+                             rule=None if pattern is None else f"^{pattern.pattern}$",
+                             nonempty=True, nul=True, choices=choices)
+    except FieldError as exc:
+        raise _refused(exc) from None
 
 
 def timestamp(obj: dict, key: str, *, required: bool = False) -> float | None:
@@ -102,36 +90,15 @@ def free_object(obj: dict, key: str) -> dict | None:
     value = obj.get(key)
     if value is None:
         return None
-    if not isinstance(value, dict):
-        raise SignalError(key, f"must be a JSON object, got {json_type_name(value)}")
-    if depth(value) > MAX_DEPTH:
-        raise SignalError(key, f"is nested deeper than {MAX_DEPTH} levels")
     try:
-        size = len(dumps(value))
-    except (TypeError, ValueError) as exc:
-        raise SignalError(key, f"is not JSON: {exc}") from None
-    if size > FREE_FORM_LIMIT:
-        raise SignalError(key, f"is larger than {FREE_FORM_LIMIT // 1024} KiB")
-    return value
+        return fields.free_object(value, key, limit=FREE_FORM_LIMIT, encode=dumps)
+    except FieldError as exc:
+        raise _refused(exc) from None
 
 
 def unknown_fields(obj: dict, known: frozenset[str]) -> None:
     """Refuse fields outside `known`, naming the first one."""
-    for key in obj:
-        if key not in known:
-            raise SignalError(str(key), "unknown field")
-
-
-def depth(value: Any) -> int:
-    """Nesting depth of a JSON value, without recursion."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        deepest = max(deepest, level)
-        if isinstance(item, dict):
-            stack.extend((v, level + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, level + 1) for v in item)
-    return deepest
-
+    key = fields.unknown_key(obj, known)
+    if key is not None:
+        raise SignalError(str(key), "unknown field")
 
