@@ -15,6 +15,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
+from .. import fields
+from ..fields import FieldError
 from ..units import UnitError, format_duration, format_size, parse_duration, parse_size
 from .errors import ConfigError
 from .expand import ExpandError, expand
@@ -107,9 +109,10 @@ def integer(ctx: Ctx, node: Node, field: str, low: int, high: int) -> int:
         value = int(raw)
     else:
         raise _wrong(ctx, node, field, "a whole number")
-    if not low <= value <= high:
-        raise ctx.error(node, field, f"must be between {low} and {high}, got {value}")
-    return value
+    try:
+        return fields.between(value, field, low, high)
+    except FieldError as exc:
+        raise ctx.error(node, field, exc.message) from None
 
 
 def boolean(ctx: Ctx, node: Node, field: str) -> bool:
