@@ -18,6 +18,7 @@ from .jsontypes import json_type_name
 
 MAX_DEPTH = 16  # nesting of free-form JSON (features, metadata, audit data)
 LINE_SEPARATORS = "\x85\u2028\u2029"  # NEL and the Unicode line and paragraph separators
+REQUIRED = "is required"  # the message of a required field that is absent (or null)
 
 
 class FieldError(ValueError):
@@ -41,6 +42,18 @@ def join(where: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{where}[{key}]"
     return f"{where}.{key}" if where else key
+
+
+def get(obj: dict, key: str, path: str, check: Callable[..., Any], *, required: bool = False,
+        **rules: Any) -> Any:
+    """`obj[key]` as `check(value, path, **rules)` passes it; None when absent or null, which
+    a `required` field may not be (FieldError with the message REQUIRED)."""
+    value = obj.get(key)
+    if value is None:
+        if required:
+            raise FieldError(path, REQUIRED)
+        return None
+    return check(value, path, **rules)
 
 
 def unknown_key(obj: dict, known: Collection[str]) -> Any | None:

@@ -39,6 +39,17 @@ def test_paths_join_keys_and_indexes():
     assert fields.join("records[3]", "service") == "records[3].service"
 
 
+def test_a_field_is_read_checked_or_absent():
+    obj = {"price": 4100, "note": None}
+    assert fields.get(obj, "price", "signal.price", fields.number, lo=0.0) == 4100.0
+    assert fields.get(obj, "note", "signal.note", fields.string, max_len=8) is None
+    assert fields.get(obj, "gone", "signal.gone", fields.string, max_len=8) is None
+    err = refusal(fields.get, obj, "note", "signal.note", fields.string, required=True, max_len=8)
+    assert (err.path, err.message) == ("signal.note", fields.REQUIRED)
+    err = refusal(fields.get, obj, "price", "signal.price", fields.number, hi=100.0)
+    assert (err.path, err.message) == ("signal.price", "must be <= 100")
+
+
 def test_the_first_unknown_key_is_found():
     assert fields.unknown_key({"a": 1, "z": 2, "y": 3}, {"a"}) == "z"
     assert fields.unknown_key({"a": 1}, {"a", "b"}) is None

@@ -245,48 +245,33 @@ def refused(exc: FieldError) -> ApiError:
     return invalid(exc.sentence, exc.path or None)
 
 
-def _present(obj: dict, key: str, path: str, required: bool) -> Any:
-    value = obj.get(key)
-    if value is None and required:
-        raise invalid(f"field {key!r} is required", path)
-    return value
+def _field(obj: dict, key: str, where: str, check: Any, **rules: Any) -> Any:
+    try:
+        return fields.get(obj, key, join(where, key), check, **rules)
+    except FieldError as exc:
+        if exc.message == fields.REQUIRED:
+            raise invalid(f"field {key!r} is required", exc.path) from None
+        raise refused(exc) from None
 
 
 def get_str(obj: dict, key: str, where: str, *, max_len: int = MAX_STRING, pattern=None,
             required: bool = False) -> str | None:
     """A string field (None when absent and optional)."""
-    path = join(where, key)
-    value = _present(obj, key, path, required)
-    if value is None:
-        return None
-    try:
-        return fields.string(value, path, max_len=max_len, pattern=pattern)
-    except FieldError as exc:
-        raise refused(exc) from None
+    return _field(obj, key, where, fields.string, required=required, max_len=max_len,
+                  pattern=pattern)
 
 
 def get_number(obj: dict, key: str, where: str, *, lo: float | None = None, hi: float | None = None,
                required: bool = False, lo_open: bool = False) -> float | None:
     """A finite number field (booleans are not numbers)."""
-    path = join(where, key)
-    value = _present(obj, key, path, required)
-    if value is None:
-        return None
-    try:
-        return fields.number(value, path, lo=lo, hi=hi, lo_open=lo_open)
-    except FieldError as exc:
-        raise refused(exc) from None
+    return _field(obj, key, where, fields.number, required=required, lo=lo, hi=hi,
+                  lo_open=lo_open)
 
 
 def get_bool(obj: dict, key: str, where: str, default: bool) -> bool:
     """A boolean field."""
-    value = obj.get(key)
-    if value is None:
-        return default
-    try:
-        return fields.boolean(value, join(where, key))
-    except FieldError as exc:
-        raise refused(exc) from None
+    value = _field(obj, key, where, fields.boolean)
+    return default if value is None else value
 
 
 def _compact(value: Any) -> str:
@@ -295,10 +280,4 @@ def _compact(value: Any) -> str:
 
 def get_free_object(obj: dict, key: str, where: str) -> dict | None:
     """A free-form JSON object bounded in size (64 KiB) and depth (16)."""
-    value = obj.get(key)
-    if value is None:
-        return None
-    try:
-        return fields.free_object(value, join(where, key), limit=FREE_FORM_LIMIT, encode=_compact)
-    except FieldError as exc:
-        raise refused(exc) from None
+    return _field(obj, key, where, fields.free_object, limit=FREE_FORM_LIMIT, encode=_compact)

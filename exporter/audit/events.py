@@ -168,12 +168,9 @@ def _explain(value: Any, field: str) -> None:
 
 def _opt_str(obj: dict, key: str, where: str, max_len: int, pattern: re.Pattern | None = None
              ) -> str | None:
-    value = obj.get(key)
-    if value is None:
-        return None
     try:
-        return fields.string(value, join(where, key), max_len=max_len, pattern=pattern,
-                             typed=False, single_line=pattern is None)
+        return fields.get(obj, key, join(where, key), fields.string, max_len=max_len,
+                          pattern=pattern, typed=False, single_line=pattern is None)
     except FieldError as exc:
         raise _refused(exc) from None
 

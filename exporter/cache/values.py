@@ -37,38 +37,26 @@ def require_object(value: Any, what: str) -> dict[str, Any]:
     return value
 
 
-def _refused(exc: FieldError) -> SignalError:
-    return SignalError(exc.path, exc.message)
+def _field(obj: dict, key: str, check: Any, **rules: Any) -> Any:
+    try:
+        return fields.get(obj, key, key, check, **rules)
+    except FieldError as exc:
+        raise SignalError(exc.path, exc.message) from None
 
 
 def number(obj: dict, key: str, *, required: bool = False, lo: float | None = None,
            hi: float | None = None, lo_open: bool = False) -> float | None:
     """A finite number field (booleans are not numbers); None when absent and optional."""
-    value = obj.get(key)
-    if value is None:
-        if required:
-            raise SignalError(key, "is required")
-        return None
-    try:
-        return fields.number(value, key, lo=lo, hi=hi, lo_open=lo_open, got=True)
-    except FieldError as exc:
-        raise _refused(exc) from None
+    return _field(obj, key, fields.number, required=required, lo=lo, hi=hi, lo_open=lo_open,
+                  got=True)
 
 
 def string(obj: dict, key: str, *, required: bool = False, max_len: int = MAX_STRING,
            pattern: re.Pattern[str] | None = None, choices: tuple[str, ...] = ()) -> str | None:
     """A non-empty string field, optionally matching a pattern or one of `choices`."""
-    value = obj.get(key)
-    if value is None:
-        if required:
-            raise SignalError(key, "is required")
-        return None
-    try:
-        return fields.string(value, key, max_len=max_len, pattern=pattern, got=True,
-                             rule=None if pattern is None else f"^{pattern.pattern}$",
-                             nonempty=True, nul=True, choices=choices)
-    except FieldError as exc:
-        raise _refused(exc) from None
+    return _field(obj, key, fields.string, required=required, max_len=max_len, pattern=pattern,
+                  rule=None if pattern is None else f"^{pattern.pattern}$", got=True,
+                  nonempty=True, nul=True, choices=choices)
 
 
 def timestamp(obj: dict, key: str, *, required: bool = False) -> float | None:
@@ -87,13 +75,7 @@ def timestamp(obj: dict, key: str, *, required: bool = False) -> float | None:
 
 def free_object(obj: dict, key: str) -> dict | None:
     """A free-form JSON object bounded in size (64 KiB) and depth (16)."""
-    value = obj.get(key)
-    if value is None:
-        return None
-    try:
-        return fields.free_object(value, key, limit=FREE_FORM_LIMIT, encode=dumps)
-    except FieldError as exc:
-        raise _refused(exc) from None
+    return _field(obj, key, fields.free_object, limit=FREE_FORM_LIMIT, encode=dumps)
 
 
 def unknown_fields(obj: dict, known: frozenset[str]) -> None:
