@@ -12,12 +12,16 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Collection, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from .jsontypes import json_type_name
 
 MAX_DEPTH = 16  # nesting of free-form JSON (features, metadata, audit data)
 LINE_SEPARATORS = "\x85\u2028\u2029"  # NEL and the Unicode line and paragraph separators
+TIME_RE = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,32})?)?([Zz]|[+-]\d{2}:\d{2})"
+)
 REQUIRED = "is required"  # the message of a required field that is absent (or null)
 
 
@@ -148,6 +152,25 @@ def boolean(value: Any, path: str) -> bool:
     if not isinstance(value, bool):
         raise FieldError(path, f"must be true or false, got {json_type_name(value)}")
     return value
+
+
+def iso_time(value: Any, path: str) -> datetime:
+    """An ISO-8601 time with an offset (`Z` or `+hh:mm`), in UTC, between years 1 and 9999;
+    fractions beyond microseconds are truncated."""
+    if not isinstance(value, str):
+        raise FieldError(path, "must be an ISO-8601 string with an offset")
+    if not TIME_RE.fullmatch(value):
+        raise FieldError(path, "must be ISO-8601 with an offset, like 2025-01-15T10:30:00Z; "
+                               f"got {value[:40]!r}")
+    try:
+        moment = datetime.fromisoformat(value.upper())
+    except ValueError:
+        raise FieldError(path, f"is not a valid time: {value[:40]!r}") from None
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 or 9999-12-31T23:59-01:00: no UTC form
+        raise FieldError(path, f"is out of range: {value[:40]!r} has no UTC time between "
+                               "years 1 and 9999") from None
 
 
 def free_object(value: Any, path: str, *, limit: int,

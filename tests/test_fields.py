@@ -193,3 +193,27 @@ def test_text_refuses_nul_and_lone_surrogates():
     assert refusal(fields.text, "a\x00", "actor").message == "contains a NUL character"
     assert refusal(fields.text, "\udc80", "actor").message == "contains a lone UTF-16 surrogate"
     assert fields.is_text("ok") and not fields.is_text("\ud800")
+
+
+def test_iso_times_carry_an_offset_and_come_back_in_utc():
+    moment = fields.iso_time("2025-01-15T10:30:00.1234567-05:00", "timestamp")
+    assert moment.isoformat() == "2025-01-15T15:30:00.123456+00:00"
+    assert fields.iso_time("2025-01-15t10:30z", "t").isoformat() == "2025-01-15T10:30:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (1736937000, "must be an ISO-8601 string with an offset"),
+        ("2025-01-15T10:30:00", "must be ISO-8601 with an offset, like 2025-01-15T10:30:00Z; "
+                                "got '2025-01-15T10:30:00'"),
+        ("2025-02-30T10:30:00Z", "is not a valid time: '2025-02-30T10:30:00Z'"),
+        ("0001-01-01T00:00+01:00", "is out of range: '0001-01-01T00:00+01:00' has no UTC time "
+                                   "between years 1 and 9999"),
+        ("9999-12-31T23:59-01:00", "is out of range: '9999-12-31T23:59-01:00' has no UTC time "
+                                   "between years 1 and 9999"),
+    ],
+)
+def test_iso_time_refusals_are_named(value, message):
+    err = refusal(fields.iso_time, value, "since")
+    assert (err.path, err.message) == ("since", message)
