@@ -13,6 +13,7 @@ from urllib.parse import quote, urlsplit
 
 from .config.redact import REDACTED, redact_url
 from .config.services import valid_host
+from .fields import FieldError, between
 from .units import MAX_SIZE, UnitError, parse_duration, parse_size
 
 # Flag name (as load_settings takes it) -> the variable it overrides.
@@ -204,10 +205,10 @@ def _token(src: _Source, variable: str) -> str | None:
 def _integer(value: str, name: str, low: int, high: int) -> int:
     if not _DECIMAL.fullmatch(value):
         raise SettingsError(name, f"expected a whole number, got {value!r}")
-    number = int(value)
-    if not low <= number <= high:
-        raise SettingsError(name, f"must be between {low} and {high}, got {number}")
-    return number
+    try:
+        return between(int(value), name, low, high)
+    except FieldError as exc:
+        raise SettingsError(name, exc.message) from None
 
 
 def _duration(value: str, name: str) -> float:

@@ -1,6 +1,7 @@
-"""The latency record, described once: its fields drive the OpenAPI schema, the typed
-decoder of a single record's body, the inline check of a batch's records, and the
-field-by-field checks whose messages name what is wrong.
+"""The latency record, described once (FIELDS, beside LatencyRecord in the monitor): its
+fields drive the OpenAPI schema, the typed decoder of a single record's body, the inline
+check of a batch's records, the field-by-field checks whose messages name what is wrong,
+and the monitor's own check_record.
 
 Two paths take a record. The usual one, a plain record, is decoded and checked in one
 pass by msgspec from the same field list (`decode_single`, `well_formed`); anything
@@ -11,13 +12,12 @@ duplicate key, NaN, deep nesting, a NUL) goes the strict way (`parse_json` and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
 
 from ..latency.guard import NAME_RE
-from ..latency.monitor import MAX_LATENCY_MS, LatencyRecord
+from ..latency.monitor import FIELDS, Field, LatencyRecord
 from .schemas import free_form
 from .validation import (
     closed_object,
@@ -27,28 +27,6 @@ from .validation import (
     get_str,
 )
 
-
-@dataclass(frozen=True)
-class Field:
-    """One field of a record: its kind (name, number, bool or free) and its bounds."""
-
-    name: str
-    kind: str
-    required: bool = False
-    lo: float | None = None
-    hi: float | None = None
-    default: Any = None
-    description: str | None = None
-
-
-FIELDS = (
-    Field("service", "name", required=True),
-    Field("operation", "name", required=True),
-    Field("latency_ms", "number", required=True, lo=0.0, hi=MAX_LATENCY_MS),
-    Field("success", "bool", default=True),
-    Field("metadata", "free"),
-    Field("trace_id", "name", description="exported as the exemplar's trace_id"),
-)
 NAMES = frozenset(f.name for f in FIELDS)
 REQUIRED = tuple(f.name for f in FIELDS if f.required)
 OPTIONAL = tuple(f.name for f in FIELDS if not f.required)

@@ -15,14 +15,14 @@ from typing import Any
 
 from aiohttp import web
 
-from ..jsontypes import json_type_name
+from .. import fields
+from ..fields import MAX_DEPTH, FieldError, join
 from .encoding import decoder_for, too_large
 from .errors import ApiError, bad_request, invalid
 
 BODY_LIMIT = 1024 * 1024  # 1 MiB per request
 BATCH_BODY_LIMIT = 8 * 1024 * 1024  # 8 MiB for batch routes
 FREE_FORM_LIMIT = 64 * 1024  # features, metadata, audit data
-MAX_DEPTH = 16
 MAX_STRING = 4096  # ordinary string fields
 MAX_INT_DIGITS = 40  # refuse absurd integers before Python parses them
 BODY_READ_TIMEOUT = 30.0  # seconds for a whole request body: a dripping client gets 408
@@ -81,7 +81,10 @@ def parse_json(raw: bytes) -> Any:
     except ValueError as exc:
         raise bad_request(f"malformed JSON: {exc}") from None
     # A NUL can only arrive escaped (a literal one was refused above); look for it only then.
-    depth = _depth(value, check_nul="\\u0000" in text)
+    try:
+        depth = fields.depth(value, nul="\\u0000" in text)
+    except FieldError:
+        raise bad_request("body contains a NUL character") from None
     if depth > MAX_DEPTH + 2:  # envelope + object + free-form payload
         raise bad_request(f"JSON nested deeper than {MAX_DEPTH} levels")
     # Likewise a lone surrogate (valid JSON, but no text: nothing can store or log it).
@@ -99,57 +102,16 @@ def _printable_path(path: str) -> str:
 
 def _refuse_surrogates(value: Any) -> None:
     """422 naming the first string (key or value) holding a lone UTF-16 surrogate."""
-    stack: list[tuple[Any, str]] = [(value, "")]
-    while stack:
-        item, path = stack.pop()
+    for item, path, _ in fields.walk(value, ""):
         if isinstance(item, dict):
-            for key, child in item.items():
-                child_path = _join(path, key)
-                if not _is_text(key):
-                    where = _printable_path(child_path)
+            for key in item:
+                if not fields.is_text(key):
+                    where = _printable_path(join(path, key))
                     raise invalid(f"{where or 'body'} (a key) contains a lone UTF-16 surrogate",
                                   where)
-                stack.append((child, child_path))
-        elif isinstance(item, list):
-            stack.extend((child, _join(path, i)) for i, child in enumerate(item))
-        elif isinstance(item, str) and not _is_text(item):
+        elif isinstance(item, str) and not fields.is_text(item):
             where = _printable_path(path)
             raise invalid(f"{where or 'body'} contains a lone UTF-16 surrogate", where or None)
-
-
-def _is_text(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _depth(value: Any, check_nul: bool = False) -> int:
-    """Nesting depth, a scalar counting as one level; optionally refuse NUL in strings."""
-    if not isinstance(value, dict | list):
-        if check_nul and isinstance(value, str) and "\x00" in value:
-            raise bad_request("body contains a NUL character")
-        return 1
-    depth, stack = 1, [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict):
-            if check_nul and any("\x00" in key for key in item):
-                raise bad_request("body contains a NUL character")
-            children = item.values()
-        else:
-            children = item
-        depth = max(depth, level)
-        for child in children:
-            if isinstance(child, dict | list):
-                stack.append((child, level + 1))
-            else:
-                if level >= depth:
-                    depth = level + 1
-                if check_nul and isinstance(child, str) and "\x00" in child:
-                    raise bad_request("body contains a NUL character")
-    return depth
 
 
 async def read_json(request: web.Request, limit: int = BODY_LIMIT, *,
@@ -233,9 +195,10 @@ def query_int(query: Mapping[str, str], name: str, default: int, lo: int, hi: in
         value = int(text)
     except ValueError:
         raise bad_request(f"{name} must be an integer, got {text[:40]!r}", name) from None
-    if not lo <= value <= hi:
-        raise bad_request(f"{name} must be between {lo} and {hi}, got {value}", name)
-    return value
+    try:
+        return fields.between(value, name, lo, hi)
+    except FieldError as exc:
+        raise bad_request(exc.sentence, name) from None
 
 
 def query_float(query: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
@@ -260,89 +223,61 @@ def closed_object(
     """Check `value` is an object with exactly the known keys (unknown → 422 naming it)."""
     if not isinstance(value, dict):
         raise invalid(f"{where or 'body'} must be a JSON object", where or None)
-    known = set(required) | set(optional)
-    for key in value:
-        if key not in known:
-            raise invalid(f"unknown field {key!r}", _join(where, key))
+    required = tuple(required)
+    key = fields.unknown_key(value, set(required) | set(optional))
+    if key is not None:
+        raise invalid(f"unknown field {key!r}", join(where, key))
     for key in required:
         if key not in value or value[key] is None:
-            raise invalid(f"field {key!r} is required", _join(where, key))
+            raise invalid(f"field {key!r} is required", join(where, key))
     return value
-
-
-def _join(where: str, key: str | int) -> str:
-    if isinstance(key, int):
-        return f"{where}[{key}]"
-    return f"{where}.{key}" if where else key
 
 
 def field_path(where: str, key: str | int) -> str:
     """`records[3].service`-style paths for error messages."""
-    return _join(where, key)
+    return join(where, key)
+
+
+def refused(exc: FieldError) -> ApiError:
+    """The API's answer to a FieldError: 413 over a size bound, else 422, naming the field."""
+    if exc.too_large:
+        return ApiError(413, "payload_too_large", exc.sentence, exc.path or None)
+    return invalid(exc.sentence, exc.path or None)
+
+
+def _field(obj: dict, key: str, where: str, check: Any, **rules: Any) -> Any:
+    try:
+        return fields.get(obj, key, join(where, key), check, **rules)
+    except FieldError as exc:
+        if exc.message == fields.REQUIRED:
+            raise invalid(f"field {key!r} is required", exc.path) from None
+        raise refused(exc) from None
 
 
 def get_str(obj: dict, key: str, where: str, *, max_len: int = MAX_STRING, pattern=None,
             required: bool = False) -> str | None:
     """A string field (None when absent and optional)."""
-    value = obj.get(key)
-    path = _join(where, key)
-    if value is None:
-        if required:
-            raise invalid(f"field {key!r} is required", path)
-        return None
-    if not isinstance(value, str):
-        raise invalid(f"{path} must be a string, got {json_type_name(value)}", path)
-    if len(value) > max_len:
-        raise invalid(f"{path} is longer than {max_len} characters", path)
-    if pattern is not None and not pattern.fullmatch(value):
-        raise invalid(f"{path} must match {pattern.pattern}", path)
-    return value
+    return _field(obj, key, where, fields.string, required=required, max_len=max_len,
+                  pattern=pattern)
 
 
 def get_number(obj: dict, key: str, where: str, *, lo: float | None = None, hi: float | None = None,
                required: bool = False, lo_open: bool = False) -> float | None:
     """A finite number field (booleans are not numbers)."""
-    value = obj.get(key)
-    path = _join(where, key)
-    if value is None:
-        if required:
-            raise invalid(f"field {key!r} is required", path)
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise invalid(f"{path} must be a number, got {json_type_name(value)}", path)
-    value = float(value)
-    if not math.isfinite(value):
-        raise invalid(f"{path} must be finite", path)
-    if lo is not None and (value < lo or (lo_open and value == lo)):
-        raise invalid(f"{path} must be {'>' if lo_open else '>='} {lo:g}", path)
-    if hi is not None and value > hi:
-        raise invalid(f"{path} must be <= {hi:g}", path)
-    return value
+    return _field(obj, key, where, fields.number, required=required, lo=lo, hi=hi,
+                  lo_open=lo_open)
 
 
 def get_bool(obj: dict, key: str, where: str, default: bool) -> bool:
     """A boolean field."""
-    value = obj.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        path = _join(where, key)
-        raise invalid(f"{path} must be true or false, got {json_type_name(value)}", path)
-    return value
+    value = _field(obj, key, where, fields.boolean)
+    return default if value is None else value
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 def get_free_object(obj: dict, key: str, where: str) -> dict | None:
     """A free-form JSON object bounded in size (64 KiB) and depth (16)."""
-    value = obj.get(key)
-    path = _join(where, key)
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise invalid(f"{path} must be a JSON object, got {json_type_name(value)}", path)
-    if _depth(value) > MAX_DEPTH:
-        raise invalid(f"{path} is nested deeper than {MAX_DEPTH} levels", path)
-    if len(json.dumps(value, separators=(",", ":"))) > FREE_FORM_LIMIT:
-        raise ApiError(413, "payload_too_large", f"{path} is larger than 64 KiB", path)
-    return value
-
-
+    return _field(obj, key, where, fields.free_object, limit=FREE_FORM_LIMIT, encode=_compact)

@@ -13,11 +13,12 @@ from datetime import UTC, datetime
 from json.encoder import encode_basestring
 from typing import Any
 
+from ..fields import MAX_DEPTH
+
 GENESIS = bytes(32)
 CHAIN_FIELDS = ("sequence", "event_id", "event_type", "timestamp", "received_at", "symbol",
                 "actor", "data")
 MAX_SAFE_INTEGER = 2**53 - 1
-MAX_DEPTH = 16
 
 
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .. import fields
+from ..fields import MAX_DEPTH, FieldError, join
 from .chain import (
     MAX_SAFE_INTEGER,
     NotCanonical,
@@ -32,13 +34,8 @@ RESERVED_TYPES = frozenset((
 EVENT_FIELDS = ("event_type", "event_id", "timestamp", "symbol", "actor", "data")
 EVENT_TYPE_RE = re.compile(r"[A-Z][A-Z0-9_]{2,63}")
 SYMBOL_RE = re.compile(r"[A-Z0-9]{3,12}")
-TIME_RE = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,32})?)?([Zz]|[+-]\d{2}:\d{2})"
-)
 MAX_ACTOR = 256
-LINE_SEPARATORS = "\x85\u2028\u2029"  # NEL and the Unicode line and paragraph separators
 MAX_DATA_BYTES = 64 * 1024
-MAX_DEPTH = 16
 
 
 def metric_type(event_type: str) -> str:
@@ -91,29 +88,12 @@ class PendingEvent:
         }
 
 
-def _join(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
-
-
 def parse_time(text: Any, field: str) -> datetime:
-    """An ISO-8601 time with an offset (fractions beyond microseconds are truncated)."""
-    if not isinstance(text, str):
-        raise AuditValidationError(f"{field} must be an ISO-8601 string with an offset", field)
-    if not TIME_RE.fullmatch(text):
-        raise AuditValidationError(
-            f"{field} must be ISO-8601 with an offset, like 2025-01-15T10:30:00Z; got {text[:40]!r}",
-            field,
-        )
+    """An ISO-8601 time with an offset, in UTC (fractions beyond microseconds are truncated)."""
     try:
-        value = datetime.fromisoformat(text.upper())
-    except ValueError:
-        raise AuditValidationError(f"{field} is not a valid time: {text[:40]!r}", field) from None
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:  # 0001-01-01T00:00+01:00 or 9999-12-31T23:59-01:00: no UTC form
-        raise AuditValidationError(
-            f"{field} is out of range: {text[:40]!r} has no UTC time between years 1 and 9999",
-            field) from None
+        return fields.iso_time(text, field)
+    except FieldError as exc:
+        raise _refused(exc) from None
 
 
 def check_data(value: Any, field: str) -> bytes:
@@ -136,64 +116,47 @@ def check_data(value: Any, field: str) -> bytes:
     return text
 
 
+def _refused(exc: FieldError) -> AuditValidationError:
+    return AuditValidationError(exc.sentence, exc.path or None, too_large=exc.too_large)
+
+
 def _explain(value: Any, field: str) -> None:
     """Raise the error naming the first offending field of `value`."""
-    stack: list[tuple[Any, str, int]] = [(value, field, 1)]
-    while stack:
-        item, path, depth = stack.pop()
-        if depth > MAX_DEPTH and isinstance(item, dict | list):  # containers, data included
-            raise AuditValidationError(f"{field} is nested deeper than {MAX_DEPTH} levels", path)
-        if isinstance(item, dict):
-            for key, sub in item.items():
-                if not isinstance(key, str):
-                    raise AuditValidationError(f"{path} has a non-string key", path)
-                _check_text(key, f"{path}.{key}")
-                stack.append((sub, f"{path}.{key}", depth + 1))
-        elif isinstance(item, list):
-            stack.extend((sub, f"{path}[{i}]", depth + 1) for i, sub in enumerate(item))
-        elif isinstance(item, str):
-            _check_text(item, path)
-        elif isinstance(item, bool) or item is None:
-            pass
-        elif isinstance(item, int):
-            if abs(item) > MAX_SAFE_INTEGER:
-                raise AuditValidationError(
-                    f"{path}: integers beyond ±2^53 cannot be hashed exactly (RFC 8785); "
-                    "send it as a string", path)
-        elif isinstance(item, float):
-            if not math.isfinite(item):
-                raise AuditValidationError(f"{path} must be a finite number", path)
-        else:
-            raise AuditValidationError(f"{path} is not a JSON value", path)
-
-
-def _check_text(text: str, path: str) -> None:
-    if "\x00" in text:
-        raise AuditValidationError(f"{path} contains a NUL character", path)
     try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise AuditValidationError(f"{path} contains a lone UTF-16 surrogate", path) from None
+        for item, path, depth in fields.walk(value, field):
+            if depth > MAX_DEPTH and isinstance(item, dict | list):  # containers, data included
+                raise AuditValidationError(f"{field} is nested deeper than {MAX_DEPTH} levels",
+                                           path)
+            if isinstance(item, dict):
+                for key in item:
+                    if not isinstance(key, str):
+                        raise AuditValidationError(f"{path} has a non-string key", path)
+                    fields.text(key, f"{path}.{key}")
+            elif isinstance(item, str):
+                fields.text(item, path)
+            elif isinstance(item, bool) or item is None:
+                pass
+            elif isinstance(item, int):
+                if abs(item) > MAX_SAFE_INTEGER:
+                    raise AuditValidationError(
+                        f"{path}: integers beyond ±2^53 cannot be hashed exactly (RFC 8785); "
+                        "send it as a string", path)
+            elif isinstance(item, float):
+                if not math.isfinite(item):
+                    raise AuditValidationError(f"{path} must be a finite number", path)
+            elif not isinstance(item, list):
+                raise AuditValidationError(f"{path} is not a JSON value", path)
+    except FieldError as exc:
+        raise _refused(exc) from None
 
 
 def _opt_str(obj: dict, key: str, where: str, max_len: int, pattern: re.Pattern | None = None
              ) -> str | None:
-    value = obj.get(key)
-    path = _join(where, key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise AuditValidationError(f"{path} must be a string", path)
-    if len(value) > max_len:
-        raise AuditValidationError(f"{path} is longer than {max_len} characters", path)
-    if pattern is not None and not pattern.fullmatch(value):
-        raise AuditValidationError(f"{path} must match {pattern.pattern}", path)
-    if pattern is None:
-        _check_text(value, path)
-        if any(ch < " " or ch in LINE_SEPARATORS for ch in value):
-            raise AuditValidationError(f"{path} contains a control character or line separator",
-                                       path)
-    return value
+    try:
+        return fields.get(obj, key, join(where, key), fields.string, max_len=max_len,
+                          pattern=pattern, typed=False, single_line=pattern is None)
+    except FieldError as exc:
+        raise _refused(exc) from None
 
 
 def parse_event(
@@ -212,9 +175,9 @@ def parse_event(
         raise AuditValidationError(f"{where or 'event'} must be a JSON object", where or None)
     for key in obj:
         if key not in EVENT_FIELDS:
-            raise AuditValidationError(f"unknown field {key!r}", _join(where, key))
+            raise AuditValidationError(f"unknown field {key!r}", join(where, key))
     event_type = obj.get("event_type")
-    path = _join(where, "event_type")
+    path = join(where, "event_type")
     if event_type is None:
         raise AuditValidationError("field 'event_type' is required", path)
     if not isinstance(event_type, str) or not EVENT_TYPE_RE.fullmatch(event_type):
@@ -226,7 +189,7 @@ def parse_event(
     if raw_id is None:
         event_id = str(uuid.uuid4())
     else:
-        path = _join(where, "event_id")
+        path = join(where, "event_id")
         if not isinstance(raw_id, str) or len(raw_id) > 64:
             raise AuditValidationError(f"{path} must be a UUID string", path)
         try:
@@ -239,7 +202,7 @@ def parse_event(
     if raw_time is None:
         when, given = accepted, False
     else:
-        path = _join(where, "timestamp")
+        path = join(where, "timestamp")
         when, given = parse_time(raw_time, path), True
         if when - accepted > timedelta(seconds=max_future_skew):
             raise AuditValidationError(
@@ -250,7 +213,7 @@ def parse_event(
     symbol = _opt_str(obj, "symbol", where, 12, SYMBOL_RE)
     actor = _opt_str(obj, "actor", where, MAX_ACTOR)
     data = obj.get("data")
-    data_json = check_data(data, _join(where, "data"))
+    data_json = check_data(data, join(where, "data"))
     timestamp = format_time(when) if given else accepted_text
     # The id is the key, not content: re-sending a generated id with the same fields is a
     # duplicate too.

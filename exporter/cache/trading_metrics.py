@@ -6,6 +6,8 @@ from typing import Any
 
 from loguru import logger
 
+from .. import fields
+from ..fields import FieldError
 from .client import RedisClient
 from .errors import CacheValueError, SignalError
 from .layout import CUSTOM_NAME_RE, CUSTOM_PREFIX, FINANCIAL, SYMBOL_RE, custom_key, position_key
@@ -27,11 +29,9 @@ SIDES = ("LONG", "SHORT")
 
 def _bounded(obj: dict, what: str) -> None:
     try:
-        size = len(dumps(obj))
-    except (TypeError, ValueError) as exc:
-        raise SignalError(None, f"{what} is not JSON: {exc}") from None
-    if size > FREE_FORM_LIMIT:
-        raise SignalError(None, f"{what} is larger than {FREE_FORM_LIMIT // 1024} KiB")
+        fields.bounded(obj, what, limit=FREE_FORM_LIMIT, encode=dumps)
+    except FieldError as exc:
+        raise SignalError(None, exc.sentence) from None
 
 
 def validate_financial(value: Any) -> dict[str, Any]:

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 from datetime import datetime
 from typing import Any
 
+from .. import fields
+from ..fields import FieldError
 from ..jsontypes import json_type_name
 from .errors import SignalError
 
 MAX_STRING = 256
 FREE_FORM_LIMIT = 64 * 1024
-MAX_DEPTH = 16
 
 
 def _reject_constant(name: str) -> Any:
@@ -37,50 +37,26 @@ def require_object(value: Any, what: str) -> dict[str, Any]:
     return value
 
 
+def _field(obj: dict, key: str, check: Any, **rules: Any) -> Any:
+    try:
+        return fields.get(obj, key, key, check, **rules)
+    except FieldError as exc:
+        raise SignalError(exc.path, exc.message) from None
+
+
 def number(obj: dict, key: str, *, required: bool = False, lo: float | None = None,
            hi: float | None = None, lo_open: bool = False) -> float | None:
     """A finite number field (booleans are not numbers); None when absent and optional."""
-    value = obj.get(key)
-    if value is None:
-        if required:
-            raise SignalError(key, "is required")
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise SignalError(key, f"must be a number, got {json_type_name(value)}")
-    try:
-        value = float(value)
-    except OverflowError:
-        raise SignalError(key, "is out of range") from None
-    if not math.isfinite(value):
-        raise SignalError(key, "must be finite")
-    if lo is not None and (value < lo or (lo_open and value == lo)):
-        raise SignalError(key, f"must be {'>' if lo_open else '>='} {lo:g}, got {value:g}")
-    if hi is not None and value > hi:
-        raise SignalError(key, f"must be <= {hi:g}, got {value:g}")
-    return value
+    return _field(obj, key, fields.number, required=required, lo=lo, hi=hi, lo_open=lo_open,
+                  got=True)
 
 
 def string(obj: dict, key: str, *, required: bool = False, max_len: int = MAX_STRING,
            pattern: re.Pattern[str] | None = None, choices: tuple[str, ...] = ()) -> str | None:
     """A non-empty string field, optionally matching a pattern or one of `choices`."""
-    value = obj.get(key)
-    if value is None:
-        if required:
-            raise SignalError(key, "is required")
-        return None
-    if not isinstance(value, str):
-        raise SignalError(key, f"must be a string, got {json_type_name(value)}")
-    if not value:
-        raise SignalError(key, "must not be empty")
-    if len(value) > max_len:
-        raise SignalError(key, f"is longer than {max_len} characters")
-    if "\x00" in value:
-        raise SignalError(key, "contains a NUL character")
-    if choices and value not in choices:
-        raise SignalError(key, f"must be one of {'|'.join(choices)}, got {value[:40]!r}")
-    if pattern is not None and not pattern.fullmatch(value):
-        raise SignalError(key, f"must match ^{pattern.pattern}$, got {value[:40]!r}")
-    return value
+    return _field(obj, key, fields.string, required=required, max_len=max_len, pattern=pattern,
+                  rule=None if pattern is None else f"^{pattern.pattern}$", got=True,
+                  nonempty=True, nul=True, choices=choices)
 
 
 def timestamp(obj: dict, key: str, *, required: bool = False) -> float | None:
@@ -99,39 +75,12 @@ def timestamp(obj: dict, key: str, *, required: bool = False) -> float | None:
 
 def free_object(obj: dict, key: str) -> dict | None:
     """A free-form JSON object bounded in size (64 KiB) and depth (16)."""
-    value = obj.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise SignalError(key, f"must be a JSON object, got {json_type_name(value)}")
-    if depth(value) > MAX_DEPTH:
-        raise SignalError(key, f"is nested deeper than {MAX_DEPTH} levels")
-    try:
-        size = len(dumps(value))
-    except (TypeError, ValueError) as exc:
-        raise SignalError(key, f"is not JSON: {exc}") from None
-    if size > FREE_FORM_LIMIT:
-        raise SignalError(key, f"is larger than {FREE_FORM_LIMIT // 1024} KiB")
-    return value
+    return _field(obj, key, fields.free_object, limit=FREE_FORM_LIMIT, encode=dumps)
 
 
 def unknown_fields(obj: dict, known: frozenset[str]) -> None:
     """Refuse fields outside `known`, naming the first one."""
-    for key in obj:
-        if key not in known:
-            raise SignalError(str(key), "unknown field")
-
-
-def depth(value: Any) -> int:
-    """Nesting depth of a JSON value, without recursion."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        deepest = max(deepest, level)
-        if isinstance(item, dict):
-            stack.extend((v, level + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, level + 1) for v in item)
-    return deepest
-
+    key = fields.unknown_key(obj, known)
+    if key is not None:
+        raise SignalError(str(key), "unknown field")
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
+from .. import fields
+from ..fields import FieldError
 from ..units import UnitError, format_duration, format_size, parse_duration, parse_size
 from .errors import ConfigError
 from .expand import ExpandError, expand
@@ -107,9 +109,10 @@ def integer(ctx: Ctx, node: Node, field: str, low: int, high: int) -> int:
         value = int(raw)
     else:
         raise _wrong(ctx, node, field, "a whole number")
-    if not low <= value <= high:
-        raise ctx.error(node, field, f"must be between {low} and {high}, got {value}")
-    return value
+    try:
+        return fields.between(value, field, low, high)
+    except FieldError as exc:
+        raise ctx.error(node, field, exc.message) from None
 
 
 def boolean(ctx: Ctx, node: Node, field: str) -> bool:
@@ -124,20 +127,27 @@ def boolean(ctx: Ctx, node: Node, field: str) -> bool:
     raise _wrong(ctx, node, field, "true or false")
 
 
+def _amount(ctx: Ctx, node: Node, field: str, kinds: tuple[str, ...], what: str,
+            parse: Callable[[str], float]) -> tuple[float, str]:
+    """A number given from code (a node of `kinds`) as it is, or a string `parse` reads;
+    with how to show it in errors. `what` is `duration like 30s` or the like."""
+    if node.python and node.kind in kinds:
+        return node.value, repr(node.value)
+    raw, shown = text(ctx, node, field, f"a {what}")
+    try:
+        return parse(raw), shown
+    except UnitError as exc:
+        raise ctx.error(node, field, f"invalid {what.split()[0]} {shown}: {exc.hint}") from None
+
+
 def duration(ctx: Ctx, node: Node, field: str, maximum: float) -> float:
     """Seconds from a duration string; > 0 and at most `maximum`. Python numbers are seconds."""
-    if node.python and node.kind in ("int", "float"):
-        seconds = float(node.value)
-        shown = repr(node.value)
-    else:
-        value, shown = text(ctx, node, field, "a duration like 30s")
-        try:
-            seconds = parse_duration(value)
-        except UnitError as exc:
-            raise ctx.error(node, field, f"invalid duration {shown}: {exc.hint}") from None
+    kinds = ("int", "float")
+    seconds, shown = _amount(ctx, node, field, kinds, "duration like 30s", parse_duration)
+    seconds = float(seconds)
     if not 0 < seconds <= maximum:
         hint = ""
-        if node.python and node.kind in ("int", "float") and seconds > maximum:
+        if node.python and node.kind in kinds and seconds > maximum:
             # A number from code is seconds; a caller used to milliseconds gets told.
             hint = (f": the unit is seconds ({shown} s is {format_duration(seconds)}); "
                     f"for milliseconds write '{shown}ms'")
@@ -148,17 +158,10 @@ def duration(ctx: Ctx, node: Node, field: str, maximum: float) -> float:
 
 def size(ctx: Ctx, node: Node, field: str, maximum: int) -> int:
     """Bytes from a size string like 1MiB; > 0 and at most `maximum`. Python ints are bytes."""
-    if node.python and node.kind == "int":
-        value, shown = node.value, repr(node.value)
-    else:
-        raw, shown = text(ctx, node, field, "a size like 1MiB")
-        try:
-            value = parse_size(raw)
-        except UnitError as exc:
-            raise ctx.error(node, field, f"invalid size {shown}: {exc.hint}") from None
+    value, shown = _amount(ctx, node, field, ("int",), "size like 1MiB", parse_size)
     if not 0 < value <= maximum:
         raise ctx.error(node, field, f"must be more than 0B and at most {format_size(maximum)}, got {shown}")
-    return value
+    return int(value)
 
 
 def sequence(ctx: Ctx, node: Node, field: str, example: str) -> list[Node]:

@@ -6,8 +6,11 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .. import fields
+from ..fields import FieldError
 from .guard import DEFAULT_MAX_PAIRS, PairGuard, check_name
 from .stats import mean, percentile, summarize
 from .window import KeyedWindow
@@ -31,44 +34,78 @@ class LatencyRecord(NamedTuple):
     trace_id: str | None = None
 
 
-def check_latency_ms(value: object, field: str = "latency_ms") -> float:
-    """A latency in milliseconds: a finite number in [0, one day]."""
+@dataclass(frozen=True)
+class Field:
+    """One field of a posted record: its kind (name, number, bool or free) and its bounds."""
+
+    name: str
+    kind: str
+    required: bool = False
+    lo: float | None = None
+    hi: float | None = None
+    default: Any = None
+    description: str | None = None
+
+
+# The record's rules, once: the API's schema, decoder and checks, and check_record, read them.
+FIELDS = (
+    Field("service", "name", required=True),
+    Field("operation", "name", required=True),
+    Field("latency_ms", "number", required=True, lo=0.0, hi=MAX_LATENCY_MS),
+    Field("success", "bool", default=True),
+    Field("metadata", "free"),  # accepted, never kept: the window keeps numbers
+    Field("trace_id", "name", description="exported as the exemplar's trace_id"),
+)
+_KEPT = tuple(f for f in FIELDS if f.kind != "free")  # LatencyRecord's fields, in its order
+
+
+def check_number(field: str, value: object, *, lo: float, hi: float | None = None,
+                 lo_open: bool = False) -> float:
+    """A finite number in [lo, hi] (`lo_open`: above lo): TypeError when not a number,
+    ValueError when out of range."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{field} must be a number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value) or not 0.0 <= value <= MAX_LATENCY_MS:
-        raise ValueError(
-            f"{field} must be a finite number between 0 and {MAX_LATENCY_MS:g}, got {value}"
-        )
-    return value
+    try:
+        return fields.number(value, field, lo=lo, hi=hi, lo_open=lo_open)
+    except FieldError:
+        if hi is not None:
+            rule = f"between {lo:g} and {hi:g}"
+        else:
+            rule = f"{'above' if lo_open else '>='} {lo:g}"
+        raise ValueError(f"{field} must be a finite number {rule}, got {value}") from None
+
+
+def _as_float(value: object) -> object:
+    """An integer as the float it is kept as (so a refusal shows it so); else as it is."""
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def check_latency_ms(value: object, field: str = "latency_ms") -> float:
+    """A latency in milliseconds: a finite number in [0, one day]."""
+    return check_number(field, _as_float(value), lo=0.0, hi=MAX_LATENCY_MS)
 
 
 def check_record(record: LatencyRecord) -> LatencyRecord:
-    """Validate every field of a record (names, latency, success, trace id); returns it."""
-    check_name("service", record.service)
-    check_name("operation", record.operation)
-    check_latency_ms(record.latency_ms)
-    if not isinstance(record.success, bool):
-        raise TypeError(f"success must be True or False, got {type(record.success).__name__}")
-    if record.trace_id is not None:
-        check_name("trace_id", record.trace_id)
+    """Validate every field of a record by FIELDS (names, latency, success, trace id);
+    returns it. An optional field without a default may be None (absent)."""
+    for f, value in zip(_KEPT, record, strict=True):
+        if value is None and not f.required and f.default is None:
+            continue
+        if f.kind == "name":
+            check_name(f.name, value)
+        elif f.kind == "number":
+            check_number(f.name, _as_float(value), lo=f.lo, hi=f.hi)
+        elif not isinstance(value, bool):
+            raise TypeError(f"{f.name} must be True or False, got {type(value).__name__}")
     return record
 
 
 def _check_positive(field: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{field} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{field} must be a finite number above 0, got {value}")
-    return float(value)
+    return check_number(field, value, lo=0.0, lo_open=True)
 
 
 def _check_threshold(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"threshold_ms must be a number, got {type(value).__name__}")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"threshold_ms must be a finite number >= 0, got {value}")
-    return float(value)
+    return check_number("threshold_ms", value, lo=0.0)
 
 
 class LatencyMonitor:
