@@ -19,7 +19,7 @@ from ..audit.query import MAX_LIMIT, Query, decode_cursor, page
 from ..audit.service import AuditService
 from ..audit.verify import VERIFY_KEYS
 from .errors import ApiError, bad_request, invalid, unavailable
-from .keys import DEPENDENCIES, READY, REGISTRY, SETTINGS
+from .keys import CHECKER, DEPENDENCIES, READY, REGISTRY, RELOADER, SETTINGS
 from .routes import Route
 from .validation import (
     BATCH_BODY_LIMIT,
@@ -37,16 +37,10 @@ _QUERY = ("eventType", "symbol", "startTime", "endTime", "limit", "cursor")
 
 def setup(app: web.Application) -> list[Route]:
     """Build the audit service, hook it to health events and reloads, return the routes."""
-    from .health import CHECKER, CONFIG_LISTENERS
-
     service = AuditService(app[SETTINGS], app[REGISTRY])
     app[AUDIT] = service
-    checker = app.get(CHECKER)
-    if checker is not None:
-        checker.add_listener(service.own.status_listener)
-    listeners = app.get(CONFIG_LISTENERS)
-    if listeners is not None:
-        listeners.append(service.own.record_config_change)
+    app[CHECKER].add_listener(service.own.status_listener)
+    app[RELOADER].listeners.append(service.own.record_config_change)
     if service.postgres:
         app[DEPENDENCIES]["postgres"] = service.dependency
     app[READY]["audit"] = False

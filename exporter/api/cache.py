@@ -42,8 +42,7 @@ from ..cache.signals import (
 )
 from ..cache.trading_metrics import MetricsCache
 from .errors import ApiError, bad_request, invalid, unavailable
-from .health import CHECKER
-from .keys import DEPENDENCIES, READY, REGISTRY, SETTINGS
+from .keys import CHECKER, DEPENDENCIES, READY, REGISTRY, SETTINGS
 from .routes import Route
 from .schemas import NO_NUL, body_pointer, closed, closed_optional, free_form, refusal, reply
 from .validation import check_query, get_free_object, query_int, read_json
@@ -55,7 +54,6 @@ SWEEP_INTERVAL = 60.0  # the in-memory backend's cleanup of expired entries
 # One day, as for latency records: longer is a unit mistake, and sums of such values would
 # overflow the history statistics to a non-JSON Infinity.
 MAX_EXECUTION_LATENCY_MS = 86_400_000.0
-DEFAULT_FUTURE_SKEW = 300.0  # seconds a signal may be ahead of the sidecar's clock
 _PARAMS = {"latest": {"type", "symbol"}, "history": {"type", "symbol", "limit"},
            "stats": {"type", "symbol"}}
 
@@ -93,9 +91,7 @@ def setup(app: web.Application) -> list[Route]:
     writer = None
     if client.is_redis:
         writer = HealthWriter(client, metrics=HealthWriterMetrics(registry))
-        checker = app.get(CHECKER)  # set up before this feature, when it is configured
-        if checker is not None:
-            checker.add_listener(writer.listener)
+        app[CHECKER].add_listener(writer.listener)
         backend = client.backend
         app[DEPENDENCIES]["redis"] = lambda: {
             "up": backend.up, "mirror_last_success": mirror.snapshot.last_success}
@@ -232,7 +228,7 @@ async def post_signal(request: web.Request) -> web.Response:
                       f"got {latency:g}", "execution_latency_ms")
     # A signal from the future would show a negative age and hide a stale engine: refused
     # past the skew audit event times are allowed (AUDIT_MAX_FUTURE_SKEW).
-    skew = getattr(request.app[SETTINGS], "audit_max_future_skew", DEFAULT_FUTURE_SKEW)
+    skew = request.app[SETTINGS].audit_max_future_skew
     ahead = signal_time(signal) - time.time()
     if ahead > skew:
         raise invalid(f"timestamp is {ahead:.0f} s in the future; at most {skew:g} s "

@@ -21,8 +21,7 @@ from ..desk.service import Desk
 from .audit import AUDIT
 from .cache import CACHE
 from .errors import ApiError, invalid, unavailable
-from .health import CHECKER
-from .keys import READY, REGISTRY, SETTINGS
+from .keys import CHECKER, READY, REGISTRY, SETTINGS
 from .routes import Route
 from .schemas import closed, refusal, reply
 from .validation import check_query, closed_object, get_str, read_json
@@ -42,10 +41,10 @@ def setup(app: web.Application) -> list[Route]:
     cache = app.get(CACHE)
     if cache is None:
         raise RuntimeError("the desk feature needs the cache feature set up before it")
-    checker = app.get(CHECKER)
+    checker = app[CHECKER]
 
     def config() -> DeskConfig:
-        loaded = checker.registry.config if checker is not None else None
+        loaded = checker.registry.config
         return loaded.desk if loaded is not None else _DEFAULT_DESK
 
     audit = app.get(AUDIT)
@@ -55,9 +54,9 @@ def setup(app: web.Application) -> list[Route]:
         audit=audit.own if audit is not None else None,
         audit_store=audit.store if audit is not None else None,
         audit_pending=(lambda: spool.pending) if spool is not None else (lambda: 0),
-        writer=getattr(settings, "shard_index", 0) == 0,
-        max_future_skew=getattr(settings, "audit_max_future_skew", None),
-        interval=getattr(settings, "mirror_interval", 5.0),
+        writer=settings.shard_index == 0,
+        max_future_skew=settings.audit_max_future_skew,
+        interval=settings.mirror_interval,
     )
     registry.register(DeskCollector(desk))
     app[DESK] = desk
@@ -188,7 +187,7 @@ async def get_reconciliation(request: web.Request) -> web.Response:
     reconciler = request.app[DESK].reconciler
     if reconciler is None:
         settings = request.app[SETTINGS]
-        why = ("shard 0 runs it" if getattr(settings, "shard_index", 0) != 0
+        why = ("shard 0 runs it" if settings.shard_index != 0
                else "no audit trail is configured")
         raise ApiError(404, "not_running", f"reconciliation does not run on this sidecar: {why}")
     report = reconciler.report

@@ -38,7 +38,7 @@ from .validation import (
 )
 
 MONITOR = web.AppKey("latency_monitor", LatencyMonitor)
-METRICS = web.AppKey("latency_metrics", LatencyMetrics)
+LATENCY_METRICS = web.AppKey("latency_metrics", LatencyMetrics)
 
 PATH = "/api/health/latency"
 MAX_RECORDS = 1000
@@ -59,7 +59,7 @@ def setup(app: web.Application) -> list[Route]:
     """Create the monitor on the app's registry and return the latency routes."""
     settings = app[SETTINGS]
     metrics = LatencyMetrics(app[REGISTRY])
-    app[METRICS] = metrics
+    app[LATENCY_METRICS] = metrics
     app[MONITOR] = LatencyMonitor(settings.latency_window, settings.latency_max_pairs, metrics)
     app[READY]["latency"] = True  # in memory only: nothing to wait for
     return [

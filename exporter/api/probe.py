@@ -17,7 +17,7 @@ from ..health.result import PHASES, ProbeResult
 from ..health.state import STATUSES, ServiceState
 from .blackbox import FAMILIES
 from .errors import bad_request, not_found
-from .health import CHECKER
+from .keys import CHECKER
 from .validation import check_query
 
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
