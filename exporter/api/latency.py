@@ -10,7 +10,8 @@ from aiohttp import web
 from ..cache.layout import CACHE_LABELS
 from ..latency.guard import NAME_RE, PairLimitError
 from ..latency.metrics import LatencyMetrics
-from ..latency.monitor import MAX_LATENCY_MS, LatencyMonitor, LatencyRecord
+from ..latency.monitor import MAX_LATENCY_MS, LatencyMonitor
+from ..latency.record import LatencyRecord
 from .cache import CACHE
 from .errors import ApiError, bad_request, invalid
 from .keys import READY, REGISTRY, SETTINGS
