@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-PROBE_TYPES = ("http", "tcp", "redis", "postgres", "python", "websocket", "dns", "icmp", "grpc",
-               "tls", "push")
 DNS_QUERY_TYPES = ("A", "AAAA", "CNAME", "MX", "NS", "PTR", "SOA", "SRV", "TXT")
 DNS_TRANSPORTS = ("udp", "tcp")
 BODY_FORMATS = ("auto", "seed", "ietf", "spring", "text", "none")
@@ -54,7 +52,7 @@ class ServiceConfig:
     """One service to probe. Durations are seconds, sizes bytes."""
 
     name: str
-    type: str  # one of PROBE_TYPES
+    type: str  # one of probe_types.PROBE_TYPES
     interval: float = 30.0
     timeout: float = 5.0
     degraded_latency: float = 1.0

@@ -21,12 +21,12 @@ from .model import (
     DNS_QUERY_TYPES,
     DNS_TRANSPORTS,
     DURING,
-    PROBE_TYPES,
     Condition,
     Defaults,
     ServiceConfig,
     TLSConfig,
 )
+from .probe_types import PROBE_TYPES
 from .redact import redact_url
 from .yamlsafe import Node
 
