@@ -7,21 +7,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..health.result import ProbeResult
+from ..samples import format_sample
 
 GRPC_SERVING = ("UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN")
 
 
-def _fmt(value: float) -> str:
-    return repr(float(value))
-
-
 def _gauge(name: str, doc: str, value: float) -> list[str]:
-    return [f"# HELP {name} {doc}", f"# TYPE {name} gauge", f"{name} {_fmt(value)}"]
+    return [f"# HELP {name} {doc}", f"# TYPE {name} gauge", f"{name} {format_sample(value)}"]
 
 
 def _labelled(name: str, doc: str, label: str, values: list[tuple[str, float]]) -> list[str]:
     out = [f"# HELP {name} {doc}", f"# TYPE {name} gauge"]
-    out += [f'{name}{{{label}="{key}"}} {_fmt(value)}' for key, value in values]
+    out += [f'{name}{{{label}="{key}"}} {format_sample(value)}' for key, value in values]
     return out
 
 
