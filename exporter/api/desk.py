@@ -91,7 +91,7 @@ async def _desk_ctx(app: web.Application):
 
 
 @contextmanager
-def _answering() -> Iterator[None]:
+def _cache_errors_as_api_errors() -> Iterator[None]:
     """Redis trouble as API errors; nothing was changed when one is raised."""
     try:
         yield
@@ -127,7 +127,7 @@ def _view(view: HaltView) -> dict[str, Any]:
 async def get_halt(request: web.Request) -> web.Response:
     """GET /api/trading/halt: the halt in force, read from Redis now."""
     check_query(request, ())
-    with _answering():
+    with _cache_errors_as_api_errors():
         view = await request.app[DESK].halt.refresh()
     return web.json_response(_view(view))
 
@@ -146,7 +146,7 @@ async def post_halt(request: web.Request) -> web.Response:
     note = _text(body, "note", MAX_NOTE, required=False)
     desk = request.app[DESK]
     try:
-        with _answering():
+        with _cache_errors_as_api_errors():
             halt, created, event = await desk.halt.halt(reason, actor, note)
     except HaltConflict as exc:
         raise ApiError(409, "conflict", str(exc), "reason") from None
@@ -167,7 +167,7 @@ async def delete_halt(request: web.Request) -> web.Response:
     note = _text(body, "note", MAX_NOTE, required=False)
     desk = request.app[DESK]
     try:
-        with _answering():
+        with _cache_errors_as_api_errors():
             previous, event = await desk.halt.resume(actor, note)
     except AuditError as exc:
         desk.metrics.audit_failures.labels("TRADING_RESUMED").inc()

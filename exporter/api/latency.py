@@ -223,7 +223,7 @@ _POST_RESPONSES = {
 _DELETE_RESPONSES = {"200": reply(closed(cleared=_COUNT), "how many records left the window")}
 
 
-def _given(query: Mapping[str, str]) -> Mapping[str, str]:
+def _refuse_empty(query: Mapping[str, str]) -> Mapping[str, str]:
     """Refuse a parameter given empty: `?service=` is a mistake, not a request for everything."""
     for key, value in query.items():
         if value == "":
@@ -247,7 +247,7 @@ async def get_latency(request: web.Request) -> web.Response:
     kind = request.query.get("type", "stats")
     if kind not in TYPES:
         raise bad_request(f"type must be one of {', '.join(TYPES)}, got {kind[:40]!r}", "type")
-    query = _given(check_query(request, _PARAMS[kind]))
+    query = _refuse_empty(check_query(request, _PARAMS[kind]))
     monitor = request.app[MONITOR]
     minutes = query_int(query, "minutes", 5, 1, MAX_MINUTES)
     if kind == "stats":
@@ -373,6 +373,6 @@ def _cache_requests(value: Any) -> list[tuple[str, str, int]]:
 
 async def delete_latency(request: web.Request) -> web.Response:
     """DELETE: clear the window, or one service's part of it."""
-    query = _given(check_query(request, ("service",)))
+    query = _refuse_empty(check_query(request, ("service",)))
     service = _query_name(query, "service", required=False)
     return web.json_response({"cleared": request.app[MONITOR].clear(service)})

@@ -128,7 +128,8 @@ class PgStore(AuditStore):
             for key in sorted(self._last_used, key=self._last_used.get)[:32]:
                 del self._last_used[key]
 
-    def _fixed(self) -> datetime | None:
+    def _clock_now(self) -> datetime | None:
+        """The given clock's time; None when there is none and the database's time is used."""
         return self._clock() if self._clock else None
 
     async def open(self) -> None:
@@ -223,7 +224,7 @@ class PgStore(AuditStore):
                         head = (sequence, bytes(digest), now)
                     else:
                         existing[event_id] = (sequence, bytes(digest))
-                received = format_time(self._fixed() or head[2])
+                received = format_time(self._clock_now() or head[2])
                 plan = plan_append(units, existing, head[:2], received)
                 stored = await self._fetch(conn, plan.duplicate_sequences())
                 async with conn.pipeline():
@@ -422,7 +423,7 @@ class PgStore(AuditStore):
                 await conn.execute("SELECT pg_advisory_xact_lock(%s)", (pg_schema.CHAIN_LOCK,))
                 cur = await conn.execute("SELECT clock_timestamp()")
                 (db_now,) = await cur.fetchone()
-                now = self._fixed() or db_now
+                now = self._clock_now() or db_now
                 limit = min(horizon, now)
                 victims, stats = [], {"count": 0, "min_seq": None, "max_seq": None}
                 for name, upper in await self._partitions(conn):
@@ -461,7 +462,7 @@ class PgStore(AuditStore):
                 head_cur = await conn.execute(
                     "SELECT sequence, hash, clock_timestamp() FROM usdcop_audit.chain_head")
                 head_seq, head_hash, ts = await head_cur.fetchone()
-                received = format_time(self._fixed() or ts)
+                received = format_time(self._clock_now() or ts)
                 plan = plan_append([[event]], {}, (head_seq, bytes(head_hash)), received)
                 await self._insert(conn, plan)
                 for name in victims:

@@ -289,7 +289,7 @@ class HealthChecker:
     def _skipped(self, name: str) -> None:
         state = self.states.get(name)
         if state is not None:
-            state.skipped += 1
+            state.skip()
 
     async def stop_monitoring(self) -> None:
         """Stop the scheduler and cancel (and await) every probe in flight."""
