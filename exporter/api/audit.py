@@ -20,6 +20,7 @@ from ..audit.service import AuditService
 from ..audit.verify import VERIFY_KEYS
 from .errors import ApiError, bad_request, invalid, unavailable
 from .keys import CHECKER, DEPENDENCIES, READY, REGISTRY, RELOADER, SETTINGS
+from .lifecycle import running
 from .routes import Route
 from .validation import (
     BATCH_BODY_LIMIT,
@@ -44,7 +45,7 @@ def setup(app: web.Application) -> list[Route]:
     if service.postgres:
         app[DEPENDENCIES]["postgres"] = service.dependency
     app[READY]["audit"] = False
-    app.cleanup_ctx.append(_audit_ctx)
+    app.cleanup_ctx.append(running("audit", AUDIT))
     return [
         Route("GET", PATH, get_events, "read",
               "The audit trail, newest first, with filters and a keyset cursor",
@@ -82,17 +83,6 @@ _GET_PARAMETERS = [
            "events per page"),
     _param("cursor", {"type": "string"}, "next_cursor of the previous page (opaque)"),
 ]
-
-
-async def _audit_ctx(app: web.Application):
-    service = app[AUDIT]
-    await service.start()
-    app[READY]["audit"] = True
-    try:
-        yield
-    finally:
-        app[READY]["audit"] = False
-        await service.close()
 
 
 def _api_error(exc: AuditError) -> ApiError:

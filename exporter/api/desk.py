@@ -22,6 +22,7 @@ from .audit import AUDIT
 from .cache import CACHE
 from .errors import ApiError, invalid, unavailable
 from .keys import CHECKER, READY, REGISTRY, SETTINGS
+from .lifecycle import running
 from .routes import Route
 from .schemas import closed, refusal, reply
 from .validation import check_query, closed_object, get_str, read_json
@@ -61,7 +62,7 @@ def setup(app: web.Application) -> list[Route]:
     registry.register(DeskCollector(desk))
     app[DESK] = desk
     app[READY]["desk"] = False
-    app.cleanup_ctx.append(_desk_ctx)
+    app.cleanup_ctx.append(running("desk", DESK))
     return [
         Route("GET", HALT_PATH, get_halt, "read",
               "Whether trading is halted: reason, actor, note and since when",
@@ -77,17 +78,6 @@ def setup(app: web.Application) -> list[Route]:
               "orphan trades, stale positions",
               spec={"responses": _RECONCILIATION_RESPONSES}),
     ]
-
-
-async def _desk_ctx(app: web.Application):
-    desk = app[DESK]
-    await desk.start()
-    app[READY]["desk"] = True
-    try:
-        yield
-    finally:
-        app[READY]["desk"] = False
-        await desk.close()
 
 
 @contextmanager

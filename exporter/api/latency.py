@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -23,6 +22,7 @@ from .latency_record import (
     well_formed,
 )
 from .latency_record import openapi as record_schema
+from .queries import query_type, refuse_empty
 from .routes import Route
 from .schemas import body_pointer, closed, closed_optional, refusal, reply
 from .validation import (
@@ -223,14 +223,6 @@ _POST_RESPONSES = {
 _DELETE_RESPONSES = {"200": reply(closed(cleared=_COUNT), "how many records left the window")}
 
 
-def _refuse_empty(query: Mapping[str, str]) -> Mapping[str, str]:
-    """Refuse a parameter given empty: `?service=` is a mistake, not a request for everything."""
-    for key, value in query.items():
-        if value == "":
-            raise bad_request(f"query parameter {key!r} is empty; leave it out or give a value", key)
-    return query
-
-
 def _query_name(query, name: str, required: bool) -> str | None:
     value = query.get(name)
     if value is None:
@@ -244,10 +236,8 @@ def _query_name(query, name: str, required: bool) -> str | None:
 
 async def get_latency(request: web.Request) -> web.Response:
     """GET: ?type=stats|average|trend|high with the parameters each type takes."""
-    kind = request.query.get("type", "stats")
-    if kind not in TYPES:
-        raise bad_request(f"type must be one of {', '.join(TYPES)}, got {kind[:40]!r}", "type")
-    query = _refuse_empty(check_query(request, _PARAMS[kind]))
+    kind = query_type(request, TYPES, "stats")
+    query = refuse_empty(check_query(request, _PARAMS[kind]))
     monitor = request.app[MONITOR]
     minutes = query_int(query, "minutes", 5, 1, MAX_MINUTES)
     if kind == "stats":
@@ -373,6 +363,6 @@ def _cache_requests(value: Any) -> list[tuple[str, str, int]]:
 
 async def delete_latency(request: web.Request) -> web.Response:
     """DELETE: clear the window, or one service's part of it."""
-    query = _refuse_empty(check_query(request, ("service",)))
+    query = refuse_empty(check_query(request, ("service",)))
     service = _query_name(query, "service", required=False)
     return web.json_response({"cleared": request.app[MONITOR].clear(service)})
