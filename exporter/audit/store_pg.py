@@ -268,29 +268,18 @@ class PgStore(AuditStore):
     @_bounded_call
     async def query(self, q: Query) -> list[dict[str, Any]]:
         """Events matching `q`, sequence descending, at most q.limit + 1 (to detect more)."""
-        where, args = [], []
-        times, time_args = [], []
-        if q.event_type is not None:
-            where.append("event_type = %s")
-            args.append(q.event_type)
-        if q.symbol is not None:
-            where.append("symbol = %s")
-            args.append(q.symbol)
-        if q.start is not None:
-            times.append('"timestamp" >= %s')
-            time_args.append(q.start)
-        if q.end is not None:
-            times.append('"timestamp" < %s')
-            time_args.append(q.end)
-        if q.before is not None:
-            where.append("sequence < %s")
-            args.append(q.before)
-        conds = " AND ".join(where + times) or "true"
-        params = [*args, *time_args]
+        given = [(cond, value) for cond, value in (
+            ("event_type = %s", q.event_type), ("symbol = %s", q.symbol),
+            ("sequence < %s", q.before),
+            ('"timestamp" >= %s', q.start), ('"timestamp" < %s', q.end),
+        ) if value is not None]
+        windowed = q.start is not None or q.end is not None
+        conds = " AND ".join(cond for cond, _ in given) or "true"
+        params = [value for _, value in given]
         async with self._errors("query"), self._pool.connection() as conn:
             text = (f"SELECT {COLUMNS} FROM usdcop_audit.events WHERE {conds}"
                     " ORDER BY sequence DESC LIMIT %s")
-            if times and await self._window_rows(conn, conds, params) <= WINDOW_SORT_MAX:
+            if windowed and await self._window_rows(conn, conds, params) <= WINDOW_SORT_MAX:
                 # Event times follow sequence closely, so the planner, assuming them
                 # independent, walks the sequence index down from the head and filters its
                 # way to an old window (100 ms over a million rows). A small window is

@@ -474,18 +474,14 @@ def _protocol_options(ctx: fields.Ctx, node: Node, m: dict[str, Node], kind: str
         kw["host"] = fields.string(ctx, host_node, "host", _ANY_HOST, "expected a host name or an address")
         if "count" in m:
             kw["count"] = fields.integer(ctx, m["count"], "count", 1, MAX_ICMP_COUNT)
-        problem = icmp_unavailable()
-        if problem:
-            raise ctx.error(node, "type", problem)
+        _refuse_unavailable(ctx, node, icmp_unavailable())
     elif kind == "grpc":
         kw["address"] = _address(ctx, _required(ctx, node, m, "address", kind, "address: host:port"),
                                  "address")
         if "grpc_service" in m:
             kw["grpc_service"] = fields.string(ctx, m["grpc_service"], "grpc_service", _GRPC_SERVICE,
                                           "expected a service name like pkg.Service, or \"\"")
-        problem = grpc_unavailable()
-        if problem:
-            raise ctx.error(node, "type", problem)
+        _refuse_unavailable(ctx, node, grpc_unavailable())
     elif kind == "tls":
         kw["address"] = _address(ctx, _required(ctx, node, m, "address", kind, "address: host:port"),
                                  "address")
@@ -509,6 +505,12 @@ class _AnyHost:
 
 
 _ANY_HOST: Any = _AnyHost()
+
+
+def _refuse_unavailable(ctx: fields.Ctx, node: Node, problem: str | None) -> None:
+    """ConfigError on `type` when this machine cannot run the probe type (`problem` says why)."""
+    if problem:
+        raise ctx.error(node, "type", problem)
 
 
 @functools.cache
