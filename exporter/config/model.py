@@ -53,12 +53,12 @@ class ServiceConfig:
 
     name: str
     type: str  # one of probe_types.PROBE_TYPES
-    interval: float = 30.0
-    timeout: float = 5.0
-    degraded_latency: float = 1.0
-    failure_threshold: int = 1
-    success_threshold: int = 1
-    critical: bool = True
+    interval: float = Defaults.interval
+    timeout: float = Defaults.timeout
+    degraded_latency: float = Defaults.degraded_latency
+    failure_threshold: int = Defaults.failure_threshold
+    success_threshold: int = Defaults.success_threshold
+    critical: bool = Defaults.critical
     url: str | None = None
     address: str | None = None  # tcp, grpc, tls: host:port
     method: str = "GET"
