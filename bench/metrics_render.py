@@ -43,8 +43,7 @@ logger.remove()
 from aiohttp import web  # noqa: E402
 from prometheus_client import generate_latest  # noqa: E402
 
-from exporter.api.health import CHECKER  # noqa: E402
-from exporter.api.keys import REGISTRY  # noqa: E402
+from exporter.api.keys import CHECKER, REGISTRY  # noqa: E402
 from exporter.app import create_app  # noqa: E402
 from exporter.cli import _settle_gc  # noqa: E402
 from exporter.exposition import render_now  # noqa: E402

@@ -222,7 +222,7 @@ async def _settle_gc(_app: web.Application) -> None:
 
 
 async def _serve(app: web.Application, settings) -> int:
-    from .api.health import reload_config
+    from .api.keys import RELOADER
     from .api.limits import make_site
 
     loop = asyncio.get_running_loop()
@@ -243,9 +243,9 @@ async def _serve(app: web.Application, settings) -> int:
     def on_hup() -> None:
         async def reload() -> None:
             try:
-                await reload_config(app)
+                await app[RELOADER].reload()
             except ConfigError:
-                pass  # logged by reload_config; the running configuration stays
+                pass  # logged by the reloader; the running configuration stays
             except Exception:
                 logger.exception("reload failed; the running configuration stays")
         task = loop.create_task(reload())

@@ -40,7 +40,7 @@ WRITE_CHUNK = 512 * 1024  # bytes handed to the transport between two yields
 _EOF = b"# EOF\n"
 
 
-class _Only:
+class _FamiliesAsRegistry:
     """A registry stand-in that yields the given families, for the library's encoders."""
 
     __slots__ = ("metrics",)
@@ -59,7 +59,7 @@ def negotiate(accept: str) -> tuple[Callable[[Any], bytes], str, bool]:
 
 
 def _encode(encoder: Callable[[Any], bytes], metrics: list[Metric], om: bool) -> bytes:
-    out = encoder(_Only(metrics))
+    out = encoder(_FamiliesAsRegistry(metrics))
     return out[: -len(_EOF)] if om and out.endswith(_EOF) else out
 
 

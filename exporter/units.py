@@ -42,14 +42,19 @@ class UnitError(ValueError):
         super().__init__(f"invalid {kind} {text!r}: {hint}")
 
 
+def _check_text(kind: str, text: object, forms: str) -> None:
+    """UnitError unless `text` is a string, not empty and not over _MAX_TEXT characters."""
+    if not isinstance(text, str):
+        raise UnitError(kind, text, f"expected a string, {forms}")
+    if not text:
+        raise UnitError(kind, text, f"empty; expected {forms}")
+    if len(text) > _MAX_TEXT:
+        raise UnitError(kind, text[:_MAX_TEXT] + "...", f"too long; expected {forms}")
+
+
 def parse_duration(text: str) -> float:
     """Seconds in `text` (`250ms`, `30s`, `2m`, `1h`, `30d`, `1m30s`); bare numbers are refused."""
-    if not isinstance(text, str):
-        raise UnitError("duration", text, f"expected a string, {DURATION_FORMS}")
-    if not text:
-        raise UnitError("duration", text, f"empty; expected {DURATION_FORMS}")
-    if len(text) > _MAX_TEXT:
-        raise UnitError("duration", text[:_MAX_TEXT] + "...", f"too long; expected {DURATION_FORMS}")
+    _check_text("duration", text, DURATION_FORMS)
     if _NUMBER.fullmatch(text):
         # A bare number could mean seconds or milliseconds; make the writer say which.
         raise UnitError("duration", text, f"missing unit; expected {DURATION_FORMS}")
@@ -91,12 +96,7 @@ def format_duration(seconds: float) -> str:
 
 def parse_size(text: str) -> int:
     """Bytes in `text` (`512B`, `64KiB`, `1MiB`, `256MiB`, `1GiB`); binary units only."""
-    if not isinstance(text, str):
-        raise UnitError("size", text, f"expected a string, {SIZE_FORMS}")
-    if not text:
-        raise UnitError("size", text, f"empty; expected {SIZE_FORMS}")
-    if len(text) > _MAX_TEXT:
-        raise UnitError("size", text[:_MAX_TEXT] + "...", f"too long; expected {SIZE_FORMS}")
+    _check_text("size", text, SIZE_FORMS)
     if text.isdigit():
         raise UnitError("size", text, f"missing unit; write {text}B for bytes, or {SIZE_FORMS}")
     match = _SIZE.fullmatch(text)

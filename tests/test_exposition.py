@@ -18,9 +18,10 @@ from prometheus_client.utils import floatToGoString
 from exporter.config.model import Config, ServiceConfig
 from exporter.exposition import accepts_gzip, gzip_pieces, render, render_now
 from exporter.health.checker import HealthChecker
-from exporter.health.collector import ServiceCollector, _num
+from exporter.health.collector import ServiceCollector
 from exporter.health.registry import ServiceRegistry
 from exporter.health.result import ProbeResult
+from exporter.samples import format_sample
 from tests.support.tools import require_tool
 
 OM = "application/openmetrics-text; version=1.0.0"
@@ -227,9 +228,9 @@ async def test_metrics_route_gzips_when_asked(aiohttp_client, tmp_path, registry
     st.booleans(),
 ))
 def test_number_format_is_the_library_s(value):
-    assert _num(value) == floatToGoString(value)
+    assert format_sample(value) == floatToGoString(value)
 
 
 def test_number_format_edges():
     for value in (0, -0.0, 999_999, 1_000_000, 1e21, 123456.7, 1234567.8, -1234567.8, 5e-324, math.pi):
-        assert _num(value) == floatToGoString(value)
+        assert format_sample(value) == floatToGoString(value)

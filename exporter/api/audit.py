@@ -19,7 +19,8 @@ from ..audit.query import MAX_LIMIT, Query, decode_cursor, page
 from ..audit.service import AuditService
 from ..audit.verify import VERIFY_KEYS
 from .errors import ApiError, bad_request, invalid, unavailable
-from .keys import DEPENDENCIES, READY, REGISTRY, SETTINGS
+from .keys import CHECKER, DEPENDENCIES, READY, REGISTRY, RELOADER, SETTINGS
+from .lifecycle import running
 from .routes import Route
 from .validation import (
     BATCH_BODY_LIMIT,
@@ -37,20 +38,14 @@ _QUERY = ("eventType", "symbol", "startTime", "endTime", "limit", "cursor")
 
 def setup(app: web.Application) -> list[Route]:
     """Build the audit service, hook it to health events and reloads, return the routes."""
-    from .health import CHECKER, CONFIG_LISTENERS
-
     service = AuditService(app[SETTINGS], app[REGISTRY])
     app[AUDIT] = service
-    checker = app.get(CHECKER)
-    if checker is not None:
-        checker.add_listener(service.own.status_listener)
-    listeners = app.get(CONFIG_LISTENERS)
-    if listeners is not None:
-        listeners.append(service.own.record_config_change)
+    app[CHECKER].add_listener(service.own.status_listener)
+    app[RELOADER].listeners.append(service.own.record_config_change)
     if service.postgres:
         app[DEPENDENCIES]["postgres"] = service.dependency
     app[READY]["audit"] = False
-    app.cleanup_ctx.append(_audit_ctx)
+    app.cleanup_ctx.append(running("audit", AUDIT))
     return [
         Route("GET", PATH, get_events, "read",
               "The audit trail, newest first, with filters and a keyset cursor",
@@ -88,17 +83,6 @@ _GET_PARAMETERS = [
            "events per page"),
     _param("cursor", {"type": "string"}, "next_cursor of the previous page (opaque)"),
 ]
-
-
-async def _audit_ctx(app: web.Application):
-    service = app[AUDIT]
-    await service.start()
-    app[READY]["audit"] = True
-    try:
-        yield
-    finally:
-        app[READY]["audit"] = False
-        await service.close()
 
 
 def _api_error(exc: AuditError) -> ApiError:

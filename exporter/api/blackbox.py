@@ -7,21 +7,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..health.result import ProbeResult
+from ..samples import format_sample
 
 GRPC_SERVING = ("UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN")
 
 
-def _fmt(value: float) -> str:
-    return repr(float(value))
-
-
 def _gauge(name: str, doc: str, value: float) -> list[str]:
-    return [f"# HELP {name} {doc}", f"# TYPE {name} gauge", f"{name} {_fmt(value)}"]
+    return [f"# HELP {name} {doc}", f"# TYPE {name} gauge", f"{name} {format_sample(value)}"]
 
 
 def _labelled(name: str, doc: str, label: str, values: list[tuple[str, float]]) -> list[str]:
     out = [f"# HELP {name} {doc}", f"# TYPE {name} gauge"]
-    out += [f'{name}{{{label}="{key}"}} {_fmt(value)}' for key, value in values]
+    out += [f'{name}{{{label}="{key}"}} {format_sample(value)}' for key, value in values]
     return out
 
 
@@ -63,18 +60,38 @@ def websocket(result: ProbeResult) -> list[str]:
     return out + _expiry(result) + _tls_version(result)
 
 
+def _known(facts: dict, table: tuple[tuple[str, str, str], ...]) -> list[str]:
+    """A gauge for each (fact, name, doc) of `table` whose fact the probe found."""
+    out: list[str] = []
+    for key, name, doc in table:
+        if key in facts:
+            out += _gauge(name, doc, facts[key])
+    return out
+
+
+_DNS_FACTS = (
+    ("answer_rrs", "probe_dns_answer_rrs",
+     "Returns number of entries in the answer resource record list"),
+    ("authority_rrs", "probe_dns_authority_rrs",
+     "Returns number of entries in the authority resource record list"),
+    ("additional_rrs", "probe_dns_additional_rrs",
+     "Returns number of entries in the additional resource record list"),
+    ("serial", "probe_dns_serial", "Returns the serial number of the zone"),
+)
+_ICMP_FACTS = (
+    ("hop_limit", "probe_icmp_reply_hop_limit", "Replied packet hop limit (TTL for ipv4)"),
+    ("ip_protocol", "probe_ip_protocol", "Specifies whether probe ip protocol is IP4 or IP6"),
+    ("loss_ratio", "usdcop_probe_icmp_loss_ratio", "Share of echo requests left unanswered"),
+)
+
+
 def dns(result: ProbeResult) -> list[str]:
     """blackbox_exporter's dns module names."""
     out = _lookup(result)
     out += _phases(result, "probe_dns_duration_seconds", "Duration of DNS request by phase",
                    {"resolve": "resolve", "connect": "connect", "query": "request"})
     facts = result.facts
-    if "answer_rrs" in facts:
-        out += _gauge("probe_dns_answer_rrs", "Returns number of entries in the answer resource record list", facts["answer_rrs"])
-        out += _gauge("probe_dns_authority_rrs", "Returns number of entries in the authority resource record list", facts["authority_rrs"])
-        out += _gauge("probe_dns_additional_rrs", "Returns number of entries in the additional resource record list", facts["additional_rrs"])
-    if "serial" in facts:
-        out += _gauge("probe_dns_serial", "Returns the serial number of the zone", facts["serial"])
+    out += _known(facts, _DNS_FACTS)
     out += _gauge("probe_dns_query_succeeded", "Displays whether or not the query was executed successfully",
                   1.0 if facts.get("query_succeeded") else 0.0)
     return out
@@ -85,17 +102,7 @@ def icmp(result: ProbeResult) -> list[str]:
     out = _lookup(result)
     out += _phases(result, "probe_icmp_duration_seconds", "Duration of icmp request by phase",
                    {"resolve": "resolve", "setup": "setup", "rtt": "rtt"})
-    facts = result.facts
-    if "hop_limit" in facts:
-        out += _gauge("probe_icmp_reply_hop_limit",
-                      "Replied packet hop limit (TTL for ipv4)", facts["hop_limit"])
-    if "ip_protocol" in facts:
-        out += _gauge("probe_ip_protocol", "Specifies whether probe ip protocol is IP4 or IP6",
-                      facts["ip_protocol"])
-    if "loss_ratio" in facts:
-        out += _gauge("usdcop_probe_icmp_loss_ratio", "Share of echo requests left unanswered",
-                      facts["loss_ratio"])
-    return out
+    return out + _known(result.facts, _ICMP_FACTS)
 
 
 def grpc(result: ProbeResult) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -42,8 +42,8 @@ from ..cache.signals import (
 )
 from ..cache.trading_metrics import MetricsCache
 from .errors import ApiError, bad_request, invalid, unavailable
-from .health import CHECKER
-from .keys import DEPENDENCIES, READY, REGISTRY, SETTINGS
+from .keys import CHECKER, DEPENDENCIES, READY, REGISTRY, SETTINGS
+from .queries import query_type, refuse_empty
 from .routes import Route
 from .schemas import NO_NUL, body_pointer, closed, closed_optional, free_form, refusal, reply
 from .validation import check_query, get_free_object, query_int, read_json
@@ -55,7 +55,6 @@ SWEEP_INTERVAL = 60.0  # the in-memory backend's cleanup of expired entries
 # One day, as for latency records: longer is a unit mistake, and sums of such values would
 # overflow the history statistics to a non-JSON Infinity.
 MAX_EXECUTION_LATENCY_MS = 86_400_000.0
-DEFAULT_FUTURE_SKEW = 300.0  # seconds a signal may be ahead of the sidecar's clock
 _PARAMS = {"latest": {"type", "symbol"}, "history": {"type", "symbol", "limit"},
            "stats": {"type", "symbol"}}
 
@@ -93,9 +92,7 @@ def setup(app: web.Application) -> list[Route]:
     writer = None
     if client.is_redis:
         writer = HealthWriter(client, metrics=HealthWriterMetrics(registry))
-        checker = app.get(CHECKER)  # set up before this feature, when it is configured
-        if checker is not None:
-            checker.add_listener(writer.listener)
+        app[CHECKER].add_listener(writer.listener)
         backend = client.backend
         app[DEPENDENCIES]["redis"] = lambda: {
             "up": backend.up, "mirror_last_success": mirror.snapshot.last_success}
@@ -153,7 +150,7 @@ async def _sweep(backend: MemoryBackend) -> None:
 
 
 @contextmanager
-def _answering() -> Iterator[None]:
+def _cache_errors_as_api_errors() -> Iterator[None]:
     """Cache failures as API errors: 503 while Redis is away, 409 on a foreign key type,
     413 for a signal over CACHE_MAX_SIGNAL_BYTES, 422 for a symbol over CACHE_MAX_SYMBOLS,
     507 when the in-memory backend holds CACHE_MAX_BYTES."""
@@ -177,14 +174,6 @@ def _answering() -> Iterator[None]:
         raise ApiError(422, "too_many_symbols", exc.message, exc.field, limit=exc.limit) from None
 
 
-def _given(query: Mapping[str, str]) -> Mapping[str, str]:
-    """Refuse a parameter given empty: `?symbol=` is a mistake, not a request for everything."""
-    for key, value in query.items():
-        if value == "":
-            raise bad_request(f"query parameter {key!r} is empty; leave it out or give a value", key)
-    return query
-
-
 def _symbol(query, required: bool) -> str | None:
     value = query.get("symbol")
     if value is None:
@@ -198,12 +187,10 @@ def _symbol(query, required: bool) -> str | None:
 
 async def get_signals(request: web.Request) -> web.Response:
     """GET: ?type=latest (default) | history | stats, with symbol and limit."""
-    kind = request.query.get("type", "latest")
-    if kind not in TYPES:
-        raise bad_request(f"type must be one of {', '.join(TYPES)}, got {kind[:40]!r}", "type")
-    query = _given(check_query(request, _PARAMS[kind]))
+    kind = query_type(request, TYPES, "latest")
+    query = refuse_empty(check_query(request, _PARAMS[kind]))
     signals = request.app[CACHE].signals
-    with _answering():
+    with _cache_errors_as_api_errors():
         if kind == "latest":
             answer: Any = {"signal": await signals.get_latest(_symbol(query, required=False))}
         elif kind == "history":
@@ -232,21 +219,21 @@ async def post_signal(request: web.Request) -> web.Response:
                       f"got {latency:g}", "execution_latency_ms")
     # A signal from the future would show a negative age and hide a stale engine: refused
     # past the skew audit event times are allowed (AUDIT_MAX_FUTURE_SKEW).
-    skew = getattr(request.app[SETTINGS], "audit_max_future_skew", DEFAULT_FUTURE_SKEW)
+    skew = request.app[SETTINGS].audit_max_future_skew
     ahead = signal_time(signal) - time.time()
     if ahead > skew:
         raise invalid(f"timestamp is {ahead:.0f} s in the future; at most {skew:g} s "
                       "(AUDIT_MAX_FUTURE_SKEW) is allowed", "timestamp")
-    with _answering():
+    with _cache_errors_as_api_errors():
         stored = await request.app[CACHE].signals.record(signal)
     return web.json_response({"signal": stored}, status=201)
 
 
 async def delete_signals(request: web.Request) -> web.Response:
     """DELETE: clear every signal key, or one symbol's (?symbol=)."""
-    query = _given(check_query(request, ("symbol",)))
+    query = refuse_empty(check_query(request, ("symbol",)))
     symbol = _symbol(query, required=False)
-    with _answering():
+    with _cache_errors_as_api_errors():
         cleared = await request.app[CACHE].signals.clear(symbol)
     return web.json_response({"cleared": cleared})
 

@@ -21,8 +21,8 @@ from ..desk.service import Desk
 from .audit import AUDIT
 from .cache import CACHE
 from .errors import ApiError, invalid, unavailable
-from .health import CHECKER
-from .keys import READY, REGISTRY, SETTINGS
+from .keys import CHECKER, READY, REGISTRY, SETTINGS
+from .lifecycle import running
 from .routes import Route
 from .schemas import closed, refusal, reply
 from .validation import check_query, closed_object, get_str, read_json
@@ -42,10 +42,10 @@ def setup(app: web.Application) -> list[Route]:
     cache = app.get(CACHE)
     if cache is None:
         raise RuntimeError("the desk feature needs the cache feature set up before it")
-    checker = app.get(CHECKER)
+    checker = app[CHECKER]
 
     def config() -> DeskConfig:
-        loaded = checker.registry.config if checker is not None else None
+        loaded = checker.registry.config
         return loaded.desk if loaded is not None else _DEFAULT_DESK
 
     audit = app.get(AUDIT)
@@ -55,14 +55,14 @@ def setup(app: web.Application) -> list[Route]:
         audit=audit.own if audit is not None else None,
         audit_store=audit.store if audit is not None else None,
         audit_pending=(lambda: spool.pending) if spool is not None else (lambda: 0),
-        writer=getattr(settings, "shard_index", 0) == 0,
-        max_future_skew=getattr(settings, "audit_max_future_skew", None),
-        interval=getattr(settings, "mirror_interval", 5.0),
+        writer=settings.shard_index == 0,
+        max_future_skew=settings.audit_max_future_skew,
+        interval=settings.mirror_interval,
     )
     registry.register(DeskCollector(desk))
     app[DESK] = desk
     app[READY]["desk"] = False
-    app.cleanup_ctx.append(_desk_ctx)
+    app.cleanup_ctx.append(running("desk", DESK))
     return [
         Route("GET", HALT_PATH, get_halt, "read",
               "Whether trading is halted: reason, actor, note and since when",
@@ -80,19 +80,8 @@ def setup(app: web.Application) -> list[Route]:
     ]
 
 
-async def _desk_ctx(app: web.Application):
-    desk = app[DESK]
-    await desk.start()
-    app[READY]["desk"] = True
-    try:
-        yield
-    finally:
-        app[READY]["desk"] = False
-        await desk.close()
-
-
 @contextmanager
-def _answering() -> Iterator[None]:
+def _cache_errors_as_api_errors() -> Iterator[None]:
     """Redis trouble as API errors; nothing was changed when one is raised."""
     try:
         yield
@@ -128,7 +117,7 @@ def _view(view: HaltView) -> dict[str, Any]:
 async def get_halt(request: web.Request) -> web.Response:
     """GET /api/trading/halt: the halt in force, read from Redis now."""
     check_query(request, ())
-    with _answering():
+    with _cache_errors_as_api_errors():
         view = await request.app[DESK].halt.refresh()
     return web.json_response(_view(view))
 
@@ -147,7 +136,7 @@ async def post_halt(request: web.Request) -> web.Response:
     note = _text(body, "note", MAX_NOTE, required=False)
     desk = request.app[DESK]
     try:
-        with _answering():
+        with _cache_errors_as_api_errors():
             halt, created, event = await desk.halt.halt(reason, actor, note)
     except HaltConflict as exc:
         raise ApiError(409, "conflict", str(exc), "reason") from None
@@ -168,7 +157,7 @@ async def delete_halt(request: web.Request) -> web.Response:
     note = _text(body, "note", MAX_NOTE, required=False)
     desk = request.app[DESK]
     try:
-        with _answering():
+        with _cache_errors_as_api_errors():
             previous, event = await desk.halt.resume(actor, note)
     except AuditError as exc:
         desk.metrics.audit_failures.labels("TRADING_RESUMED").inc()
@@ -188,7 +177,7 @@ async def get_reconciliation(request: web.Request) -> web.Response:
     reconciler = request.app[DESK].reconciler
     if reconciler is None:
         settings = request.app[SETTINGS]
-        why = ("shard 0 runs it" if getattr(settings, "shard_index", 0) != 0
+        why = ("shard 0 runs it" if settings.shard_index != 0
                else "no audit trail is configured")
         raise ApiError(404, "not_running", f"reconciliation does not run on this sidecar: {why}")
     report = reconciler.report

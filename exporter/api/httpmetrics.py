@@ -7,8 +7,9 @@ import time
 
 from aiohttp import web
 
+from .keys import CORE_METRICS
+
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-METRICS: web.AppKey[object] = web.AppKey("core_metrics", object)  # exporter.metrics.CoreMetrics
 
 
 def _route_label(request: web.Request) -> str:
@@ -34,7 +35,7 @@ async def http_metrics_middleware(request: web.Request, handler) -> web.StreamRe
         code = 499  # the client went away before the answer (nginx's code); not our fault
         raise
     finally:
-        metrics = request.app.get(METRICS)
+        metrics = request.app.get(CORE_METRICS)
         if metrics is not None:
             method = request.method if request.method in _METHODS else "other"
             labels = (_route_label(request), method, code)

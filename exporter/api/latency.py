@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -10,7 +9,8 @@ from aiohttp import web
 from ..cache.layout import CACHE_LABELS
 from ..latency.guard import NAME_RE, PairLimitError
 from ..latency.metrics import LatencyMetrics
-from ..latency.monitor import MAX_LATENCY_MS, LatencyMonitor, LatencyRecord
+from ..latency.monitor import MAX_LATENCY_MS, LatencyMonitor
+from ..latency.record import LatencyRecord
 from .cache import CACHE
 from .errors import ApiError, bad_request, invalid
 from .keys import READY, REGISTRY, SETTINGS
@@ -22,6 +22,7 @@ from .latency_record import (
     well_formed,
 )
 from .latency_record import openapi as record_schema
+from .queries import query_type, refuse_empty
 from .routes import Route
 from .schemas import body_pointer, closed, closed_optional, refusal, reply
 from .validation import (
@@ -38,7 +39,7 @@ from .validation import (
 )
 
 MONITOR = web.AppKey("latency_monitor", LatencyMonitor)
-METRICS = web.AppKey("latency_metrics", LatencyMetrics)
+LATENCY_METRICS = web.AppKey("latency_metrics", LatencyMetrics)
 
 PATH = "/api/health/latency"
 MAX_RECORDS = 1000
@@ -59,7 +60,7 @@ def setup(app: web.Application) -> list[Route]:
     """Create the monitor on the app's registry and return the latency routes."""
     settings = app[SETTINGS]
     metrics = LatencyMetrics(app[REGISTRY])
-    app[METRICS] = metrics
+    app[LATENCY_METRICS] = metrics
     app[MONITOR] = LatencyMonitor(settings.latency_window, settings.latency_max_pairs, metrics)
     app[READY]["latency"] = True  # in memory only: nothing to wait for
     return [
@@ -222,14 +223,6 @@ _POST_RESPONSES = {
 _DELETE_RESPONSES = {"200": reply(closed(cleared=_COUNT), "how many records left the window")}
 
 
-def _given(query: Mapping[str, str]) -> Mapping[str, str]:
-    """Refuse a parameter given empty: `?service=` is a mistake, not a request for everything."""
-    for key, value in query.items():
-        if value == "":
-            raise bad_request(f"query parameter {key!r} is empty; leave it out or give a value", key)
-    return query
-
-
 def _query_name(query, name: str, required: bool) -> str | None:
     value = query.get(name)
     if value is None:
@@ -243,10 +236,8 @@ def _query_name(query, name: str, required: bool) -> str | None:
 
 async def get_latency(request: web.Request) -> web.Response:
     """GET: ?type=stats|average|trend|high with the parameters each type takes."""
-    kind = request.query.get("type", "stats")
-    if kind not in TYPES:
-        raise bad_request(f"type must be one of {', '.join(TYPES)}, got {kind[:40]!r}", "type")
-    query = _given(check_query(request, _PARAMS[kind]))
+    kind = query_type(request, TYPES, "stats")
+    query = refuse_empty(check_query(request, _PARAMS[kind]))
     monitor = request.app[MONITOR]
     minutes = query_int(query, "minutes", 5, 1, MAX_MINUTES)
     if kind == "stats":
@@ -372,6 +363,6 @@ def _cache_requests(value: Any) -> list[tuple[str, str, int]]:
 
 async def delete_latency(request: web.Request) -> web.Response:
     """DELETE: clear the window, or one service's part of it."""
-    query = _given(check_query(request, ("service",)))
+    query = refuse_empty(check_query(request, ("service",)))
     service = _query_name(query, "service", required=False)
     return web.json_response({"cleared": request.app[MONITOR].clear(service)})

@@ -17,7 +17,8 @@ from typing import Annotated, Any
 import msgspec
 
 from ..latency.guard import NAME_RE
-from ..latency.monitor import FIELDS, Field, LatencyRecord
+from ..latency.monitor import FIELDS, Field
+from ..latency.record import LatencyRecord
 from .schemas import free_form
 from .validation import (
     closed_object,

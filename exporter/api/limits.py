@@ -27,8 +27,7 @@ from ..security.tls import peer_sans
 from ..security.web import WebSecurity
 from .auth import BASIC_AUTH, route_level
 from .errors import ApiError, error_response
-from .httpmetrics import METRICS
-from .keys import ROUTE_INDEX, SETTINGS
+from .keys import CORE_METRICS, ROUTE_INDEX, SETTINGS
 
 WEB_SECURITY: web.AppKey[WebSecurity] = web.AppKey("web_security", WebSecurity)
 
@@ -53,7 +52,7 @@ def handler_args() -> dict:
 
 def count_limit(app: web.Application, limit: str) -> None:
     """Add one to usdcop_limit_rejections_total{limit}."""
-    metrics = app.get(METRICS)
+    metrics = app.get(CORE_METRICS)
     if metrics is not None:
         metrics.limit_rejections.labels(limit).inc()
 

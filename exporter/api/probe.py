@@ -15,17 +15,14 @@ from aiohttp import web
 from ..health.checker import HealthChecker
 from ..health.result import PHASES, ProbeResult
 from ..health.state import STATUSES, ServiceState
+from ..samples import format_sample
 from .blackbox import FAMILIES
 from .errors import bad_request, not_found
-from .health import CHECKER
+from .keys import CHECKER
 from .validation import check_query
 
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
 TIMEOUT_OFFSET = 0.5  # leave Prometheus time to receive the answer, as blackbox_exporter does
-
-
-def _fmt(value: float) -> str:
-    return repr(float(value))
 
 
 def render_probe(name: str, result: ProbeResult, observed: str, kind: str = "http") -> str:
@@ -33,10 +30,10 @@ def render_probe(name: str, result: ProbeResult, observed: str, kind: str = "htt
     out = [
         "# HELP probe_success Displays whether or not the probe was a success",
         "# TYPE probe_success gauge",
-        f"probe_success {1 if result.success else 0}",
+        f"probe_success {format_sample(1 if result.success else 0)}",
         "# HELP probe_duration_seconds Returns how long the probe took to complete in seconds",
         "# TYPE probe_duration_seconds gauge",
-        f"probe_duration_seconds {_fmt(result.duration_s)}",
+        f"probe_duration_seconds {format_sample(result.duration_s)}",
     ]
     typed = FAMILIES.get(kind)
     if typed is not None:
@@ -47,33 +44,33 @@ def render_probe(name: str, result: ProbeResult, observed: str, kind: str = "htt
             "# TYPE probe_http_duration_seconds gauge",
         ]
         out += [
-            f'probe_http_duration_seconds{{phase="{phase}"}} {_fmt(result.phases[phase])}'
+            f'probe_http_duration_seconds{{phase="{phase}"}} {format_sample(result.phases[phase])}'
             for phase in PHASES if phase in result.phases
         ]
         if "resolve" in result.phases:
             out += [
                 "# HELP probe_dns_lookup_time_seconds Returns the time taken for probe dns lookup in seconds",
                 "# TYPE probe_dns_lookup_time_seconds gauge",
-                f"probe_dns_lookup_time_seconds {_fmt(result.phases['resolve'])}",
+                f"probe_dns_lookup_time_seconds {format_sample(result.phases['resolve'])}",
             ]
     if typed is None and result.http_status is not None:
         out += [
             "# HELP probe_http_status_code Response HTTP status code",
             "# TYPE probe_http_status_code gauge",
-            f"probe_http_status_code {result.http_status}",
+            f"probe_http_status_code {format_sample(result.http_status)}",
         ]
     if typed is None and result.tls_expiry is not None:
         out += [
             "# HELP probe_ssl_earliest_cert_expiry Returns last SSL chain expiry in unixtime",
             "# TYPE probe_ssl_earliest_cert_expiry gauge",
-            f"probe_ssl_earliest_cert_expiry {_fmt(result.tls_expiry)}",
+            f"probe_ssl_earliest_cert_expiry {format_sample(result.tls_expiry)}",
         ]
     out += [
         "# HELP usdcop_probe_status Status this probe alone indicates (one-hot).",
         "# TYPE usdcop_probe_status gauge",
     ]
     out += [
-        f'usdcop_probe_status{{status="{st}"}} {1 if st == observed else 0}'
+        f'usdcop_probe_status{{status="{st}"}} {format_sample(1 if st == observed else 0)}'
         for st in STATUSES if st != "unknown"
     ]
     return "\n".join(out) + "\n"

@@ -138,11 +138,6 @@ def format_time(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def chain_body(event: dict[str, Any]) -> dict[str, Any]:
-    """The hashed fields of a stored event (times already in canonical string form)."""
-    return {name: event.get(name) for name in CHAIN_FIELDS}
-
-
 def _text(value: str | None) -> str:
     return "null" if value is None else _string(value)
 

@@ -33,8 +33,8 @@ _HELPERS = {
 
 def build_store(settings, clock=None):
     """The configured store (Postgres when POSTGRES_URL is set, else SQLite) and its spool."""
-    if getattr(settings, "postgres_url", None):
-        store = PgStore(settings.postgres_url, getattr(settings, "postgres_admin_url", None),
+    if settings.postgres_url:
+        store = PgStore(settings.postgres_url, settings.postgres_admin_url,
                         clock=clock)
         spool = Spool(settings.audit_spool_dir, settings.audit_spool_max_bytes)
         return store, spool

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .events import KNOWN_TYPES
+from .events import KNOWN_TYPES, metric_type
 
 OUTCOMES = ("stored", "spooled", "duplicate", "conflict", "rejected")
 FAILURE_REASONS = ("connection", "timeout", "rejected", "other")
@@ -56,8 +56,7 @@ class AuditMetrics:
 
     def count(self, event_type: str, outcome: str, n: int = 1) -> None:
         """Count events of one outcome."""
-        label = event_type if event_type in KNOWN_TYPES else "other"
-        self.events.labels(label, outcome).inc(n)
+        self.events.labels(metric_type(event_type), outcome).inc(n)
 
 
 class _StateCollector(Collector):

@@ -14,7 +14,6 @@ from psycopg import sql
 SCHEMA = "usdcop_audit"
 MIGRATION_LOCK = 0x5553_4443_4F50_0001  # 'USDCOP' + 1: schema changes and partitions
 CHAIN_LOCK = 0x5553_4443_4F50_0002  # appends and purges
-CHECKPOINT_LOCK = 0x5553_4443_4F50_0003
 MONTHS_AHEAD = 2
 
 _REFUSE = """

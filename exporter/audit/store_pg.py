@@ -128,7 +128,8 @@ class PgStore(AuditStore):
             for key in sorted(self._last_used, key=self._last_used.get)[:32]:
                 del self._last_used[key]
 
-    def _fixed(self) -> datetime | None:
+    def _clock_now(self) -> datetime | None:
+        """The given clock's time; None when there is none and the database's time is used."""
         return self._clock() if self._clock else None
 
     async def open(self) -> None:
@@ -223,7 +224,7 @@ class PgStore(AuditStore):
                         head = (sequence, bytes(digest), now)
                     else:
                         existing[event_id] = (sequence, bytes(digest))
-                received = format_time(self._fixed() or head[2])
+                received = format_time(self._clock_now() or head[2])
                 plan = plan_append(units, existing, head[:2], received)
                 stored = await self._fetch(conn, plan.duplicate_sequences())
                 async with conn.pipeline():
@@ -267,29 +268,18 @@ class PgStore(AuditStore):
     @_bounded_call
     async def query(self, q: Query) -> list[dict[str, Any]]:
         """Events matching `q`, sequence descending, at most q.limit + 1 (to detect more)."""
-        where, args = [], []
-        times, time_args = [], []
-        if q.event_type is not None:
-            where.append("event_type = %s")
-            args.append(q.event_type)
-        if q.symbol is not None:
-            where.append("symbol = %s")
-            args.append(q.symbol)
-        if q.start is not None:
-            times.append('"timestamp" >= %s')
-            time_args.append(q.start)
-        if q.end is not None:
-            times.append('"timestamp" < %s')
-            time_args.append(q.end)
-        if q.before is not None:
-            where.append("sequence < %s")
-            args.append(q.before)
-        conds = " AND ".join(where + times) or "true"
-        params = [*args, *time_args]
+        given = [(cond, value) for cond, value in (
+            ("event_type = %s", q.event_type), ("symbol = %s", q.symbol),
+            ("sequence < %s", q.before),
+            ('"timestamp" >= %s', q.start), ('"timestamp" < %s', q.end),
+        ) if value is not None]
+        windowed = q.start is not None or q.end is not None
+        conds = " AND ".join(cond for cond, _ in given) or "true"
+        params = [value for _, value in given]
         async with self._errors("query"), self._pool.connection() as conn:
             text = (f"SELECT {COLUMNS} FROM usdcop_audit.events WHERE {conds}"
                     " ORDER BY sequence DESC LIMIT %s")
-            if times and await self._window_rows(conn, conds, params) <= WINDOW_SORT_MAX:
+            if windowed and await self._window_rows(conn, conds, params) <= WINDOW_SORT_MAX:
                 # Event times follow sequence closely, so the planner, assuming them
                 # independent, walks the sequence index down from the head and filters its
                 # way to an old window (100 ms over a million rows). A small window is
@@ -431,7 +421,7 @@ class PgStore(AuditStore):
                 await conn.execute("SELECT pg_advisory_xact_lock(%s)", (pg_schema.CHAIN_LOCK,))
                 cur = await conn.execute("SELECT clock_timestamp()")
                 (db_now,) = await cur.fetchone()
-                now = self._fixed() or db_now
+                now = self._clock_now() or db_now
                 limit = min(horizon, now)
                 victims, stats = [], {"count": 0, "min_seq": None, "max_seq": None}
                 for name, upper in await self._partitions(conn):
@@ -470,7 +460,7 @@ class PgStore(AuditStore):
                 head_cur = await conn.execute(
                     "SELECT sequence, hash, clock_timestamp() FROM usdcop_audit.chain_head")
                 head_seq, head_hash, ts = await head_cur.fetchone()
-                received = format_time(self._fixed() or ts)
+                received = format_time(self._clock_now() or ts)
                 plan = plan_append([[event]], {}, (head_seq, bytes(head_hash)), received)
                 await self._insert(conn, plan)
                 for name in victims:

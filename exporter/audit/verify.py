@@ -190,7 +190,7 @@ async def _link_first(walk: _Walk, first: int,
         if purge is None:
             raise _Broken(first, "sequence_gap", f"events before {first} are missing and no"
                           " AUDIT_PURGED record covers them")
-        if not purge.get("_given"):
+        if not purge.get("_unverified_anchor"):
             check_purge(purge)
         walk.prev = bytes.fromhex(purge["data"]["through_hash"])
     walk.expected = first
@@ -344,7 +344,7 @@ async def verify_file(path: str | Path, checkpoint_dir: str | Path | None,
         first = next(_read_export(path))
         late.append(f"the export starts at sequence {through + 1}: the link to the events"
                     " before it was not checked")
-        return {"data": {"through_hash": first["prev_hash"].hex()}, "_given": True}
+        return {"data": {"through_hash": first["prev_hash"].hex()}, "_unverified_anchor": True}
 
     async def events():
         for event in _read_export(path):

@@ -8,9 +8,11 @@ before anything is written.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
+
+from .errors import CacheTypeError
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,23 @@ class PushOp:
 
 
 WriteOp = SetOp | DeleteOp | PushOp
+
+
+def check_types(ops: Sequence[WriteOp], kinds: Mapping[str, str]) -> None:
+    """Refuse a batch whose push would meet another type than a list, before anything is
+    written. `kinds` is each key's type now ("none", "list", "string", ...; a key left out
+    is "none"); each op's effect on its key's type is followed in order."""
+    kinds = dict(kinds)
+    for op in ops:
+        if isinstance(op, PushOp):
+            kind = kinds.get(op.key, "none")
+            if kind not in ("none", "list"):
+                raise CacheTypeError(f"{op.key} holds a {kind}, not a list")
+            kinds[op.key] = "list"
+        elif isinstance(op, SetOp):
+            kinds[op.key] = "string"
+        else:
+            kinds[op.key] = "none"
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -50,15 +51,20 @@ class MirrorCollector(Collector):
         yield from _families(self.mirror.snapshot, describe=False)
 
 
-def _families(snap: Snapshot, describe: bool) -> Iterator[GaugeMetricFamily]:
-    out: list[GaugeMetricFamily] = []
-    for attr, (name, doc) in _SIGNAL.items():
+def _per_symbol(fields: dict[str, tuple[str, str]], views: dict[str, Any]
+                ) -> Iterator[GaugeMetricFamily]:
+    """One family per (attribute, (name, doc)) of `fields`: each symbol's view's value."""
+    for attr, (name, doc) in fields.items():
         family = GaugeMetricFamily(name, doc, labels=["symbol"])
-        for symbol, view in sorted(snap.signals.items()):
+        for symbol, view in sorted(views.items()):
             value = getattr(view, attr)
             if value is not None:
                 family.add_metric([symbol], value)
-        out.append(family)
+        yield family
+
+
+def _families(snap: Snapshot, describe: bool) -> Iterator[GaugeMetricFamily]:
+    out: list[GaugeMetricFamily] = list(_per_symbol(_SIGNAL, snap.signals))
     action = GaugeMetricFamily("usdcop_signal_action", "Action of the latest signal (one-hot).",
                                labels=["symbol", "action"])
     for symbol, view in sorted(snap.signals.items()):
@@ -75,13 +81,7 @@ def _families(snap: Snapshot, describe: bool) -> Iterator[GaugeMetricFamily]:
         if suffix in snap.financial:
             family.add_metric([], snap.financial[suffix])
         out.append(family)
-    for attr, (name, doc) in _POSITION.items():
-        family = GaugeMetricFamily(name, doc, labels=["symbol"])
-        for symbol, view in sorted(snap.positions.items()):
-            value = getattr(view, attr)
-            if value is not None:
-                family.add_metric([symbol], value)
-        out.append(family)
+    out.extend(_per_symbol(_POSITION, snap.positions))
     custom = GaugeMetricFamily("usdcop_custom_metric", "Custom metrics the trading engine publishes.",
                                labels=["name"])
     for name, value in sorted(snap.custom.items()):

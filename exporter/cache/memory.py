@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from .backend import DeleteOp, PushOp, RawValue, SetOp, WriteOp
+from .backend import DeleteOp, RawValue, SetOp, WriteOp, check_types
 from .errors import CacheFull, CacheTypeError
 
 
@@ -211,19 +211,12 @@ class MemoryBackend:
         """Apply writes atomically: every type is checked before the first write."""
         self._maybe_sweep()
         kinds: dict[str, str] = {}
-        for op in ops:  # dry run: the types each op would meet, in order
+        for op in ops:  # the type each key holds now
             if op.key not in kinds:
                 entry = self._live(op.key)
                 kinds[op.key] = "none" if entry is None else (
                     "list" if isinstance(entry.value, list) else "string")
-            if isinstance(op, PushOp):
-                if kinds[op.key] not in ("none", "list"):
-                    raise CacheTypeError(f"{op.key} holds a {kinds[op.key]}, not a list")
-                kinds[op.key] = "list"
-            elif isinstance(op, SetOp):
-                kinds[op.key] = "string"
-            else:
-                kinds[op.key] = "none"
+        check_types(ops, kinds)
         if self.max_bytes is not None:
             growth = sum(self._growth(op) for op in ops)
             held = self.bytes_held()

@@ -21,7 +21,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from .backend import DeleteOp, PushOp, RawValue, SetOp, WriteOp
+from .backend import DeleteOp, PushOp, RawValue, SetOp, WriteOp, check_types
 from .errors import CacheError, CacheTypeError, CacheUnavailable
 
 T = TypeVar("T")
@@ -206,7 +206,7 @@ class RedisBackend:
                         # Under WATCH: if any of these change before EXEC, EXEC does nothing.
                         await pipe.watch(*pushed)
                         kinds = {k: (await pipe.type(k)).decode() for k in pushed}
-                        _dry_run(ops, kinds)
+                        check_types(ops, kinds)
                         for key in pushed:
                             if kinds[key] == "list":
                                 lists[key] = [await pipe.lindex(key, 0), await pipe.llen(key)]
@@ -271,21 +271,6 @@ class RedisBackend:
 
 def _ttl_ms(ttl: float) -> int | None:
     return None if ttl == 0 else max(1, round(ttl * 1000))
-
-
-def _dry_run(ops: Sequence[WriteOp], kinds: dict[str, str]) -> None:
-    """Refuse a batch whose LPUSH would meet another type, before anything is sent."""
-    kinds = dict(kinds)
-    for op in ops:
-        if isinstance(op, PushOp):
-            kind = kinds.get(op.key, "none")
-            if kind not in ("none", "list"):
-                raise CacheTypeError(f"{op.key} holds a {kind}, not a list")
-            kinds[op.key] = "list"
-        elif isinstance(op, SetOp):
-            kinds[op.key] = "string"
-        else:
-            kinds[op.key] = "none"
 
 
 def _plan(ops: Sequence[WriteOp], lists: dict[str, list[Any]]) -> list[bool]:

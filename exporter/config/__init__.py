@@ -15,7 +15,6 @@ from .loader import (
 from .model import (
     BODY_FORMATS,
     DURING,
-    PROBE_TYPES,
     WEEKDAYS,
     Condition,
     Config,
@@ -26,6 +25,7 @@ from .model import (
     ServiceConfig,
     TLSConfig,
 )
+from .probe_types import PROBE_TYPES
 from .redact import REDACTED, public_service, redact_config, redact_url
 from .services import check_target, resolve_check
 

@@ -12,7 +12,7 @@ import zoneinfo
 from datetime import date
 from typing import Any
 
-from . import fields as f
+from . import fields
 from .model import WEEKDAYS, DeskConfig, ReconciliationConfig, RiskLimits
 from .yamlsafe import Node
 
@@ -33,9 +33,9 @@ _NUMBER = re.compile(r"[+-]?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _ZONE = re.compile(r"[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}")
 
 
-def parse_desk(ctx: f.Ctx, node: Node) -> DeskConfig:
+def parse_desk(ctx: fields.Ctx, node: Node) -> DeskConfig:
     """The validated `desk:` mapping; every key optional."""
-    m = f.mapping(ctx, node, "desk", KEYS)
+    m = fields.mapping(ctx, node, "desk", KEYS)
     inner = ctx.under("desk")
     kw: dict[str, Any] = {"line": node.line}
     if "timezone" in m:
@@ -45,7 +45,7 @@ def parse_desk(ctx: f.Ctx, node: Node) -> DeskConfig:
     if "holidays" in m:
         kw["holidays"] = _holidays(inner, m["holidays"])
     if "clock_tolerance" in m:
-        kw["clock_tolerance"] = f.duration(inner, m["clock_tolerance"], "clock_tolerance", 3600.0)
+        kw["clock_tolerance"] = fields.duration(inner, m["clock_tolerance"], "clock_tolerance", 3600.0)
     if "freshness" in m:
         kw.update(_freshness(inner, m["freshness"]))
     if "limits" in m:
@@ -55,8 +55,8 @@ def parse_desk(ctx: f.Ctx, node: Node) -> DeskConfig:
     return DeskConfig(**kw)
 
 
-def _timezone(ctx: f.Ctx, node: Node) -> str:
-    name, shown = f.text(ctx, node, "timezone", "an IANA time zone like America/Bogota")
+def _timezone(ctx: fields.Ctx, node: Node) -> str:
+    name, shown = fields.text(ctx, node, "timezone", "an IANA time zone like America/Bogota")
     if not _ZONE.fullmatch(name) or ".." in name:
         raise ctx.error(node, "timezone", f"invalid time zone {shown}: expected an IANA name like America/Bogota")
     try:
@@ -66,20 +66,20 @@ def _timezone(ctx: f.Ctx, node: Node) -> str:
     return name
 
 
-def _sessions(ctx: f.Ctx, node: Node) -> tuple[tuple[tuple[int, int], ...], ...]:
-    days = f.mapping(ctx, node, "sessions", WEEKDAYS)
+def _sessions(ctx: fields.Ctx, node: Node) -> tuple[tuple[tuple[int, int], ...], ...]:
+    days = fields.mapping(ctx, node, "sessions", WEEKDAYS)
     inner = ctx.under("sessions")
     week: list[tuple[tuple[int, int], ...]] = [() for _ in WEEKDAYS]
     for day, item in days.items():
-        windows = f.sequence(inner, item, day, '["08:00-13:00"]')
+        windows = fields.sequence(inner, item, day, '["08:00-13:00"]')
         if len(windows) > MAX_WINDOWS:
             raise inner.error(item, day, f"at most {MAX_WINDOWS} sessions a day, got {len(windows)}")
         parsed: list[tuple[int, int]] = []
         for i, window in enumerate(windows):
             field = f"{day}[{i}]"
             if window.kind != "str":
-                raise inner.error(window, field, f'expected a quoted "HH:MM-HH:MM" string, got {f.describe(window)}')
-            text, shown = f.text(inner, window, field)
+                raise inner.error(window, field, f'expected a quoted "HH:MM-HH:MM" string, got {fields.describe(window)}')
+            text, shown = fields.text(inner, window, field)
             match = _WINDOW.fullmatch(text)
             if match is None:
                 raise inner.error(window, field, f'invalid session {shown}: expected "HH:MM-HH:MM" (24-hour, end up to 24:00)')
@@ -101,8 +101,8 @@ def _hhmm(minutes: int) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
-def _holidays(ctx: f.Ctx, node: Node) -> tuple[date, ...]:
-    items = f.sequence(ctx, node, "holidays", '["2025-01-01", "2025-01-06"]')
+def _holidays(ctx: fields.Ctx, node: Node) -> tuple[date, ...]:
+    items = fields.sequence(ctx, node, "holidays", '["2025-01-01", "2025-01-06"]')
     if len(items) > MAX_HOLIDAYS:
         raise ctx.error(node, "holidays", f"at most {MAX_HOLIDAYS} holidays, got {len(items)}")
     seen: dict[date, int] = {}
@@ -110,8 +110,8 @@ def _holidays(ctx: f.Ctx, node: Node) -> tuple[date, ...]:
         field = f"holidays[{i}]"
         # An unquoted 2025-01-01 is a YAML date; quoted it is a string. Both mean the same.
         if item.kind not in ("str", "timestamp"):
-            raise ctx.error(item, field, f"expected a date like 2025-01-01, got {f.describe(item)}")
-        text, shown = (item.value, repr(item.value)) if item.kind == "timestamp" else f.text(ctx, item, field)
+            raise ctx.error(item, field, f"expected a date like 2025-01-01, got {fields.describe(item)}")
+        text, shown = (item.value, repr(item.value)) if item.kind == "timestamp" else fields.text(ctx, item, field)
         try:
             if not _DATE.fullmatch(text):
                 raise ValueError
@@ -124,16 +124,16 @@ def _holidays(ctx: f.Ctx, node: Node) -> tuple[date, ...]:
     return tuple(sorted(seen))
 
 
-def number(ctx: f.Ctx, node: Node, field: str, low: float, high: float, *, low_open: bool = True) -> float:
+def number(ctx: fields.Ctx, node: Node, field: str, low: float, high: float, *, low_open: bool = True) -> float:
     """A finite number in (low, high] (or [low, high] with low_open False)."""
     if node.kind in ("int", "float") and not node.python:
         raw, shown = str(node.value), str(node.value)
     elif node.python and node.kind in ("int", "float"):
         raw, shown = repr(node.value), repr(node.value)
     elif node.kind == "str" and not node.python and "${" in node.value:
-        raw, shown = f.text(ctx, node, field, "a number")
+        raw, shown = fields.text(ctx, node, field, "a number")
     else:
-        raise ctx.error(node, field, f"expected a number, got {f.describe(node)}")
+        raise ctx.error(node, field, f"expected a number, got {fields.describe(node)}")
     if not _NUMBER.fullmatch(raw.strip()):  # refuses 0x10, 010, 1_000 and .inf spellings
         raise ctx.error(node, field, f"expected a decimal number, got {shown}")
     value = float(raw)
@@ -143,12 +143,12 @@ def number(ctx: f.Ctx, node: Node, field: str, low: float, high: float, *, low_o
     return value
 
 
-def _freshness(ctx: f.Ctx, node: Node) -> dict[str, Any]:
-    m = f.mapping(ctx, node, "freshness", FRESHNESS_KEYS)
+def _freshness(ctx: fields.Ctx, node: Node) -> dict[str, Any]:
+    m = fields.mapping(ctx, node, "freshness", FRESHNESS_KEYS)
     inner = ctx.under("freshness")
     kw: dict[str, Any] = {}
     if "signal_cadence" in m:
-        entries = f.mapping(inner, m["signal_cadence"], "signal_cadence", None)
+        entries = fields.mapping(inner, m["signal_cadence"], "signal_cadence", None)
         if len(entries) > MAX_SYMBOLS:
             raise inner.error(m["signal_cadence"], "signal_cadence", f"at most {MAX_SYMBOLS} symbols")
         cadence = inner.under("signal_cadence")
@@ -156,10 +156,10 @@ def _freshness(ctx: f.Ctx, node: Node) -> dict[str, Any]:
         for symbol, value in entries.items():
             if not SYMBOL.fullmatch(symbol):
                 raise cadence.error(value, symbol, "invalid symbol: expected ^[A-Z0-9]{3,12}$")
-            out.append((symbol, f.duration(cadence, value, symbol, 86400.0)))
+            out.append((symbol, fields.duration(cadence, value, symbol, 86400.0)))
         kw["signal_cadence"] = tuple(out)
     if "financial_metrics_cadence" in m:
-        kw["financial_metrics_cadence"] = f.duration(inner, m["financial_metrics_cadence"],
+        kw["financial_metrics_cadence"] = fields.duration(inner, m["financial_metrics_cadence"],
                                                      "financial_metrics_cadence", 86400.0)
     if "overdue_factor" in m:
         kw["overdue_factor"] = number(inner, m["overdue_factor"], "overdue_factor", 1.0, 100.0,
@@ -167,8 +167,8 @@ def _freshness(ctx: f.Ctx, node: Node) -> dict[str, Any]:
     return kw
 
 
-def _limits(ctx: f.Ctx, node: Node) -> RiskLimits:
-    m = f.mapping(ctx, node, "limits", LIMIT_KEYS)
+def _limits(ctx: fields.Ctx, node: Node) -> RiskLimits:
+    m = fields.mapping(ctx, node, "limits", LIMIT_KEYS)
     inner = ctx.under("limits")
     kw: dict[str, Any] = {}
     if "max_drawdown" in m:
@@ -178,18 +178,18 @@ def _limits(ctx: f.Ctx, node: Node) -> RiskLimits:
     if "max_position" in m:
         kw["max_position"] = _max_position(inner, m["max_position"])
     if "max_open_positions" in m:
-        kw["max_open_positions"] = f.integer(inner, m["max_open_positions"], "max_open_positions", 1, 100000)
+        kw["max_open_positions"] = fields.integer(inner, m["max_open_positions"], "max_open_positions", 1, 100000)
     if "min_win_ratio" in m:
         kw["min_win_ratio"] = number(inner, m["min_win_ratio"], "min_win_ratio", 0.0, 1.0)
     if "min_trades" in m:
-        kw["min_trades"] = f.integer(inner, m["min_trades"], "min_trades", 1, 10**9)
+        kw["min_trades"] = fields.integer(inner, m["min_trades"], "min_trades", 1, 10**9)
     return RiskLimits(**kw)
 
 
-def _max_position(ctx: f.Ctx, node: Node) -> tuple[tuple[str, float], ...]:
+def _max_position(ctx: fields.Ctx, node: Node) -> tuple[tuple[str, float], ...]:
     if node.kind != "map":  # one number for every symbol
         return (("*", number(ctx, node, "max_position", 0.0, 1e18)),)
-    entries = f.mapping(ctx, node, "max_position", None)
+    entries = fields.mapping(ctx, node, "max_position", None)
     if not entries:
         raise ctx.error(node, "max_position", "must not be empty (remove it to watch no position)")
     if len(entries) > MAX_SYMBOLS:
@@ -203,15 +203,15 @@ def _max_position(ctx: f.Ctx, node: Node) -> tuple[tuple[str, float], ...]:
     return tuple(out)
 
 
-def _reconciliation(ctx: f.Ctx, node: Node) -> ReconciliationConfig:
-    m = f.mapping(ctx, node, "reconciliation", RECONCILIATION_KEYS)
+def _reconciliation(ctx: fields.Ctx, node: Node) -> ReconciliationConfig:
+    m = fields.mapping(ctx, node, "reconciliation", RECONCILIATION_KEYS)
     inner = ctx.under("reconciliation")
     kw: dict[str, Any] = {}
     if "interval" in m:
-        kw["interval"] = f.duration(inner, m["interval"], "interval", 86400.0)
+        kw["interval"] = fields.duration(inner, m["interval"], "interval", 86400.0)
         if kw["interval"] < 1.0:
             raise inner.error(m["interval"], "interval", "must be at least 1s")
     for name in ("stale_position_after", "orphan_window"):
         if name in m:
-            kw[name] = f.duration(inner, m[name], name, MAX_WINDOW_SECONDS)
+            kw[name] = fields.duration(inner, m[name], name, MAX_WINDOW_SECONDS)
     return ReconciliationConfig(**kw)

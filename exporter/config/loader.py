@@ -7,10 +7,11 @@ import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import fields, replace
+from dataclasses import fields as dataclass_fields
+from dataclasses import replace
 from typing import Any, NamedTuple
 
-from . import fields as f
+from . import fields
 from .desk import parse_desk
 from .errors import ConfigError, ConfigErrors
 from .model import Config, Defaults, DeskConfig, ServiceConfig
@@ -56,12 +57,12 @@ def parse_bytes(data: bytes, source: str, environ: Mapping[str, str] | None, bas
     """The Config in `data`, the raw bytes of a services file."""
     text = decode(data, source)
     root = compose(text, source)
-    ctx = f.Ctx(source, os.environ if environ is None else environ, base_dir)
+    ctx = fields.Ctx(source, os.environ if environ is None else environ, base_dir)
     if root is None:
         raise ConfigError("the file is empty; write services: [] for no services", file=source, line=1)
     if root.kind != "map":
-        raise ctx.error(root, None, f"expected a mapping with a services list, got {f.describe(root)}")
-    top = f.mapping(ctx, root, None, TOP_KEYS)
+        raise ctx.error(root, None, f"expected a mapping with a services list, got {fields.describe(root)}")
+    top = fields.mapping(ctx, root, None, TOP_KEYS)
     if "services" not in top:
         raise ConfigError("missing services (write services: [] for none)", file=source, line=root.line)
     errors: list[ConfigError] = []
@@ -97,11 +98,11 @@ def import_checks(config: Config) -> None:
                               field="check") from None
 
 
-def _defaults(ctx: f.Ctx, node: Any, errors: list[ConfigError]) -> Defaults:
+def _defaults(ctx: fields.Ctx, node: Any, errors: list[ConfigError]) -> Defaults:
     """The defaults: section; a bad entry goes to `errors` and its built-in default stays."""
-    names = [field.name for field in fields(Defaults)]
+    names = [field.name for field in dataclass_fields(Defaults)]
     try:
-        entries = f.mapping(ctx, node, "defaults", names)
+        entries = fields.mapping(ctx, node, "defaults", names)
     except ConfigError as exc:
         errors.append(exc)
         return Defaults()
@@ -115,10 +116,10 @@ def _defaults(ctx: f.Ctx, node: Any, errors: list[ConfigError]) -> Defaults:
     return Defaults(**read)
 
 
-def _services(ctx: f.Ctx, node: Any, defaults: Defaults,
+def _services(ctx: fields.Ctx, node: Any, defaults: Defaults,
               errors: list[ConfigError]) -> tuple[ServiceConfig, ...]:
     """Every valid service; the problems of the others go to `errors`."""
-    items = f.sequence(ctx, node, "services", "[{name: api, url: http://host/health}]")
+    items = fields.sequence(ctx, node, "services", "[{name: api, url: http://host/health}]")
     seen: dict[str, int | None] = {}
     out = []
     for index, item in enumerate(items):
@@ -140,7 +141,7 @@ def _services(ctx: f.Ctx, node: Any, defaults: Defaults,
 _IDENTITY = frozenset({"name", "type", "url", "address", "check"})
 
 
-def _service(ctx: f.Ctx, node: Any, index: int, defaults: Defaults,
+def _service(ctx: fields.Ctx, node: Any, index: int, defaults: Defaults,
              errors: list[ConfigError]) -> ServiceConfig | None:
     """One service, or None with each of its problems in `errors`.
 
@@ -166,10 +167,10 @@ def _service(ctx: f.Ctx, node: Any, index: int, defaults: Defaults,
         return None if dropped else svc
 
 
-def _allowed_targets(ctx: f.Ctx, node: Any, errors: list[ConfigError]) -> tuple[str, ...]:
+def _allowed_targets(ctx: fields.Ctx, node: Any, errors: list[ConfigError]) -> tuple[str, ...]:
     """The allowed_targets list; each bad entry goes to `errors`."""
     try:
-        items = f.sequence(ctx, node, "allowed_targets", '[10.0.0.0/8, "api.internal:8001"]')
+        items = fields.sequence(ctx, node, "allowed_targets", '[10.0.0.0/8, "api.internal:8001"]')
     except ConfigError as exc:
         errors.append(exc)
         return ()
@@ -181,14 +182,14 @@ def _allowed_targets(ctx: f.Ctx, node: Any, errors: list[ConfigError]) -> tuple[
     for i, item in enumerate(items):
         field = f"allowed_targets[{i}]"
         try:
-            value, shown = f.text(ctx, item, field, "a CIDR or host:port string")
+            value, shown = fields.text(ctx, item, field, "a CIDR or host:port string")
             out.append(_target(ctx, item, field, value, shown))
         except ConfigError as exc:
             errors.append(exc)
     return tuple(dict.fromkeys(out))
 
 
-def _target(ctx: f.Ctx, node: Any, field: str, value: str, shown: str) -> str:
+def _target(ctx: fields.Ctx, node: Any, field: str, value: str, shown: str) -> str:
     if "/" in value:
         try:
             return str(ipaddress.ip_network(value, strict=True))
@@ -212,7 +213,7 @@ def build_service_config(options: Mapping[str, Any], defaults: Defaults | None =
     Same rules as services.yaml, except durations may be plain numbers of seconds and
     sizes plain numbers of bytes; `check_fn` makes a python service from a callable.
     """
-    ctx = f.Ctx(None, {}, os.getcwd())
+    ctx = fields.Ctx(None, {}, os.getcwd())
     return build_service(ctx, from_python(dict(options)), 0, defaults or Defaults(), check_fn=check_fn)
 
 

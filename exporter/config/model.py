@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-PROBE_TYPES = ("http", "tcp", "redis", "postgres", "python", "websocket", "dns", "icmp", "grpc",
-               "tls", "push")
 DNS_QUERY_TYPES = ("A", "AAAA", "CNAME", "MX", "NS", "PTR", "SOA", "SRV", "TXT")
 DNS_TRANSPORTS = ("udp", "tcp")
 BODY_FORMATS = ("auto", "seed", "ietf", "spring", "text", "none")
@@ -54,13 +52,13 @@ class ServiceConfig:
     """One service to probe. Durations are seconds, sizes bytes."""
 
     name: str
-    type: str  # one of PROBE_TYPES
-    interval: float = 30.0
-    timeout: float = 5.0
-    degraded_latency: float = 1.0
-    failure_threshold: int = 1
-    success_threshold: int = 1
-    critical: bool = True
+    type: str  # one of probe_types.PROBE_TYPES
+    interval: float = Defaults.interval
+    timeout: float = Defaults.timeout
+    degraded_latency: float = Defaults.degraded_latency
+    failure_threshold: int = Defaults.failure_threshold
+    success_threshold: int = Defaults.success_threshold
+    critical: bool = Defaults.critical
     url: str | None = None
     address: str | None = None  # tcp, grpc, tls: host:port
     method: str = "GET"

@@ -9,11 +9,11 @@ import re
 import socket
 import ssl
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import fields as dataclass_fields
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
-from . import fields as f
+from . import fields
 from .conditions import ConditionError, parse_condition
 from .errors import ConfigError
 from .model import (
@@ -21,12 +21,12 @@ from .model import (
     DNS_QUERY_TYPES,
     DNS_TRANSPORTS,
     DURING,
-    PROBE_TYPES,
     Condition,
     Defaults,
     ServiceConfig,
     TLSConfig,
 )
+from .probe_types import PROBE_TYPES
 from .redact import redact_url
 from .yamlsafe import Node
 
@@ -116,8 +116,8 @@ def join_host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _url(ctx: f.Ctx, node: Node, field: str, schemes: tuple[str, ...] | None) -> tuple[str, SplitResult]:
-    value, shown = f.text(ctx, node, field)
+def _url(ctx: fields.Ctx, node: Node, field: str, schemes: tuple[str, ...] | None) -> tuple[str, SplitResult]:
+    value, shown = fields.text(ctx, node, field)
     if shown == repr(value):  # written in the file: still hide a password in it
         shown = repr(redact_url(value))
     wanted = " or ".join(f"{s}://" for s in schemes) if schemes else "scheme://host:port"
@@ -137,8 +137,8 @@ def _url(ctx: f.Ctx, node: Node, field: str, schemes: tuple[str, ...] | None) ->
     return value, parts
 
 
-def _status_list(ctx: f.Ctx, node: Node) -> tuple[str, ...]:
-    items = f.sequence(ctx, node, "expect_status", "[200] or [2xx]")
+def _status_list(ctx: fields.Ctx, node: Node) -> tuple[str, ...]:
+    items = fields.sequence(ctx, node, "expect_status", "[200] or [2xx]")
     if not items:
         raise ctx.error(node, "expect_status", "must not be empty (the default is [2xx])")
     out: list[str] = []
@@ -147,47 +147,47 @@ def _status_list(ctx: f.Ctx, node: Node) -> tuple[str, ...]:
         if item.kind == "str" and _STATUS_CLASS.fullmatch(item.value):
             out.append(item.value.lower())
         elif item.kind == "int" or (item.kind == "str" and "${" in str(item.value)):
-            out.append(str(f.integer(ctx, item, field, 100, 599)))
+            out.append(str(fields.integer(ctx, item, field, 100, 599)))
         else:
-            raise ctx.error(item, field, f"expected a status code (100-599) or class (1xx-5xx), got {f.describe(item)}")
+            raise ctx.error(item, field, f"expected a status code (100-599) or class (1xx-5xx), got {fields.describe(item)}")
     return tuple(dict.fromkeys(out))
 
 
-def _headers(ctx: f.Ctx, node: Node) -> tuple[tuple[str, str], ...]:
+def _headers(ctx: fields.Ctx, node: Node) -> tuple[tuple[str, str], ...]:
     out = []
-    for name, value_node in f.mapping(ctx, node, "headers", None).items():
+    for name, value_node in fields.mapping(ctx, node, "headers", None).items():
         if not _HEADER_NAME.fullmatch(name):
             raise ctx.under("headers").error(value_node, name, "invalid header name")
         if value_node.kind != "str":
             # The value may be a secret: name its type, never the value.
             raise ctx.under("headers").error(value_node, name, "expected a string value (redacted)")
-        value, _ = f.text(ctx.under("headers"), value_node, name)
+        value, _ = fields.text(ctx.under("headers"), value_node, name)
         if not _HEADER_VALUE.fullmatch(value):
             raise ctx.under("headers").error(value_node, name, "value contains a line break or control character (redacted)")
         out.append((name, value))
     return tuple(out)
 
 
-def _tls(ctx: f.Ctx, node: Node, kind: str = "http") -> TLSConfig:
+def _tls(ctx: fields.Ctx, node: Node, kind: str = "http") -> TLSConfig:
     keys = ("verify", "ca_file", "server_name") + (("enabled",) if kind == "grpc" else ())
-    entries = f.mapping(ctx, node, "tls", keys)
+    entries = fields.mapping(ctx, node, "tls", keys)
     inner = ctx.under("tls")
     kwargs: dict[str, Any] = {}
     if "enabled" in entries:
-        kwargs["enabled"] = f.boolean(inner, entries["enabled"], "enabled")
+        kwargs["enabled"] = fields.boolean(inner, entries["enabled"], "enabled")
     if "verify" in entries:
-        kwargs["verify"] = f.boolean(inner, entries["verify"], "verify")
+        kwargs["verify"] = fields.boolean(inner, entries["verify"], "verify")
     if "ca_file" in entries and entries["ca_file"].kind != "null":
-        path = f.readable_file(inner, entries["ca_file"], "ca_file")
+        path = fields.readable_file(inner, entries["ca_file"], "ca_file")
         _check_pem(inner, entries["ca_file"], path)
         kwargs["ca_file"] = path
     if "server_name" in entries and entries["server_name"].kind != "null":
-        kwargs["server_name"] = f.string(inner, entries["server_name"], "server_name",
+        kwargs["server_name"] = fields.string(inner, entries["server_name"], "server_name",
                                          _HOST, "expected a host name")
     return TLSConfig(**kwargs)
 
 
-def _check_pem(ctx: f.Ctx, node: Node, path: str) -> None:
+def _check_pem(ctx: fields.Ctx, node: Node, path: str) -> None:
     try:
         ssl.create_default_context(cafile=path)
     except (ssl.SSLError, ValueError) as exc:
@@ -195,8 +195,8 @@ def _check_pem(ctx: f.Ctx, node: Node, path: str) -> None:
         raise ctx.error(node, "ca_file", f"not a PEM certificate file ({reason})") from None
 
 
-def _labels(ctx: f.Ctx, node: Node) -> tuple[tuple[str, str], ...]:
-    entries = f.mapping(ctx, node, "labels", None)
+def _labels(ctx: fields.Ctx, node: Node) -> tuple[tuple[str, str], ...]:
+    entries = fields.mapping(ctx, node, "labels", None)
     if len(entries) > MAX_LABELS:
         raise ctx.error(node, "labels", f"at most {MAX_LABELS} labels, got {len(entries)}")
     inner = ctx.under("labels")
@@ -208,21 +208,21 @@ def _labels(ctx: f.Ctx, node: Node) -> tuple[tuple[str, str], ...]:
             raise inner.error(value_node, name, f"label name is reserved ({', '.join(RESERVED_LABELS)})")
         if name == "during":
             raise inner.error(value_node, name, "label name is reserved: set the service's during: field instead")
-        value = f.string(inner, value_node, name)
+        value = fields.string(inner, value_node, name)
         if not 0 < len(value) <= 256:
             raise inner.error(value_node, name, "label value must be 1 to 256 characters")
         out.append((name, value))
     return tuple(out)
 
 
-def _conditions(ctx: f.Ctx, node: Node, kind: str, method: str) -> tuple[Condition, ...]:
-    items = f.sequence(ctx, node, "conditions", '["[STATUS] == 200"]')
+def _conditions(ctx: fields.Ctx, node: Node, kind: str, method: str) -> tuple[Condition, ...]:
+    items = fields.sequence(ctx, node, "conditions", '["[STATUS] == 200"]')
     out = []
     for i, item in enumerate(items):
         field = f"conditions[{i}]"
         if item.kind != "str":
-            raise ctx.error(item, field, f'expected a quoted string like "[STATUS] == 200", got {f.describe(item)}')
-        text, shown = f.text(ctx, item, field)
+            raise ctx.error(item, field, f'expected a quoted string like "[STATUS] == 200", got {fields.describe(item)}')
+        text, shown = fields.text(ctx, item, field)
         try:
             condition = parse_condition(text)
         except ConditionError as exc:
@@ -285,24 +285,24 @@ def _service_label(entries: list[tuple[Node, Node]], index: int) -> str:
     return f"#{index}"
 
 
-def build_service(ctx: f.Ctx, node: Node, index: int, defaults: Defaults,
+def build_service(ctx: fields.Ctx, node: Node, index: int, defaults: Defaults,
                   check_fn: Callable[..., Any] | None = None) -> ServiceConfig:
     """One validated service; unset fields come from `defaults`."""
     if node.kind != "map":
-        ctx = f.Ctx(ctx.file, ctx.environ, ctx.base_dir, service=f"#{index}")
-        raise ctx.error(node, None, f"a service must be a mapping with a name, got {f.describe(node)}")
-    ctx = f.Ctx(ctx.file, ctx.environ, ctx.base_dir, service=_service_label(node.value, index))
-    m = f.mapping(ctx, node, None, KEYS)
+        ctx = fields.Ctx(ctx.file, ctx.environ, ctx.base_dir, service=f"#{index}")
+        raise ctx.error(node, None, f"a service must be a mapping with a name, got {fields.describe(node)}")
+    ctx = fields.Ctx(ctx.file, ctx.environ, ctx.base_dir, service=_service_label(node.value, index))
+    m = fields.mapping(ctx, node, None, KEYS)
     if "name" not in m:
         raise ctx.error(node, "name", "missing name")
-    name = f.string(ctx, m["name"], "name", NAME, "lower-case letters, digits, _ and -, up to 63, starting with a letter or digit")
-    ctx = f.Ctx(ctx.file, ctx.environ, ctx.base_dir, service=name)
+    name = fields.string(ctx, m["name"], "name", NAME, "lower-case letters, digits, _ and -, up to 63, starting with a letter or digit")
+    ctx = fields.Ctx(ctx.file, ctx.environ, ctx.base_dir, service=name)
     kind = _kind(ctx, node, m, check_fn)
     for key, value in m.items():
         if key not in COMMON and key not in BY_TYPE[kind]:
             raise ctx.error(value, key, f"does not apply to type {kind} (its options: {', '.join(BY_TYPE[kind])})")
     kw: dict[str, Any] = {"name": name, "type": kind, "line": node.line}
-    for field in fields(Defaults):
+    for field in dataclass_fields(Defaults):
         if field.name in m:
             kw[field.name] = read_default(ctx, m[field.name], field.name)
         else:
@@ -310,7 +310,7 @@ def build_service(ctx: f.Ctx, node: Node, index: int, defaults: Defaults,
     if "labels" in m:
         kw["labels"] = _labels(ctx, m["labels"])
     if "during" in m:
-        kw["during"] = f.string(ctx, m["during"], "during", _DURING, f"expected one of {', '.join(DURING)}")
+        kw["during"] = fields.string(ctx, m["during"], "during", _DURING, f"expected one of {', '.join(DURING)}")
     kw.update(_targets(ctx, node, m, kind, check_fn))
     if kind == "http":
         kw.update(_http_options(ctx, m))
@@ -324,24 +324,24 @@ def build_service(ctx: f.Ctx, node: Node, index: int, defaults: Defaults,
     return ServiceConfig(**kw)
 
 
-def read_default(ctx: f.Ctx, node: Node, name: str) -> Any:
+def read_default(ctx: fields.Ctx, node: Node, name: str) -> Any:
     """One of the fields that `defaults:` may set, read and checked."""
     if name == "timeout":
-        return f.duration(ctx, node, name, MAX_TIMEOUT)
+        return fields.duration(ctx, node, name, MAX_TIMEOUT)
     if name in ("interval", "degraded_latency"):
-        return f.duration(ctx, node, name, MAX_DURATION)
+        return fields.duration(ctx, node, name, MAX_DURATION)
     if name in ("failure_threshold", "success_threshold"):
-        return f.integer(ctx, node, name, 1, MAX_THRESHOLD)
-    return f.boolean(ctx, node, name)
+        return fields.integer(ctx, node, name, 1, MAX_THRESHOLD)
+    return fields.boolean(ctx, node, name)
 
 
-def _kind(ctx: f.Ctx, node: Node, m: dict[str, Node], check_fn: Any) -> str:
+def _kind(ctx: fields.Ctx, node: Node, m: dict[str, Node], check_fn: Any) -> str:
     if "type" in m:
-        return f.string(ctx, m["type"], "type", _TYPE, f"expected one of {', '.join(PROBE_TYPES)}")
+        return fields.string(ctx, m["type"], "type", _TYPE, f"expected one of {', '.join(PROBE_TYPES)}")
     if check_fn is not None:
         return "python"
     if "url" in m and m["url"].kind == "str":
-        value, _ = f.text(ctx, m["url"], "url")
+        value, _ = fields.text(ctx, m["url"], "url")
         scheme = value.partition("://")[0].lower() if "://" in value else ""
         if scheme in ("http", "https"):
             return "http"
@@ -351,7 +351,7 @@ def _kind(ctx: f.Ctx, node: Node, m: dict[str, Node], check_fn: Any) -> str:
     raise ctx.error(node, "type", f"missing type: one of {', '.join(PROBE_TYPES)} (an http(s) url implies http)")
 
 
-def _targets(ctx: f.Ctx, node: Node, m: dict[str, Node], kind: str, check_fn: Any) -> dict[str, Any]:
+def _targets(ctx: fields.Ctx, node: Node, m: dict[str, Node], kind: str, check_fn: Any) -> dict[str, Any]:
     if kind == "python":
         if check_fn is not None:
             if "check" in m:
@@ -359,13 +359,13 @@ def _targets(ctx: f.Ctx, node: Node, m: dict[str, Node], kind: str, check_fn: An
             return {"check_fn": check_fn}
         if "check" not in m:
             raise ctx.error(node, "check", "missing check: module.path:function")
-        spec = f.string(ctx, m["check"], "check", _CHECK, "expected module.path:function")
+        spec = fields.string(ctx, m["check"], "check", _CHECK, "expected module.path:function")
         return {"check": spec}
     if kind == "tcp":
         if ("url" in m) == ("address" in m):
             raise ctx.error(node, "url", "a tcp service needs url or address (host:port), exactly one")
         if "address" in m:
-            value, shown = f.text(ctx, m["address"], "address")
+            value, shown = fields.text(ctx, m["address"], "address")
             hp = split_host_port(value)
             if hp is None:
                 raise ctx.error(m["address"], "address", f"invalid address {shown}: expected host:port or [v6]:port")
@@ -383,31 +383,31 @@ def _targets(ctx: f.Ctx, node: Node, m: dict[str, Node], kind: str, check_fn: An
     return {"url": url}
 
 
-def _http_options(ctx: f.Ctx, m: dict[str, Node]) -> dict[str, Any]:
+def _http_options(ctx: fields.Ctx, m: dict[str, Node]) -> dict[str, Any]:
     kw: dict[str, Any] = {}
     if "method" in m:
-        kw["method"] = f.string(ctx, m["method"], "method", _METHOD, "expected GET or HEAD")
+        kw["method"] = fields.string(ctx, m["method"], "method", _METHOD, "expected GET or HEAD")
     if "headers" in m:
         kw["headers"] = _headers(ctx, m["headers"])
     if "expect_status" in m:
         kw["expect_status"] = _status_list(ctx, m["expect_status"])
     if "body_format" in m:
-        fmt = f.string(ctx, m["body_format"], "body_format", _BODY_FORMAT,
+        fmt = fields.string(ctx, m["body_format"], "body_format", _BODY_FORMAT,
                        f"expected one of {', '.join(BODY_FORMATS)}")
         if kw.get("method") == "HEAD" and fmt not in ("auto", "none"):
             raise ctx.error(m["body_format"], "body_format", f"{fmt} needs a body; HEAD gets none")
         kw["body_format"] = fmt
     if "max_body" in m:
-        kw["max_body"] = f.size(ctx, m["max_body"], "max_body", MAX_BODY)
+        kw["max_body"] = fields.size(ctx, m["max_body"], "max_body", MAX_BODY)
     if "follow_redirects" in m:
-        kw["follow_redirects"] = f.boolean(ctx, m["follow_redirects"], "follow_redirects")
+        kw["follow_redirects"] = fields.boolean(ctx, m["follow_redirects"], "follow_redirects")
     if "tls" in m:
         kw["tls"] = _tls(ctx, m["tls"])
     return kw
 
 
-def _regex(ctx: f.Ctx, node: Node, field: str) -> str:
-    value, shown = f.text(ctx, node, field)
+def _regex(ctx: fields.Ctx, node: Node, field: str) -> str:
+    value, shown = fields.text(ctx, node, field)
     try:
         re.compile(value)
     except re.error as exc:
@@ -415,21 +415,21 @@ def _regex(ctx: f.Ctx, node: Node, field: str) -> str:
     return value
 
 
-def _address(ctx: f.Ctx, node: Node, field: str) -> str:
-    value, shown = f.text(ctx, node, field)
+def _address(ctx: fields.Ctx, node: Node, field: str) -> str:
+    value, shown = fields.text(ctx, node, field)
     hp = split_host_port(value)
     if hp is None:
         raise ctx.error(node, field, f"invalid {field} {shown}: expected host:port or [v6]:port")
     return join_host_port(*hp)
 
 
-def _required(ctx: f.Ctx, node: Node, m: dict[str, Node], field: str, kind: str, what: str) -> Node:
+def _required(ctx: fields.Ctx, node: Node, m: dict[str, Node], field: str, kind: str, what: str) -> Node:
     if field not in m:
         raise ctx.error(node, field, f"missing {field}: type {kind} needs {what}")
     return m[field]
 
 
-def _protocol_options(ctx: f.Ctx, node: Node, m: dict[str, Node], kind: str) -> dict[str, Any]:
+def _protocol_options(ctx: fields.Ctx, node: Node, m: dict[str, Node], kind: str) -> dict[str, Any]:
     """Targets and options of the types beyond http, tcp, redis, postgres and python."""
     kw: dict[str, Any] = {}
     if kind == "websocket":
@@ -439,7 +439,7 @@ def _protocol_options(ctx: f.Ctx, node: Node, m: dict[str, Node], kind: str) -> 
         if "headers" in m:
             kw["headers"] = _headers(ctx, m["headers"])
         if "send" in m:
-            value, _ = f.text(ctx, m["send"], "send")
+            value, _ = fields.text(ctx, m["send"], "send")
             if len(value.encode()) > MAX_MESSAGE:
                 raise ctx.error(m["send"], "send", f"at most {MAX_MESSAGE} bytes")
             kw["send"] = value
@@ -449,49 +449,45 @@ def _protocol_options(ctx: f.Ctx, node: Node, m: dict[str, Node], kind: str) -> 
         kw["server"] = _address(ctx, _required(ctx, node, m, "server", kind, "server: host:port"),
                                 "server")
         name_node = _required(ctx, node, m, "query_name", kind, "query_name: a DNS name")
-        kw["query_name"] = f.string(ctx, name_node, "query_name", _DNS_NAME, "expected a DNS name")
+        kw["query_name"] = fields.string(ctx, name_node, "query_name", _DNS_NAME, "expected a DNS name")
         if "query_type" in m:
-            kw["query_type"] = f.string(ctx, m["query_type"], "query_type",
+            kw["query_type"] = fields.string(ctx, m["query_type"], "query_type",
                                         re.compile("|".join(DNS_QUERY_TYPES)),
                                         f"expected one of {', '.join(DNS_QUERY_TYPES)}")
         if "transport" in m:
-            kw["transport"] = f.string(ctx, m["transport"], "transport",
+            kw["transport"] = fields.string(ctx, m["transport"], "transport",
                                        re.compile("|".join(DNS_TRANSPORTS)), "expected udp or tcp")
         if "valid_rcodes" in m:
-            items = f.sequence(ctx, m["valid_rcodes"], "valid_rcodes", "[NOERROR]")
+            items = fields.sequence(ctx, m["valid_rcodes"], "valid_rcodes", "[NOERROR]")
             if not items:
                 raise ctx.error(m["valid_rcodes"], "valid_rcodes",
                                 "must not be empty (the default is [NOERROR])")
             pattern = re.compile("|".join(DNS_RCODES))
             kw["valid_rcodes"] = tuple(dict.fromkeys(
-                f.string(ctx, item, f"valid_rcodes[{i}]", pattern,
+                fields.string(ctx, item, f"valid_rcodes[{i}]", pattern,
                          f"expected one of {', '.join(DNS_RCODES)}")
                 for i, item in enumerate(items)))
         if "expect_answer" in m:
             kw["expect_answer"] = _regex(ctx, m["expect_answer"], "expect_answer")
     elif kind == "icmp":
         host_node = _required(ctx, node, m, "host", kind, "host: a name or an address")
-        kw["host"] = f.string(ctx, host_node, "host", _ANY_HOST, "expected a host name or an address")
+        kw["host"] = fields.string(ctx, host_node, "host", _ANY_HOST, "expected a host name or an address")
         if "count" in m:
-            kw["count"] = f.integer(ctx, m["count"], "count", 1, MAX_ICMP_COUNT)
-        problem = icmp_unavailable()
-        if problem:
-            raise ctx.error(node, "type", problem)
+            kw["count"] = fields.integer(ctx, m["count"], "count", 1, MAX_ICMP_COUNT)
+        _refuse_unavailable(ctx, node, icmp_unavailable())
     elif kind == "grpc":
         kw["address"] = _address(ctx, _required(ctx, node, m, "address", kind, "address: host:port"),
                                  "address")
         if "grpc_service" in m:
-            kw["grpc_service"] = f.string(ctx, m["grpc_service"], "grpc_service", _GRPC_SERVICE,
+            kw["grpc_service"] = fields.string(ctx, m["grpc_service"], "grpc_service", _GRPC_SERVICE,
                                           "expected a service name like pkg.Service, or \"\"")
-        problem = grpc_unavailable()
-        if problem:
-            raise ctx.error(node, "type", problem)
+        _refuse_unavailable(ctx, node, grpc_unavailable())
     elif kind == "tls":
         kw["address"] = _address(ctx, _required(ctx, node, m, "address", kind, "address: host:port"),
                                  "address")
     elif kind == "push":
         silence = _required(ctx, node, m, "max_silence", kind, "max_silence: a duration like 26h")
-        kw["max_silence"] = f.duration(ctx, silence, "max_silence", 30 * 86400.0)
+        kw["max_silence"] = fields.duration(ctx, silence, "max_silence", 30 * 86400.0)
     if "tls" in m:
         kw["tls"] = _tls(ctx, m["tls"], kind)
         if kind == "grpc" and not kw["tls"].verify:
@@ -509,6 +505,12 @@ class _AnyHost:
 
 
 _ANY_HOST: Any = _AnyHost()
+
+
+def _refuse_unavailable(ctx: fields.Ctx, node: Node, problem: str | None) -> None:
+    """ConfigError on `type` when this machine cannot run the probe type (`problem` says why)."""
+    if problem:
+        raise ctx.error(node, "type", problem)
 
 
 @functools.cache

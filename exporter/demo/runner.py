@@ -80,10 +80,10 @@ def app_parts(app: web.Application, service_name: str = ENGINE_SERVICE_NAME) -> 
     """The engine's parts taken from an in-process sidecar: its caches, latency monitor and
     audit logger, so everything lands in the sidecar without a network hop."""
     from ..api.cache import CACHE
-    from ..api.latency import METRICS, MONITOR
+    from ..api.latency import LATENCY_METRICS, MONITOR
 
     cache, monitor = app[CACHE], app[MONITOR]
-    performance = PerformanceLogger(service_name, metrics=app[METRICS], guard=monitor.guard)
+    performance = PerformanceLogger(service_name, metrics=app[LATENCY_METRICS], guard=monitor.guard)
     return EngineParts(cache.signals, cache.trading, monitor, performance, _app_audit(app))
 
 

@@ -16,6 +16,7 @@ from .probes.base import ProbeContext
 from .probes.push import PushBoard, report_result
 from .registry import ServiceRegistry
 from .result import ProbeResult
+from .scheduler import Scheduler
 from .shard import in_shard
 from .state import ServiceState, iso_utc, overall_status, summary
 
@@ -49,6 +50,8 @@ _JUDGEMENT_FIELDS = ("interval", "timeout", "degraded_latency", "failure_thresho
 def _probes_another_target(old: ServiceConfig, new: ServiceConfig) -> bool:
     """True when `new` probes something else than `old` (URL, address, type, query ...)."""
     return replace(old, **{name: getattr(new, name) for name in _JUDGEMENT_FIELDS}) != new
+class UnknownService(LookupError):
+    """No service of that name is registered (or it was removed by a reload meanwhile)."""
 
 
 class NotInShard(LookupError):
@@ -86,7 +89,8 @@ class HealthChecker:
         self._inflight: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._listeners: list[Callable[[HealthEvent], None]] = []
         self._synced_version = -1
-        self.scheduler = None  # set by start_monitoring
+        self.scheduler: Scheduler | None = None  # set by start_monitoring
+        self._lag_observer: Callable[[float], None] | None = None
         self.push = PushBoard(clock)
         self.sync()
 
@@ -139,7 +143,7 @@ class HealthChecker:
         self._listeners.append(fn)
 
     def state_of(self, name: str) -> ServiceState:
-        """The state of `name`; KeyError when unknown, NotInShard for another shard's."""
+        """The state of `name`; UnknownService when unknown, NotInShard for another shard's."""
         return self._state(name)
 
     def _state(self, name: str) -> ServiceState:
@@ -149,7 +153,7 @@ class HealthChecker:
             return state
         if self.registry.get(name) is not None:
             raise NotInShard(name)
-        raise KeyError(name)
+        raise UnknownService(name)
 
     # -- probing --------------------------------------------------------------------
 
@@ -172,7 +176,7 @@ class HealthChecker:
                     message: str | None = None) -> dict[str, Any]:
         """Record a push service's report as its probe result → its health format.
 
-        KeyError for an unknown service, NotInShard for another shard's, NotPush for a
+        UnknownService for an unknown service, NotInShard for another shard's, NotPush for a
         service that is not of type push.
         """
         state = self._state(name)
@@ -188,7 +192,7 @@ class HealthChecker:
     async def check_service(self, name: str) -> dict[str, Any]:
         """Probe `name` now (joining a probe already in flight) → its health format.
 
-        Raises KeyError for an unknown service, NotInShard for another shard's.
+        Raises UnknownService for an unknown service, NotInShard for another shard's.
         """
         self._state(name)
         running = self._inflight.get(name)
@@ -219,9 +223,10 @@ class HealthChecker:
         async with self._semaphore:
             state = self.states.get(name)
             if state is None:  # removed by a reload while waiting
-                raise KeyError(name)
-            if planned is not None and self.scheduler is not None:
-                self.scheduler.observe_lag(planned)
+                raise UnknownService(name)
+            if planned is not None and self._lag_observer is not None:
+                # actual start minus planned start (loop clock) of a scheduled probe
+                self._lag_observer(max(0.0, asyncio.get_running_loop().time() - planned))
             svc = state.config
             if svc.type == "push":
                 # A push service's results are its reports; a tick only judges silence.
@@ -233,14 +238,14 @@ class HealthChecker:
                 return self._record(state, silent)
             result = await run_probe(svc, self._context(svc.timeout))
         if self.states.get(name) is not state:  # removed (or removed and re-added) meanwhile
-            raise KeyError(name)
+            raise UnknownService(name)
         return self._record(state, result)
 
     def record(self, name: str, result: ProbeResult) -> dict[str, Any]:
         """Apply a probe result to the state of `name`, log a change, tell listeners."""
         state = self.states.get(name)
         if state is None:
-            raise KeyError(name)
+            raise UnknownService(name)
         return self._record(state, result)
 
     def _record(self, state: ServiceState, result: ProbeResult) -> dict[str, Any]:
@@ -284,12 +289,21 @@ class HealthChecker:
 
     async def start_monitoring(self, lag_observer: Callable[[float], None] | None = None) -> None:
         """Start the scheduler (idempotent)."""
-        from .scheduler import Scheduler
-
         self.sync()
         if self.scheduler is None:
-            self.scheduler = Scheduler(self, lag_observer=lag_observer)
-        await self.scheduler.start()
+            self._lag_observer = lag_observer
+            self.scheduler = Scheduler(self.start_probe, self.is_running, self._interval,
+                                       self._skipped)
+        await self.scheduler.start(self.states)
+
+    def _interval(self, name: str) -> float | None:
+        state = self.states.get(name)
+        return state.config.interval if state is not None else None
+
+    def _skipped(self, name: str) -> None:
+        state = self.states.get(name)
+        if state is not None:
+            state.skip()
 
     async def stop_monitoring(self) -> None:
         """Stop the scheduler and cancel (and await) every probe in flight."""

@@ -22,8 +22,8 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 
+from ..samples import format_sample
 from .result import PROBE_PHASES, REASONS
 from .state import OVERALL_STATUSES, PROBE_BUCKETS, STATUSES, ServiceState, overall_status
 
@@ -72,24 +72,6 @@ _PER_SERVICE = len(FAMILIES) - 1  # every family but the overall status has a pa
 _REPORTED_AT = 13
 _SKEW = _REPORTED_AT + len(_REPORTED)
 _LOSS = _SKEW + 1
-
-
-def _num(value: float) -> str:
-    """A sample value exactly as prometheus_client writes it (Go's float formatting)."""
-    kind = value.__class__
-    if kind is int and -1_000_000 < value < 1_000_000:
-        return f"{value}.0"  # what repr(float(n)) gives, without the detour
-    if kind is float:
-        text = repr(value)
-        dot = text.find(".")
-        # NaN, Inf and numbers Python already writes with an exponent take the library's path.
-        if dot != -1 and "e" not in text:
-            if dot <= 6 or value < 0:
-                return text
-            # Go writes an exponent from 1e6 up where Python does not (timestamps, bytes).
-            mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1:]}".rstrip("0.")
-            return f"{mantissa}e+{dot - 1:02d}"
-    return floatToGoString(value)
 
 
 def _pct(text: str) -> str:
@@ -153,8 +135,8 @@ class _Block:
         self._details: dict | None = None
         self.parts = [""] * _PER_SERVICE
         self.parts[_INFO] = f"usdcop_service_info{{{info}}} 1.0\n"
-        self.parts[_INTERVAL] = f"usdcop_service_probe_interval_seconds{{{svc}}} {_num(cfg.interval)}\n"
-        self.parts[_TIMEOUT] = f"usdcop_service_probe_timeout_seconds{{{svc}}} {_num(cfg.timeout)}\n"
+        self.parts[_INTERVAL] = f"usdcop_service_probe_interval_seconds{{{svc}}} {format_sample(cfg.interval)}\n"
+        self.parts[_TIMEOUT] = f"usdcop_service_probe_timeout_seconds{{{svc}}} {format_sample(cfg.timeout)}\n"
         self.render_state()
         self.render_skipped()
 
@@ -165,7 +147,7 @@ class _Block:
     def render_skipped(self) -> None:
         """The skipped-ticks line, which changes without a probe result."""
         self.skipped = self.state.skipped
-        self.parts[_SKIPPED] = f"usdcop_probe_skipped_total{{{self._svc}}} {_num(self.skipped)}\n"
+        self.parts[_SKIPPED] = f"usdcop_probe_skipped_total{{{self._svc}}} {format_sample(self.skipped)}\n"
 
     def render_state(self) -> None:
         """Every line that depends on the probe results."""
@@ -178,10 +160,10 @@ class _Block:
             parts[_PROBES] = self._probes_tmpl % counts
         else:
             prefixes = self._probes
-            parts[_PROBES] = "".join([f"{prefixes[r]}{_num(n)}\n" for r, n in probes.items()])
+            parts[_PROBES] = "".join([f"{prefixes[r]}{format_sample(n)}\n" for r, n in probes.items()])
         if probes["failure"]:
             failures = state.failures
-            parts[_FAILURES] = "".join([f"{p}{_num(failures[r])}\n" for r, p in self._failures])
+            parts[_FAILURES] = "".join([f"{p}{format_sample(failures[r])}\n" for r, p in self._failures])
         else:
             parts[_FAILURES] = self._no_failures
         result = state.last_result
@@ -196,27 +178,27 @@ class _Block:
         cumulative = list(accumulate(state.buckets))
         total = cumulative[-1]
         if total < 1_000_000:
-            parts[_DURATION] = self._duration_tmpl % (*cumulative, total, _num(state.duration_sum))
+            parts[_DURATION] = self._duration_tmpl % (*cumulative, total, format_sample(state.duration_sum))
         else:
-            lines = [f"{prefix}{_num(n)}\n" for prefix, n in zip(self._buckets, cumulative, strict=True)]
-            lines.append(f"{self._count}{_num(total)}\n{self._sum}{_num(state.duration_sum)}\n")
+            lines = [f"{prefix}{format_sample(n)}\n" for prefix, n in zip(self._buckets, cumulative, strict=True)]
+            lines.append(f"{self._count}{format_sample(total)}\n{self._sum}{format_sample(state.duration_sum)}\n")
             parts[_DURATION] = "".join(lines)
         phases, prefixes = result.phases, self._phases
-        parts[_PHASES] = "".join([f"{prefixes[p]}{_num(phases[p])}\n" for p in PROBE_PHASES if p in phases])
+        parts[_PHASES] = "".join([f"{prefixes[p]}{format_sample(phases[p])}\n" for p in PROBE_PHASES if p in phases])
         last_check, status, expiry = state.last_check, result.http_status, result.tls_expiry
-        parts[_LAST_CHECK] = f"{self._last_check}{_num(last_check)}\n" if last_check is not None else ""
-        parts[_HTTP_STATUS] = f"{self._http_status}{_num(status)}\n" if status is not None else ""
-        parts[_CERT] = f"{self._cert}{_num(expiry)}\n" if expiry is not None else ""
+        parts[_LAST_CHECK] = f"{self._last_check}{format_sample(last_check)}\n" if last_check is not None else ""
+        parts[_HTTP_STATUS] = f"{self._http_status}{format_sample(status)}\n" if status is not None else ""
+        parts[_CERT] = f"{self._cert}{format_sample(expiry)}\n" if expiry is not None else ""
         details = result.details
         if details != self._details:  # services tend to report the same figures again
             self._details = details
             for index, (key, prefix, scale) in enumerate(self._reported, _REPORTED_AT):
                 value = details.get(key)
-                parts[index] = f"{prefix}{_num(value * scale)}\n" if value is not None else ""
+                parts[index] = f"{prefix}{format_sample(value * scale)}\n" if value is not None else ""
         skew = result.clock_skew_s
-        parts[_SKEW] = f"{self._skew}{_num(skew)}\n" if skew is not None else ""
+        parts[_SKEW] = f"{self._skew}{format_sample(skew)}\n" if skew is not None else ""
         loss = result.facts.get("loss_ratio") if result.facts else None
-        parts[_LOSS] = f"{self._loss}{_num(loss)}\n" if loss is not None else ""
+        parts[_LOSS] = f"{self._loss}{format_sample(loss)}\n" if loss is not None else ""
 
 
 class _Scrape:

@@ -7,15 +7,11 @@ import hashlib
 import heapq
 import itertools
 import math
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
 
 from loguru import logger
 
 from ..units import plural
-
-if TYPE_CHECKING:
-    from .checker import HealthChecker
 
 FIRST_PROBE_WITHIN = 10.0  # seconds: a service's first probe starts within min(interval, this)
 # Starts due within this much are taken together. uvloop's timers and clock have millisecond
@@ -45,9 +41,20 @@ class Scheduler:
     service: a tick costs a heap pop and push); a tick that finds the last probe still
     running is skipped and counted."""
 
-    def __init__(self, checker: HealthChecker, lag_observer: Callable[[float], None] | None = None):
-        self.checker = checker
-        self.lag_observer = lag_observer
+    def __init__(
+        self,
+        start_probe: Callable[[str, float], object],
+        is_running: Callable[[str], bool],
+        interval: Callable[[str], float | None],
+        skipped: Callable[[str], None],
+    ) -> None:
+        """`start_probe(name, planned)` starts a probe, `is_running(name)` says one is in
+        flight, `interval(name)` is the service's interval (None: no longer registered),
+        and `skipped(name)` counts a tick that found the last probe still running."""
+        self.start_probe = start_probe
+        self.is_running = is_running
+        self.interval = interval
+        self.skipped = skipped
         self._heap: list[tuple[float, int, str]] = []  # (planned, token, name)
         self._live: dict[str, tuple[float, int]] = {}  # name → (planned, token) of its entry
         self._tokens = itertools.count()
@@ -56,13 +63,13 @@ class Scheduler:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running = False
 
-    async def start(self) -> None:
-        """Plan the first start of every service of the checker."""
+    async def start(self, names: Iterable[str]) -> None:
+        """Plan the first start of every service in `names`."""
         if self._running:
             return
         self._loop = asyncio.get_running_loop()
         self._running = True
-        for name in self.checker.states:
+        for name in names:
             self._plan_first(name)
         logger.info("scheduler started with {}", plural(len(self._live), "service"))
 
@@ -86,21 +93,15 @@ class Scheduler:
             # A changed service keeps its plan, and its next tick reads the new interval;
             # but a plan further away than the new, shorter interval allows is brought in
             # (spread as a first start is), so the staleness alert does not fire meanwhile.
-            live, state = self._live.get(name), self.checker.states.get(name)
-            if live is None or state is None:
+            live, interval = self._live.get(name), self.interval(name)
+            if live is None or interval is None:
                 continue
-            sooner = now + state.config.interval * spread(name)
+            sooner = now + interval * spread(name)
             if sooner < live[0]:
                 self._plan(name, sooner)
         for name in added:
             self._plan_first(name)
         self._arm()
-
-    def observe_lag(self, planned: float) -> None:
-        """Record actual start minus planned start (loop clock) of a scheduled probe."""
-        lag = max(0.0, asyncio.get_running_loop().time() - planned)
-        if self.lag_observer is not None:
-            self.lag_observer(lag)
 
     @property
     def services(self) -> int:
@@ -113,10 +114,10 @@ class Scheduler:
         return live[0] if live is not None else None
 
     def _plan_first(self, name: str) -> None:
-        state = self.checker.states.get(name)
-        if state is None or self._loop is None:
+        interval = self.interval(name)
+        if interval is None or self._loop is None:
             return
-        delay = min(state.config.interval, FIRST_PROBE_WITHIN) * spread(name)
+        delay = min(interval, FIRST_PROBE_WITHIN) * spread(name)
         self._plan(name, self._loop.time() + delay)
         self._arm()
 
@@ -157,17 +158,16 @@ class Scheduler:
             self._arm()
 
     def _tick(self, name: str, planned: float, now: float) -> None:
-        checker = self.checker
-        state = checker.states.get(name)
-        if state is None:  # gone without a reschedule: its plan ends here
+        interval = self.interval(name)
+        if interval is None:  # gone without a reschedule: its plan ends here
             self._live.pop(name, None)
             return
         # Plan the next start first: a failure to start this probe must not end the schedule.
-        self._plan(name, next_start(planned, state.config.interval, now))
+        self._plan(name, next_start(planned, interval, now))
         try:
-            if checker.is_running(name):
-                state.skipped += 1
+            if self.is_running(name):
+                self.skipped(name)
             else:
-                checker.start_probe(name, planned=planned)
+                self.start_probe(name, planned)
         except Exception:
             logger.exception("scheduled probe of {} could not start", name)

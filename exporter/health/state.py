@@ -23,7 +23,12 @@ def iso_utc(ts: float) -> str:
 
 @dataclass
 class ServiceState:
-    """Everything known about one service; mutated only by `apply` and the scheduler."""
+    """Everything known about one service.
+
+    The health checker owns it and changes it: through `apply` (a probe result), `checked`
+    (a check that found nothing new), `skip` (a scheduled tick that found the last probe
+    still running), and, on a reload that changed the service, by swapping `config` in.
+    """
 
     config: ServiceConfig
     status: str = "unknown"
@@ -97,6 +102,10 @@ class ServiceState:
         self.last_check = now
         self.health = None
         self.version += 1
+
+    def skip(self) -> None:
+        """Count a scheduled tick that found the last probe still running."""
+        self.skipped += 1
 
     def health_format(self) -> dict[str, Any]:
         """The health format for this service (docs/api.md)."""

@@ -4,8 +4,9 @@ from .forwarder import Forwarder
 from .guard import InvalidNameError, PairGuard, PairLimitError
 from .library import LatencyLibrary
 from .metrics import LatencyMetrics
-from .monitor import LatencyMonitor, LatencyRecord
+from .monitor import LatencyMonitor
 from .performance import Measurement, PerformanceLogger
+from .record import LatencyRecord
 
 __all__ = [
     "Forwarder",

@@ -24,10 +24,10 @@ from urllib.parse import urlsplit
 from loguru import logger
 
 from .._version import __version__
+from .record import LatencyRecord
 
 if TYPE_CHECKING:
     from .metrics import LatencyMetrics
-    from .monitor import LatencyRecord
 
 ROUTE = "/api/health/latency"
 MAX_BATCH = 1000  # the sidecar refuses larger batches

@@ -7,11 +7,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from .. import fields
 from ..fields import FieldError
 from .guard import DEFAULT_MAX_PAIRS, PairGuard, check_name
+from .record import LatencyRecord
 from .stats import mean, percentile, summarize
 from .window import KeyedWindow
 
@@ -22,16 +23,6 @@ if TYPE_CHECKING:
 DEFAULT_WINDOW = 10_000
 MAX_LATENCY_MS = 86_400_000.0  # one day: anything longer is a unit mistake, not a latency
 STABLE_BAND = 0.10  # trend: a change within ±10 % is "stable"
-
-
-class LatencyRecord(NamedTuple):
-    """One latency measurement as recorded or posted (a tuple: batches build many)."""
-
-    service: str
-    operation: str
-    latency_ms: float
-    success: bool = True
-    trace_id: str | None = None
 
 
 @dataclass(frozen=True)

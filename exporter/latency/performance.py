@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from .guard import DEFAULT_MAX_PAIRS, PairGuard, check_name
-from .monitor import LatencyRecord
+from .record import LatencyRecord
 from .stats import summarize
 from .window import KeyedWindow
 

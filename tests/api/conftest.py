@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from aiohttp import web
 
-from exporter.app import create_app
-from exporter.settings import load_settings
+from tests.support.apps import sidecar_app
 
 
 async def _healthy(request):
@@ -43,17 +42,10 @@ services:
 
 @pytest.fixture
 def make_app(tmp_path, registry):
-    """Build create_app from a services text and environment overrides."""
+    """Build the sidecar from a services text and environment overrides → (app, its path)."""
 
     def make(services_text: str, **env: str):
-        path = tmp_path / "services.yaml"
-        path.write_text(services_text)
-        environ = {"EXPORTER_CONFIG": str(path), "EXPORTER_SCHEDULER": "off",
-                   "AUDIT_SQLITE_PATH": str(tmp_path / "audit.sqlite3"),
-                   "AUDIT_SPOOL_DIR": str(tmp_path / "spool"),
-                   "AUDIT_CHECKPOINT_DIR": str(tmp_path / "checkpoints"), **env}
-        settings = load_settings(environ)
-        return create_app(settings, registry), path
+        return sidecar_app(tmp_path, registry, services_text, **env), tmp_path / "services.yaml"
 
     return make
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import UTC, datetime
-from types import SimpleNamespace
 
 import psycopg
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from exporter.audit.events import parse_event
 from exporter.audit.store_pg import PgStore
 from exporter.audit.store_sqlite import SqliteStore
+from exporter.settings import Settings
 from tests.support.clock import FakeClock
 from tests.support.private_pg import PrivatePostgres
 
@@ -21,8 +21,8 @@ def clock() -> FakeClock:
     return FakeClock(None)
 
 
-def settings(tmp_path, **overrides) -> SimpleNamespace:
-    """A stand-in for exporter.settings.Settings with the audit fields."""
+def settings(tmp_path, **overrides) -> Settings:
+    """Settings whose audit trail lives under `tmp_path` (SQLite unless postgres_url is given)."""
     values = dict(
         postgres_url=None, postgres_admin_url=None,
         audit_sqlite_path=str(tmp_path / "audit.sqlite3"),
@@ -33,7 +33,7 @@ def settings(tmp_path, **overrides) -> SimpleNamespace:
         audit_max_future_skew=300.0, service_name="app",
     )
     values.update(overrides)
-    return SimpleNamespace(**values)
+    return Settings(**values)
 
 
 def event(now: datetime | None = None, **fields):

@@ -6,18 +6,19 @@ import json
 
 import pytest
 
+from exporter.api import cache
 from exporter.api.cache import CACHE
 from exporter.api.keys import DEPENDENCIES, READY
-from tests.cache.apps import cache_app
 from tests.cache.helpers import make_signal
+from tests.support.apps import feature_app
 
 PATH = "/api/cache/signals"
 
 
 @pytest.fixture(params=["memory", "redis"])
-async def api(request, aiohttp_client, registry, redis_url, redis_namespace):
+async def api(request, aiohttp_client, registry, redis_url, redis_namespace, tmp_path):
     url = redis_url if request.param == "redis" else None
-    app = cache_app(registry, redis_url=url, redis_namespace=redis_namespace, mirror_interval=60.0)
+    app = feature_app(tmp_path, registry, (cache,), redis_url=url, redis_namespace=redis_namespace, mirror_interval=60.0)
     return await aiohttp_client(app)
 
 

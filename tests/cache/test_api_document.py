@@ -7,31 +7,25 @@ import json
 
 import jsonschema_rs
 import pytest
-from aiohttp import web
 
 from exporter.api import cache
-from exporter.api.errors import error_middleware
-from exporter.api.keys import DEPENDENCIES, READY, REGISTRY, SETTINGS
+from exporter.api.keys import ROUTES
 from exporter.api.openapi import build_openapi
-from exporter.api.routes import add_routes
-from exporter.settings import Settings
 from tests.cache.helpers import make_signal
+from tests.support.apps import feature_app
 from tests.support.openapi_doc import query_schemas
 
 PATH = "/api/cache/signals"
 
 
 @pytest.fixture(params=["memory", "redis"])
-async def api(request, aiohttp_client, registry, redis_url, redis_namespace):
+async def api(request, aiohttp_client, registry, redis_url, redis_namespace, tmp_path):
     """The cache routes on either backend, with the document built from the same routes."""
     url = redis_url if request.param == "redis" else None
-    app = web.Application(middlewares=[error_middleware])
-    app[SETTINGS] = Settings(redis_url=url, redis_namespace=redis_namespace, mirror_interval=60.0)
-    app[REGISTRY], app[READY], app[DEPENDENCIES] = registry, {}, {}
-    routes = cache.setup(app)
-    add_routes(app, routes)
+    app = feature_app(tmp_path, registry, (cache,), redis_url=url,
+                      redis_namespace=redis_namespace, mirror_interval=60.0)
     client = await aiohttp_client(app)
-    client.doc = build_openapi(routes)
+    client.doc = build_openapi(app[ROUTES])
     return client
 
 

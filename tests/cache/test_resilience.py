@@ -8,9 +8,10 @@ import time
 
 from prometheus_client import generate_latest
 
+from exporter.api import cache
 from exporter.api.cache import CACHE
-from tests.cache.apps import cache_app
 from tests.cache.helpers import make_signal
+from tests.support.apps import feature_app
 
 PATH = "/api/cache/signals"
 
@@ -27,8 +28,8 @@ def redis_up(registry):
     return registry.get_sample_value("usdcop_redis_up")
 
 
-async def started(aiohttp_client, registry, server):
-    app = cache_app(registry, redis_url=server.url, redis_namespace="usdcop", mirror_interval=0.2,
+async def started(aiohttp_client, registry, server, tmp_path):
+    app = feature_app(tmp_path, registry, (cache,), redis_url=server.url, redis_namespace="usdcop", mirror_interval=0.2,
                     mirror_symbols=("USDCOP",))
     client = await aiohttp_client(app)
     await until(lambda: redis_up(registry) == 1, what="the first mirror cycle")
@@ -44,8 +45,8 @@ async def expect_503(resp) -> None:
     assert "retry later" in body["detail"]
 
 
-async def test_redis_stopped_then_restarted(aiohttp_client, registry, private_redis, logs):
-    api = await started(aiohttp_client, registry, private_redis)
+async def test_redis_stopped_then_restarted(aiohttp_client, registry, private_redis, logs, tmp_path):
+    api = await started(aiohttp_client, registry, private_redis, tmp_path)
     assert (await api.post(PATH, json=make_signal())).status == 201
     await until(lambda: registry.get_sample_value("usdcop_signal_confidence", {"symbol": "USDCOP"}) == 0.85,
                 what="the signal to be mirrored")
@@ -71,8 +72,8 @@ async def test_redis_stopped_then_restarted(aiohttp_client, registry, private_re
     assert sum("reachable again" in line for line in logs) == 1
 
 
-async def test_redis_frozen_then_thawed(aiohttp_client, registry, private_redis, logs):
-    api = await started(aiohttp_client, registry, private_redis)
+async def test_redis_frozen_then_thawed(aiohttp_client, registry, private_redis, logs, tmp_path):
+    api = await started(aiohttp_client, registry, private_redis, tmp_path)
     sig = make_signal()
     private_redis.freeze()
     try:
@@ -90,9 +91,9 @@ async def test_redis_frozen_then_thawed(aiohttp_client, registry, private_redis,
     assert sum("reachable again" in line for line in logs) == 1
 
 
-async def test_redis_down_at_start_up(aiohttp_client, registry, private_redis):
+async def test_redis_down_at_start_up(aiohttp_client, registry, private_redis, tmp_path):
     private_redis.stop()
-    app = cache_app(registry, redis_url=private_redis.url, redis_namespace="usdcop", mirror_interval=0.2)
+    app = feature_app(tmp_path, registry, (cache,), redis_url=private_redis.url, redis_namespace="usdcop", mirror_interval=0.2)
     api = await aiohttp_client(app)
     await until(lambda: redis_up(registry) == 0, what="usdcop_redis_up 0 from the start")
     await expect_503(await api.post(PATH, json=make_signal()))
@@ -101,8 +102,8 @@ async def test_redis_down_at_start_up(aiohttp_client, registry, private_redis):
     assert (await api.post(PATH, json=make_signal())).status == 201
 
 
-async def test_shutdown_while_frozen_does_not_hang(aiohttp_client, registry, private_redis):
-    api = await started(aiohttp_client, registry, private_redis)
+async def test_shutdown_while_frozen_does_not_hang(aiohttp_client, registry, private_redis, tmp_path):
+    api = await started(aiohttp_client, registry, private_redis, tmp_path)
     feature = api.app[CACHE]
     private_redis.freeze()
     try:

@@ -3,14 +3,12 @@ logger on SQLite or the machine's Postgres, and a real sidecar (create_app)."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
 from exporter.app import create_app
 from exporter.audit.logger import AuditLogger
 from exporter.cache.client import RedisClient
-from exporter.settings import load_settings
+from exporter.settings import Settings, load_settings
 
 WRITER = {"Authorization": "Bearer writer-token-0123456789"}
 
@@ -23,9 +21,9 @@ async def redis_client(redis_url, redis_namespace):
     await client.close()
 
 
-def audit_settings(tmp_path, postgres_url: str | None = None) -> SimpleNamespace:
-    """The audit fields of Settings (stand-in), SQLite unless postgres_url is given."""
-    return SimpleNamespace(
+def audit_settings(tmp_path, postgres_url: str | None = None) -> Settings:
+    """Settings whose audit trail lives under `tmp_path`, SQLite unless postgres_url is given."""
+    return Settings(
         postgres_url=postgres_url, postgres_admin_url=None,
         audit_sqlite_path=str(tmp_path / "audit.sqlite3"),
         audit_spool_dir=str(tmp_path / "spool"), audit_spool_max_bytes=256 << 20,

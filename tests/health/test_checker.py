@@ -7,7 +7,7 @@ from loguru import logger
 from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.config.model import Config, ServiceConfig
-from exporter.health.checker import HealthChecker, NotInShard
+from exporter.health.checker import HealthChecker, NotInShard, UnknownService
 from exporter.health.collector import ServiceCollector
 from exporter.health.registry import ServiceRegistry
 
@@ -63,9 +63,12 @@ async def test_register_and_check_a_python_service():
     assert health["metadata"]["reported"] == {"model": "v1"}
 
 
-async def test_unknown_service_raises_keyerror():
-    with pytest.raises(KeyError):
+async def test_unknown_service_raises_its_own_type():
+    # Not a KeyError: the API answers 404 for UnknownService only, so a KeyError from a
+    # real bug is not passed off as "no such service".
+    with pytest.raises(UnknownService) as caught:
         await HealthChecker().check_service("nope")
+    assert not isinstance(caught.value, KeyError)
 
 
 async def test_post_joins_a_probe_in_flight():
@@ -236,7 +239,7 @@ async def test_a_result_for_a_service_removed_mid_probe_is_dropped():
     registry.replace(Config(services=(py_service("g", gate),)))  # re-added: a new state
     checker.sync()
     gate.event.set()
-    with pytest.raises(KeyError):
+    with pytest.raises(UnknownService):
         await joined
     assert checker.states["g"].status == "unknown"  # the old probe's result was not applied
     assert checker.states["g"].probes == {"success": 0, "failure": 0}

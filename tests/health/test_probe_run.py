@@ -10,9 +10,13 @@ from exporter.health.result import ProbeResult
 
 
 def test_dispatch_table_covers_every_type():
-    from exporter.config.model import PROBE_TYPES
+    from exporter.config.probe_types import PROBE_TYPES
 
     assert sorted(PROBERS) == sorted(PROBE_TYPES)
+    # The table is keyed by the configuration's list itself, in its order, and each type
+    # has the prober of its name.
+    assert tuple(PROBERS) == PROBE_TYPES
+    assert all(prober.__name__ == f"probe_{kind}" for kind, prober in PROBERS.items())
 
 
 async def test_unknown_type():

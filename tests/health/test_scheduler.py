@@ -8,7 +8,7 @@ import asyncio
 from exporter.config.model import Config, ServiceConfig
 from exporter.health.checker import HealthChecker
 from exporter.health.registry import ServiceRegistry
-from exporter.health.scheduler import FIRST_PROBE_WITHIN, next_start, spread
+from exporter.health.scheduler import FIRST_PROBE_WITHIN, Scheduler, next_start, spread
 
 
 async def ok():
@@ -89,3 +89,24 @@ async def test_a_start_that_fails_does_not_end_the_schedule(monkeypatch):
     finally:
         await checker.stop_monitoring()
     assert len(calls) >= 3
+
+
+async def test_the_scheduler_runs_on_callables_alone():
+    # No checker: it is told how to start a probe, whether one runs, the interval, and
+    # where to count a skipped tick.
+    started, skipped = [], []
+    intervals = {"idle": 0.05, "busy": 0.05}
+    scheduler = Scheduler(
+        start_probe=lambda name, planned: started.append(name),
+        is_running=lambda name: name == "busy",
+        interval=intervals.get,
+        skipped=skipped.append,
+    )
+    await scheduler.start(["idle", "busy", "gone"])
+    try:
+        assert scheduler.services == 2  # "gone" has no interval: not planned
+        await wait_for(lambda: started.count("idle") >= 2 and len(skipped) >= 2)
+        assert set(started) == {"idle"}
+        assert set(skipped) == {"busy"}
+    finally:
+        await scheduler.stop()

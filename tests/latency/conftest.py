@@ -1,17 +1,11 @@
-"""Latency test helpers: a hand-driven clock, and the latency feature as a small real app."""
+"""Latency test helpers: a hand-driven clock, and the latency feature alone in a sidecar."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
-from aiohttp import web
 
 from exporter.api import latency
-from exporter.api.errors import error_middleware
-from exporter.api.keys import READY, REGISTRY, SETTINGS
-from exporter.api.routes import add_routes
-from exporter.api.validation import BATCH_BODY_LIMIT
+from tests.support.apps import feature_app
 from tests.support.clock import FakeClock
 
 
@@ -27,20 +21,13 @@ def mono() -> FakeClock:
     return FakeClock(start=1000.0)
 
 
-def latency_app(registry, middlewares=(), **overrides) -> web.Application:
-    """The latency feature alone behind the sidecar's error middleware (plus `middlewares`)."""
-    app = web.Application(
-        middlewares=[error_middleware, *middlewares], client_max_size=BATCH_BODY_LIMIT
-    )
-    settings = {"latency_window": 10_000, "latency_max_pairs": 500, **overrides}
-    app[SETTINGS] = SimpleNamespace(**settings)
-    app[REGISTRY] = registry
-    app[READY] = {}
-    add_routes(app, latency.setup(app))
-    return app
-
-
 @pytest.fixture
-def make_latency_app():
-    """The builder of a latency-only app: make_latency_app(registry, middlewares=(), **settings)."""
-    return latency_app
+def make_latency_app(tmp_path):
+    """The builder of a latency-only sidecar: make_latency_app(registry, middlewares=(), **fields)
+    (Settings fields; a latency window of 10,000 and 500 pairs unless given)."""
+
+    def make(registry, middlewares=(), **fields):
+        fields = {"latency_window": 10_000, "latency_max_pairs": 500, **fields}
+        return feature_app(tmp_path, registry, (latency,), middlewares, **fields)
+
+    return make

@@ -4,26 +4,26 @@ and the request schema takes exactly the bodies and queries the routes take."""
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
+import tempfile
+from pathlib import Path
 
 import jsonschema_rs
 import pytest
-from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from exporter.api import latency
-from exporter.api.keys import READY, REGISTRY, SETTINGS
+from exporter.api.keys import ROUTES
 from exporter.api.openapi import build_openapi
+from tests.support.apps import feature_app
 from tests.support.openapi_doc import query_schemas
 
 URL = "/api/health/latency"
 
 
 def _document() -> dict:
-    app = web.Application()
-    app[SETTINGS] = SimpleNamespace(latency_window=10_000, latency_max_pairs=500)
-    app[REGISTRY], app[READY] = CollectorRegistry(), {}
-    return build_openapi(latency.setup(app))
+    with tempfile.TemporaryDirectory() as tmp:
+        app = feature_app(Path(tmp), CollectorRegistry(), (latency,))
+    return build_openapi(app[ROUTES])
 
 
 DOC = _document()

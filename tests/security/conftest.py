@@ -16,9 +16,8 @@ import trustme
 from aiohttp import web
 
 from exporter.api.limits import count_limit, make_site
-from exporter.app import create_app
 from exporter.security.server import ConnectionGuard
-from exporter.settings import load_settings
+from tests.support.apps import sidecar_app
 
 PASSWORD = "correct horse battery staple"
 HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()  # cost 4: fast tests
@@ -67,20 +66,10 @@ def tls_files(tmp_path) -> TLSFiles:
 
 @pytest.fixture
 def make_sidecar(tmp_path, registry):
-    """Build create_app from services text, a web config text (or None) and environment."""
+    """Build the sidecar from services text, a web config text (or None) and environment."""
 
     def make(services: str = "services: []\n", web_config: str | None = None, **env: str):
-        path = tmp_path / "services.yaml"
-        path.write_text(services)
-        environ = {"EXPORTER_CONFIG": str(path), "EXPORTER_SCHEDULER": "off",
-                   "AUDIT_SQLITE_PATH": str(tmp_path / "audit.sqlite3"),
-                   "AUDIT_SPOOL_DIR": str(tmp_path / "spool"),
-                   "AUDIT_CHECKPOINT_DIR": str(tmp_path / "checkpoints"), **env}
-        if web_config is not None:
-            web = tmp_path / "web.yml"
-            web.write_text(web_config)
-            environ["EXPORTER_WEB_CONFIG"] = str(web)
-        return create_app(load_settings(environ), registry)
+        return sidecar_app(tmp_path, registry, services, web_config, **env)
 
     return make
 

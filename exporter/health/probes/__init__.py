@@ -12,6 +12,7 @@ import asyncio
 from time import perf_counter
 
 from ...config.model import ServiceConfig
+from ...config.probe_types import PROBE_TYPES
 from ..result import REASONS, ProbeResult
 from .base import ProbeContext, Prober
 from .dns import probe_dns
@@ -26,19 +27,11 @@ from .tcp import probe_tcp
 from .tls_check import probe_tls
 from .websocket import probe_websocket
 
-PROBERS: dict[str, Prober] = {
-    "http": probe_http,
-    "tcp": probe_tcp,
-    "redis": probe_redis,
-    "postgres": probe_postgres,
-    "python": probe_python,
-    "websocket": probe_websocket,
-    "push": probe_push,
-    "dns": probe_dns,
-    "tls": probe_tls,
-    "grpc": probe_grpc,
-    "icmp": probe_icmp,
-}
+# The prober of each of PROBE_TYPES, in its order.
+PROBERS: dict[str, Prober] = dict(zip(PROBE_TYPES, (
+    probe_http, probe_tcp, probe_redis, probe_postgres, probe_python, probe_websocket,
+    probe_dns, probe_icmp, probe_grpc, probe_tls, probe_push,
+), strict=True))
 
 # Probers that hold `ctx.timeout` themselves around all their waiting (one timer per probe
 # instead of two; a second `asyncio.timeout` costs ~25 µs of CPU per probe).
