@@ -233,3 +233,18 @@ def test_number_format_is_the_library_s(value):
 def test_number_format_edges():
     for value in (0, -0.0, 999_999, 1_000_000, 1e21, 123456.7, 1234567.8, -1234567.8, 5e-324, math.pi):
         assert _num(value) == floatToGoString(value)
+
+
+def test_a_probe_result_is_rendered_as_it_lands_and_the_scrape_finds_it_ready():
+    checker = checker_with(mixed_services(6))
+    collector = ServiceCollector(checker)
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(collector)
+    render_now(registry)  # the first scrape builds every block
+    block = collector._blocks["svc-001"]
+    checker.record("svc-001", result(1))  # a failure, with new counts and figures
+    assert block.version == checker.states["svc-001"].version  # rendered before any scrape
+    before = list(block.parts)
+    assert render_now(registry)[0] == generate_latest(registry)
+    assert block.parts == before  # the scrape had nothing left to render for it
+    assert 'usdcop_service_up{service="svc-001"} 0.0\n' in block.parts

@@ -28,7 +28,7 @@ from .result import PROBE_PHASES, REASONS
 from .state import OVERALL_STATUSES, PROBE_BUCKETS, STATUSES, ServiceState, overall_status
 
 if TYPE_CHECKING:
-    from .checker import HealthChecker
+    from .checker import HealthChecker, HealthEvent
 
 _REPORTED = (
     ("uptime", "usdcop_service_reported_uptime_seconds", "Uptime the service reports.", 1.0),
@@ -276,6 +276,19 @@ class ServiceCollector(Collector):
     def __init__(self, checker: HealthChecker) -> None:
         self.checker = checker
         self._blocks: dict[str, _Block] = {}
+        # A service's lines are re-rendered as its probe result lands, so a scrape after
+        # every service changed joins ready lines instead of formatting them all at once.
+        checker.add_listener(self._render_probed)
+
+    def _render_probed(self, event: HealthEvent) -> None:
+        """Re-render the probed service's block now (once a scrape has built it)."""
+        name = event.service.name
+        block = self._blocks.get(name)
+        if block is None:
+            return
+        state = self.checker.states.get(name)
+        if block.state is state and block.version != state.version:
+            block.render_state()
 
     def describe(self) -> list[Metric]:
         return []  # families are dynamic; avoid a collect() at registration time
