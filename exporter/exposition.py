@@ -100,7 +100,11 @@ def _pieces(metrics: Iterable[Metric], encoder: Callable[[Any], bytes], content_
             yield _encode(encoder, batch, om)
             batch, batched = [], 0
         yield _header(encoder, content_type, metric, om)
-        yield text().encode("utf-8")
+        pieces = getattr(metric, "exposition_pieces", None)
+        if pieces is None:
+            yield text().encode("utf-8")
+        else:
+            yield from pieces()
     if batch:
         yield _encode(encoder, batch, om)
     if om:

@@ -16,7 +16,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as om_gener
 from prometheus_client.utils import floatToGoString
 
 from exporter.config.model import Config, ServiceConfig
-from exporter.exposition import accepts_gzip, gzip_pieces, render, render_now
+from exporter.exposition import accepts_gzip, gzip_pieces, render, render_now, render_pieces
 from exporter.health.checker import HealthChecker
 from exporter.health.collector import ServiceCollector, _num
 from exporter.health.registry import ServiceRegistry
@@ -248,3 +248,20 @@ def test_a_probe_result_is_rendered_as_it_lands_and_the_scrape_finds_it_ready():
     assert render_now(registry)[0] == generate_latest(registry)
     assert block.parts == before  # the scrape had nothing left to render for it
     assert 'usdcop_service_up{service="svc-001"} 0.0\n' in block.parts
+
+
+async def test_a_scrape_joins_the_services_lines_in_chunks_between_yields(monkeypatch):
+    import exporter.health.collector as collector_module
+
+    monkeypatch.setattr(collector_module, "CHUNK", 7)
+    checker = checker_with(mixed_services(40))
+    registry = registry_for(checker)
+    for accept in ("", OM):
+        pieces, _ = await render_pieces(registry, accept, slice_s=0.0)
+        expected = (generate_latest if accept == "" else om_generate_latest)(registry)
+        assert b"".join(pieces) == expected
+        # every per-service family comes as one piece per chunk of 7 services
+        status = [p for p in pieces if p.startswith(b"usdcop_service_status{")]
+        assert len(status) == 6
+    empty = registry_for(HealthChecker(ServiceRegistry(Config(services=()))))
+    assert b"".join((await render_pieces(empty))[0]) == generate_latest(empty)
