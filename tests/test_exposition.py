@@ -265,3 +265,23 @@ async def test_a_scrape_joins_the_services_lines_in_chunks_between_yields(monkey
         assert len(status) == 6
     empty = registry_for(HealthChecker(ServiceRegistry(Config(services=()))))
     assert b"".join((await render_pieces(empty))[0]) == generate_latest(empty)
+
+
+async def test_small_pieces_go_out_gathered_into_chunks():
+    from exporter.exposition import WRITE_CHUNK, Pieces
+
+    class Recorder:
+        """A body writer that keeps what it is given."""
+
+        def __init__(self) -> None:
+            self.writes: list[bytes] = []
+
+        async def write(self, data) -> None:
+            self.writes.append(bytes(data))
+
+    pieces = [bytes([65 + i % 26]) * 3000 for i in range(1000)] + [b"z" * (WRITE_CHUNK * 2 + 5)]
+    recorder = Recorder()
+    await Pieces(pieces, "text/plain").write(recorder)
+    assert b"".join(recorder.writes) == b"".join(pieces)
+    assert all(len(w) >= WRITE_CHUNK for w in recorder.writes[:-1])
+    assert all(len(w) < 2 * WRITE_CHUNK for w in recorder.writes)
