@@ -348,6 +348,7 @@ class ServiceCollector(Collector):
                 began = time.perf_counter()
         if scrape is None or scrape is not self._latest:
             return  # another collect() since: its own refresh prepares it
+        self._latest = None  # the scrape keeps its pieces only as long as its response
         prepared: list[list[bytes]] = [[] for _ in range(_PER_SERVICE)]
         for start in range(0, len(states), CHUNK):
             chunk = states[start:start + CHUNK]
