@@ -285,3 +285,20 @@ async def test_small_pieces_go_out_gathered_into_chunks():
     assert b"".join(recorder.writes) == b"".join(pieces)
     assert all(len(w) >= WRITE_CHUNK for w in recorder.writes[:-1])
     assert all(len(w) < 2 * WRITE_CHUNK for w in recorder.writes)
+
+
+def test_a_scrape_and_what_was_built_from_it_go_when_its_consumer_is_done():
+    import gc
+    import weakref
+
+    registry = registry_for(checker_with(mixed_services(5)))
+    families = list(registry.collect())
+    family = next(f for f in families if f.name == "usdcop_service_up")
+    assert len(family.samples) == 5  # what a generic consumer builds: every sample
+    scrape = weakref.ref(family._scrape)
+    gc.disable()  # only reference counting may free them
+    try:
+        del families, family
+        assert scrape() is None
+    finally:
+        gc.enable()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Iterator
 from itertools import accumulate
 from typing import TYPE_CHECKING
@@ -224,7 +225,7 @@ class _Scrape:
     """One collect(): its families share one build of the samples, or one snapshot of the
     lines (families joined one at a time, so a scrape can yield between them)."""
 
-    __slots__ = ("collector", "_families", "_columns", "prepared")
+    __slots__ = ("collector", "_families", "_columns", "prepared", "__weakref__")
 
     def __init__(self, collector: ServiceCollector) -> None:
         self.collector = collector
@@ -290,7 +291,9 @@ class ServiceCollector(Collector):
     def __init__(self, checker: HealthChecker) -> None:
         self.checker = checker
         self._blocks: dict[str, _Block] = {}
-        self._latest: _Scrape | None = None  # the last collect()'s, for refresh() to prepare
+        # the last collect()'s scrape, for refresh() to prepare; weak, so a scrape (and the
+        # samples a generic consumer built from it) goes when its consumer is done with it
+        self._latest: weakref.ref[_Scrape] | None = None
         # A service's lines are re-rendered as its probe result lands, so a scrape after
         # every service changed joins ready lines instead of formatting them all at once.
         checker.add_listener(self._render_probed)
@@ -309,7 +312,8 @@ class ServiceCollector(Collector):
         return []  # families are dynamic; avoid a collect() at registration time
 
     def collect(self) -> Iterator[Metric]:
-        scrape = self._latest = _Scrape(self)
+        scrape = _Scrape(self)
+        self._latest = weakref.ref(scrape)
         return iter([ServiceFamily(scrape, index) for index in range(len(FAMILIES))])
 
     # -- the fast path -------------------------------------------------------------
@@ -337,7 +341,8 @@ class ServiceCollector(Collector):
 
         Each service's lines in a chunk come from one moment; a result landing during a
         yield reaches the chunks not yet joined."""
-        scrape = self._latest
+        latest = self._latest
+        scrape = latest() if latest is not None else None
         states = list(self.checker.states.values())
         label_names = self._label_names(states)
         began = time.perf_counter()
@@ -346,9 +351,8 @@ class ServiceCollector(Collector):
             if count % 16 == 0 and time.perf_counter() - began > slice_s:
                 await asyncio.sleep(0)
                 began = time.perf_counter()
-        if scrape is None or scrape is not self._latest:
+        if scrape is None or self._latest is not latest:
             return  # another collect() since: its own refresh prepares it
-        self._latest = None  # the scrape keeps its pieces only as long as its response
         prepared: list[list[bytes]] = [[] for _ in range(_PER_SERVICE)]
         for start in range(0, len(states), CHUNK):
             chunk = states[start:start + CHUNK]
