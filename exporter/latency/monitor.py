@@ -59,6 +59,8 @@ class LatencyBatch(Sequence[LatencyRecord]):
         return len(self.services)
 
     def __getitem__(self, index: int) -> LatencyRecord:  # type: ignore[override]
+        if isinstance(index, slice):
+            return list(self)[index]  # type: ignore[return-value]
         return LatencyRecord(self.services[index], self.operations[index],
                              self.latencies_ms[index], self.successes[index],
                              self.trace_ids[index])

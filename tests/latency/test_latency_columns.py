@@ -37,6 +37,8 @@ def test_a_batch_is_decoded_into_the_monitors_columns():
     assert batch.trace_ids == [None, "t-1"]
     assert list(batch) == [LatencyRecord("svc", "op", 5.0, True, None),
                            LatencyRecord("svc", "op.b", 2.5, False, "t-1")]
+    assert batch[1:] == [LatencyRecord("svc", "op.b", 2.5, False, "t-1")]
+    assert batch[-1].trace_id == "t-1"
 
 
 def test_the_batch_name_check_is_the_name_pattern():
