@@ -265,10 +265,11 @@ def main() -> int:
         "ratio_to_bare": {},
         "server_cpu_us_per_record": {},
         "cpu_ratio_to_bare": {},
+        "round_ratios_to_bare": {},
     }
     print(
         f"\n{'server':<9}{'payload':<10}{'records/s':>11}{'requests/s':>11}{'vs bare':>8}"
-        f"{'CPU us/record':>14}{'vs bare':>8}"
+        f"{'CPU us/record':>14}{'vs bare':>8}  rounds vs bare (min-max)"
     )
     for (mode, kind), values in rates.items():
         key, per = f"{mode}/{kind}", 1 if kind == "single" else 100
@@ -280,9 +281,11 @@ def main() -> int:
         result["ratio_to_bare"][key] = round(ratio, 3)
         result["server_cpu_us_per_record"][key] = round(cpu, 1)
         result["cpu_ratio_to_bare"][key] = round(cpu_ratio, 3)
+        rounds = [v / b for v, b in zip(values, rates[("bare", kind)], strict=True)]
+        result["round_ratios_to_bare"][key] = [round(r, 3) for r in rounds]
         print(
             f"{mode:<9}{kind:<10}{median:>11,.0f}{median / per:>11,.0f}{ratio:>8.2f}"
-            f"{cpu:>14.1f}{cpu_ratio:>8.2f}"
+            f"{cpu:>14.1f}{cpu_ratio:>8.2f}  {min(rounds):.2f}-{max(rounds):.2f}"
         )
     print(
         f"non-200 answers: {errors}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"

@@ -100,7 +100,11 @@ def _pieces(metrics: Iterable[Metric], encoder: Callable[[Any], bytes], content_
             yield _encode(encoder, batch, om)
             batch, batched = [], 0
         yield _header(encoder, content_type, metric, om)
-        yield text().encode("utf-8")
+        pieces = getattr(metric, "exposition_pieces", None)
+        if pieces is None:
+            yield text().encode("utf-8")
+        else:
+            yield from pieces()
     if batch:
         yield _encode(encoder, batch, om)
     if om:
@@ -200,9 +204,22 @@ class Pieces(Payload):
         return b"".join(self._value)
 
     async def write(self, writer: Any) -> None:
-        """Write every piece, in chunks, giving the loop a turn between chunks."""
+        """Write every piece in chunks of WRITE_CHUNK (small pieces gathered into one),
+        giving the loop a turn between chunks.
+
+        aiohttp waits for the transport to drain only after a write over 64 KiB: thousands
+        of small writes would pile the whole body into the transport's buffer at once."""
+        gathered: list[memoryview] = []
+        size = 0
         for piece in self._value:
             view = memoryview(piece)
             for start in range(0, len(piece), WRITE_CHUNK):
-                await writer.write(view[start : start + WRITE_CHUNK])
-                await asyncio.sleep(0)
+                part = view[start : start + WRITE_CHUNK]
+                gathered.append(part)
+                size += len(part)
+                if size >= WRITE_CHUNK:
+                    await writer.write(gathered[0] if len(gathered) == 1 else b"".join(gathered))
+                    await asyncio.sleep(0)
+                    gathered, size = [], 0
+        if gathered:
+            await writer.write(gathered[0] if len(gathered) == 1 else b"".join(gathered))

@@ -16,7 +16,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as om_gener
 from prometheus_client.utils import floatToGoString
 
 from exporter.config.model import Config, ServiceConfig
-from exporter.exposition import accepts_gzip, gzip_pieces, render, render_now
+from exporter.exposition import accepts_gzip, gzip_pieces, render, render_now, render_pieces
 from exporter.health.checker import HealthChecker
 from exporter.health.collector import ServiceCollector
 from exporter.health.registry import ServiceRegistry
@@ -234,3 +234,72 @@ def test_number_format_is_the_library_s(value):
 def test_number_format_edges():
     for value in (0, -0.0, 999_999, 1_000_000, 1e21, 123456.7, 1234567.8, -1234567.8, 5e-324, math.pi):
         assert format_sample(value) == floatToGoString(value)
+
+
+def test_a_probe_result_is_rendered_as_it_lands_and_the_scrape_finds_it_ready():
+    checker = checker_with(mixed_services(6))
+    collector = ServiceCollector(checker)
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(collector)
+    render_now(registry)  # the first scrape builds every block
+    block = collector._blocks["svc-001"]
+    checker.record("svc-001", result(1))  # a failure, with new counts and figures
+    assert block.version == checker.states["svc-001"].version  # rendered before any scrape
+    before = list(block.parts)
+    assert render_now(registry)[0] == generate_latest(registry)
+    assert block.parts == before  # the scrape had nothing left to render for it
+    assert 'usdcop_service_up{service="svc-001"} 0.0\n' in block.parts
+
+
+async def test_a_scrape_joins_the_services_lines_in_chunks_between_yields(monkeypatch):
+    import exporter.health.collector as collector_module
+
+    monkeypatch.setattr(collector_module, "CHUNK", 7)
+    checker = checker_with(mixed_services(40))
+    registry = registry_for(checker)
+    for accept in ("", OM):
+        pieces, _ = await render_pieces(registry, accept, slice_s=0.0)
+        expected = (generate_latest if accept == "" else om_generate_latest)(registry)
+        assert b"".join(pieces) == expected
+        # every per-service family comes as one piece per chunk of 7 services
+        status = [p for p in pieces if p.startswith(b"usdcop_service_status{")]
+        assert len(status) == 6
+    empty = registry_for(HealthChecker(ServiceRegistry(Config(services=()))))
+    assert b"".join((await render_pieces(empty))[0]) == generate_latest(empty)
+
+
+async def test_small_pieces_go_out_gathered_into_chunks():
+    from exporter.exposition import WRITE_CHUNK, Pieces
+
+    class Recorder:
+        """A body writer that keeps what it is given."""
+
+        def __init__(self) -> None:
+            self.writes: list[bytes] = []
+
+        async def write(self, data) -> None:
+            self.writes.append(bytes(data))
+
+    pieces = [bytes([65 + i % 26]) * 3000 for i in range(1000)] + [b"z" * (WRITE_CHUNK * 2 + 5)]
+    recorder = Recorder()
+    await Pieces(pieces, "text/plain").write(recorder)
+    assert b"".join(recorder.writes) == b"".join(pieces)
+    assert all(len(w) >= WRITE_CHUNK for w in recorder.writes[:-1])
+    assert all(len(w) < 2 * WRITE_CHUNK for w in recorder.writes)
+
+
+def test_a_scrape_and_what_was_built_from_it_go_when_its_consumer_is_done():
+    import gc
+    import weakref
+
+    registry = registry_for(checker_with(mixed_services(5)))
+    families = list(registry.collect())
+    family = next(f for f in families if f.name == "usdcop_service_up")
+    assert len(family.samples) == 5  # what a generic consumer builds: every sample
+    scrape = weakref.ref(family._scrape)
+    gc.disable()  # only reference counting may free them
+    try:
+        del families, family
+        assert scrape() is None
+    finally:
+        gc.enable()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Iterator
 from itertools import accumulate
 from typing import TYPE_CHECKING
@@ -28,7 +29,7 @@ from .result import PROBE_PHASES, REASONS
 from .state import OVERALL_STATUSES, PROBE_BUCKETS, STATUSES, ServiceState, overall_status
 
 if TYPE_CHECKING:
-    from .checker import HealthChecker
+    from .checker import HealthChecker, HealthEvent
 
 _REPORTED = (
     ("uptime", "usdcop_service_reported_uptime_seconds", "Uptime the service reports.", 1.0),
@@ -66,6 +67,7 @@ FAMILIES = (
      "Share of the last ICMP probe's echo requests left unanswered."),
     ("usdcop_overall_status", "gauge", "Overall status of this sidecar's services (one-hot)."),
 )
+CHUNK = 256  # services joined and encoded between two looks at the clock in refresh()
 _PER_SERVICE = len(FAMILIES) - 1  # every family but the overall status has a part per service
 (_INFO, _STATUS, _UP, _DURATION, _PHASES, _PROBES, _FAILURES, _LAST_CHECK, _INTERVAL,
  _TIMEOUT, _HTTP_STATUS, _CERT, _SKIPPED) = range(13)
@@ -205,12 +207,15 @@ class _Scrape:
     """One collect(): its families share one build of the samples, or one snapshot of the
     lines (families joined one at a time, so a scrape can yield between them)."""
 
-    __slots__ = ("collector", "_families", "_columns")
+    __slots__ = ("collector", "_families", "_columns", "prepared", "__weakref__")
 
     def __init__(self, collector: ServiceCollector) -> None:
         self.collector = collector
         self._families: list[Metric] | None = None
         self._columns: list[tuple[str, ...]] | None = None
+        # every family's lines as encoded chunks of services, when the collector's
+        # refresh() prepared them for this scrape
+        self.prepared: list[list[bytes]] | None = None
 
     def families(self) -> list[Metric]:
         if self._families is None:
@@ -221,6 +226,11 @@ class _Scrape:
         if self._columns is None:
             self._columns = self.collector.snapshot()
         return "".join(self._columns[index])
+
+    def pieces(self, index: int) -> list[bytes]:
+        if self.prepared is not None:
+            return self.prepared[index]
+        return [self.text(index).encode("utf-8")]
 
 
 class ServiceFamily(Metric):
@@ -251,6 +261,11 @@ class ServiceFamily(Metric):
         """This family's sample lines, pre-rendered."""
         return self._scrape.text(self._index)
 
+    def exposition_pieces(self) -> list[bytes]:
+        """The same lines as UTF-8, in pieces (chunks of services when the owner's
+        refresh() prepared them, else one)."""
+        return self._scrape.pieces(self._index)
+
 
 class ServiceCollector(Collector):
     """Exports every service of a HealthChecker; a service gone from it loses its series."""
@@ -258,12 +273,29 @@ class ServiceCollector(Collector):
     def __init__(self, checker: HealthChecker) -> None:
         self.checker = checker
         self._blocks: dict[str, _Block] = {}
+        # the last collect()'s scrape, for refresh() to prepare; weak, so a scrape (and the
+        # samples a generic consumer built from it) goes when its consumer is done with it
+        self._latest: weakref.ref[_Scrape] | None = None
+        # A service's lines are re-rendered as its probe result lands, so a scrape after
+        # every service changed joins ready lines instead of formatting them all at once.
+        checker.add_listener(self._render_probed)
+
+    def _render_probed(self, event: HealthEvent) -> None:
+        """Re-render the probed service's block now (once a scrape has built it)."""
+        name = event.service.name
+        block = self._blocks.get(name)
+        if block is None:
+            return
+        state = self.checker.states.get(name)
+        if block.state is state and block.version != state.version:
+            block.render_state()
 
     def describe(self) -> list[Metric]:
         return []  # families are dynamic; avoid a collect() at registration time
 
     def collect(self) -> Iterator[Metric]:
         scrape = _Scrape(self)
+        self._latest = weakref.ref(scrape)
         return iter([ServiceFamily(scrape, index) for index in range(len(FAMILIES))])
 
     # -- the fast path -------------------------------------------------------------
@@ -286,7 +318,13 @@ class ServiceCollector(Collector):
         return block
 
     async def refresh(self, slice_s: float = 0.001) -> None:
-        """Re-render the blocks of services that changed, yielding to the loop between slices."""
+        """Re-render the blocks of services that changed, then join and encode the last
+        collect()'s lines a chunk of services at a time, yielding to the loop between slices.
+
+        Each service's lines in a chunk come from one moment; a result landing during a
+        yield reaches the chunks not yet joined."""
+        latest = self._latest
+        scrape = latest() if latest is not None else None
         states = list(self.checker.states.values())
         label_names = self._label_names(states)
         began = time.perf_counter()
@@ -295,6 +333,20 @@ class ServiceCollector(Collector):
             if count % 16 == 0 and time.perf_counter() - began > slice_s:
                 await asyncio.sleep(0)
                 began = time.perf_counter()
+        if scrape is None or self._latest is not latest:
+            return  # another collect() since: its own refresh prepares it
+        prepared: list[list[bytes]] = [[] for _ in range(_PER_SERVICE)]
+        for start in range(0, len(states), CHUNK):
+            chunk = states[start:start + CHUNK]
+            parts = [self._block(state, label_names).parts for state in chunk]
+            for index, column in enumerate(zip(*parts, strict=True)):
+                prepared[index].append("".join(column).encode("utf-8"))
+            if time.perf_counter() - began > slice_s:
+                await asyncio.sleep(0)
+                began = time.perf_counter()
+        prepared.append([self._overall(states).encode("utf-8")])
+        self._forget_removed(states)
+        scrape.prepared = prepared
 
     def snapshot(self) -> list[tuple[str, ...]]:
         """Every family's lines, service by service, as they are now (stale blocks
@@ -302,15 +354,22 @@ class ServiceCollector(Collector):
         states = list(self.checker.states.values())
         label_names = self._label_names(states)
         blocks = [self._block(state, label_names).parts for state in states]
+        self._forget_removed(states)
+        columns = list(zip(*blocks, strict=True)) if blocks else [()] * _PER_SERVICE
+        columns.append((self._overall(states),))
+        return columns
+
+    def _forget_removed(self, states: list[ServiceState]) -> None:
         if len(self._blocks) > len(states):  # services removed: forget their blocks
             self._blocks = {s.config.name: self._blocks[s.config.name] for s in states}
-        columns = list(zip(*blocks, strict=True)) if blocks else [()] * _PER_SERVICE
+
+    @staticmethod
+    def _overall(states: list[ServiceState]) -> str:
         current = overall_status(states)
-        columns.append(tuple(
+        return "".join(
             f'usdcop_overall_status{{status="{st}"}} {"1.0" if st == current else "0.0"}\n'
             for st in OVERALL_STATUSES
-        ))
-        return columns
+        )
 
     # -- the generic path ----------------------------------------------------------
 

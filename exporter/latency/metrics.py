@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client import metrics as _client_metrics
@@ -31,7 +31,8 @@ class _Series:
         self.counts = [0] * len(_LE)
         self.total = 0.0
         self.errors = 0
-        self.exemplars: dict[int, Exemplar] = {}  # bucket index → latest exemplar in it
+        # bucket index → (trace id, value, time) of the latest exemplar in it
+        self.exemplars: dict[int, tuple[str, float, float]] = {}
         self.created = created
 
 
@@ -57,17 +58,34 @@ class OperationCollector:
         self, service: str, operation: str, seconds: float, success: bool, trace_id: str | None
     ) -> None:
         """Count one observation; the trace id becomes its bucket's exemplar."""
-        index = bisect_left(LATENCY_BUCKETS, seconds)  # first bucket whose bound is >= seconds
+        self.observe_many(((service, operation),), (seconds,), (success,), (trace_id,))
+
+    def observe_many(
+        self,
+        keys: Sequence[tuple[str, str]],
+        seconds: Sequence[float],
+        successes: Sequence[bool],
+        trace_ids: Sequence[str | None],
+    ) -> None:
+        """Count observations given as columns (`keys[i]` is the (service, operation) of the
+        i-th), under one lock and one clock reading; in each bucket the last trace id is the
+        exemplar."""
+        now = time.time()
         with self._lock:
-            series = self._series.get((service, operation))
-            if series is None:
-                series = self._series[(service, operation)] = _Series(time.time())
-            series.counts[index] += 1
-            series.total += seconds
-            if not success:
-                series.errors += 1
-            if trace_id is not None:
-                series.exemplars[index] = Exemplar({"trace_id": trace_id}, seconds, time.time())
+            by_key = self._series
+            for key, value, success, trace_id in zip(
+                keys, seconds, successes, trace_ids, strict=True
+            ):
+                series = by_key.get(key)
+                if series is None:
+                    series = by_key[key] = _Series(now)
+                index = bisect_left(LATENCY_BUCKETS, value)  # first bound >= value
+                series.counts[index] += 1
+                series.total += value
+                if not success:
+                    series.errors += 1
+                if trace_id is not None:
+                    series.exemplars[index] = (trace_id, value, now)
 
     def describe(self) -> list[Metric]:
         """The two families, without samples (so registering does not collect)."""
@@ -91,7 +109,11 @@ class OperationCollector:
             for index, le in enumerate(_LE):
                 cumulative += counts[index]
                 exemplar = exemplars.get(index)
-                buckets.append((le, cumulative, exemplar) if exemplar else (le, cumulative))
+                if exemplar is None:
+                    buckets.append((le, cumulative))
+                else:
+                    trace_id, value, at = exemplar
+                    buckets.append((le, cumulative, Exemplar({"trace_id": trace_id}, value, at)))
             latency.add_metric([service, operation], buckets, total)
             if with_created:
                 labels = {"service": service, "operation": operation}
@@ -134,6 +156,17 @@ class LatencyMetrics:
     ) -> None:
         """Record one latency (ms in, seconds exported); `trace_id` becomes an exemplar."""
         self.operations.observe(service, operation, latency_ms / 1000.0, success, trace_id)
+
+    def observe_many(
+        self,
+        keys: Sequence[tuple[str, str]],
+        latencies_ms: Sequence[float],
+        successes: Sequence[bool],
+        trace_ids: Sequence[str | None],
+    ) -> None:
+        """Record latencies given as columns (ms in, seconds exported), as `observe` each."""
+        seconds = [ms / 1000.0 for ms in latencies_ms]
+        self.operations.observe_many(keys, seconds, successes, trace_ids)
 
     def pairs_rejected(self, n: int = 1) -> None:
         """Count pairs refused by the cardinality guard."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat, starmap
 from typing import TYPE_CHECKING, Any
 
 from .. import fields
@@ -69,6 +70,55 @@ def check_number(field: str, value: object, *, lo: float, hi: float | None = Non
 def _as_float(value: object) -> object:
     """An integer as the float it is kept as (so a refusal shows it so); else as it is."""
     return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class LatencyBatch(Sequence[LatencyRecord]):
+    """Records held as columns, the form a decoded batch arrives in and the monitor stores;
+    indexing or iterating gives LatencyRecord tuples."""
+
+    __slots__ = ("services", "operations", "latencies_ms", "successes", "trace_ids")
+
+    def __init__(
+        self,
+        services: list[str],
+        operations: list[str],
+        latencies_ms: list[float],
+        successes: list[bool],
+        trace_ids: list[str | None],
+    ) -> None:
+        if not (len(services) == len(operations) == len(latencies_ms) == len(successes)
+                == len(trace_ids)):
+            raise ValueError("the columns of a batch must have the same length")
+        self.services = services
+        self.operations = operations
+        self.latencies_ms = latencies_ms
+        self.successes = successes
+        self.trace_ids = trace_ids
+
+    def __len__(self) -> int:
+        return len(self.services)
+
+    def __getitem__(self, index: int) -> LatencyRecord:  # type: ignore[override]
+        if isinstance(index, slice):
+            return list(self)[index]  # type: ignore[return-value]
+        return LatencyRecord(self.services[index], self.operations[index],
+                             self.latencies_ms[index], self.successes[index],
+                             self.trace_ids[index])
+
+    def __iter__(self) -> Iterator[LatencyRecord]:
+        return starmap(LatencyRecord, zip(self.services, self.operations, self.latencies_ms,
+                                          self.successes, self.trace_ids, strict=True))
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to any list, tuple or batch of the same records in the same order."""
+        if isinstance(other, LatencyBatch | list | tuple):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"LatencyBatch({list(self)!r})"
 
 
 def check_latency_ms(value: object, field: str = "latency_ms") -> float:
@@ -140,31 +190,41 @@ class LatencyMonitor:
         if metadata is not None and not isinstance(metadata, Mapping):
             raise TypeError(f"metadata must be a mapping, got {type(metadata).__name__}")
         record = check_record(LatencyRecord(service, operation, latency_ms, success, trace_id))
-        self.guard.admit(service, operation)
-        self._store((record,))
+        self.record_many((record,), checked=True)
 
     def record_many(self, records: Sequence[LatencyRecord], *, checked: bool = False) -> int:
-        """Record a batch all or nothing; `checked=True` when check_record already ran on each."""
+        """Record a batch all or nothing; `checked=True` when check_record already ran on each.
+
+        A LatencyBatch is stored from its columns as they are."""
         if not checked:
             for record in records:
                 check_record(record)
+        if isinstance(records, LatencyBatch):
+            batch = records
+        else:
+            batch = LatencyBatch([r.service for r in records], [r.operation for r in records],
+                                 [float(r.latency_ms) for r in records],
+                                 [r.success for r in records], [r.trace_id for r in records])
+        keys = list(zip(batch.services, batch.operations, strict=True))
         guard = self.guard
-        if any((r.service, r.operation) not in guard for r in records):
-            guard.admit_all([(r.service, r.operation) for r in records])
-        self._store(records)
-        return len(records)
+        if any(pair not in guard for pair in set(keys)):
+            guard.admit_all(keys)
+        self._store(keys, batch, records)
+        return len(batch)
 
-    def _store(self, records: Sequence[LatencyRecord]) -> None:
+    def _store(
+        self, keys: list[tuple[str, str]], batch: LatencyBatch, records: Sequence[LatencyRecord]
+    ) -> None:
         now = self._clock()
+        items = list(zip(repeat(now), batch.latencies_ms, batch.successes))
         with self._lock:
-            for r in records:
-                self._window.append((r.service, r.operation), (now, float(r.latency_ms), r.success))
-        metrics, forwarder = self._metrics, self._forwarder
-        for r in records:
-            if metrics is not None:
-                metrics.observe(r.service, r.operation, float(r.latency_ms), r.success, r.trace_id)
-            if forwarder is not None:
-                forwarder.submit(r)
+            self._window.extend(keys, items)
+        if self._metrics is not None:
+            self._metrics.observe_many(keys, batch.latencies_ms, batch.successes,
+                                       batch.trace_ids)
+        if self._forwarder is not None:
+            for record in records:
+                self._forwarder.submit(record)
 
     def _samples(
         self,

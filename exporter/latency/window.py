@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any
 
 
@@ -21,17 +21,24 @@ class KeyedWindow:
 
     def append(self, key: Hashable, item: Any) -> None:
         """Add one item under `key`, evicting the oldest item of the whole window when full."""
-        if len(self._order) >= self.size:
-            oldest = self._order.popleft()
-            items = self._by_key[oldest]
-            items.popleft()
-            if not items:
-                del self._by_key[oldest]
-        self._order.append(key)
-        items = self._by_key.get(key)
-        if items is None:
-            items = self._by_key[key] = deque()
-        items.append(item)
+        self.extend((key,), (item,))
+
+    def extend(self, keys: Sequence[Hashable], items: Sequence[Any]) -> None:
+        """Add `items[i]` under `keys[i]` in order, exactly as `append` of each in turn
+        (the same evictions, the same key order), without a call per item."""
+        order, by_key, size = self._order, self._by_key, self.size
+        for key, item in zip(keys, items, strict=True):
+            if len(order) >= size:
+                oldest = order.popleft()
+                kept = by_key[oldest]
+                kept.popleft()
+                if not kept:
+                    del by_key[oldest]
+            order.append(key)
+            kept = by_key.get(key)
+            if kept is None:
+                kept = by_key[key] = deque()
+            kept.append(item)
 
     def items(self, key: Hashable) -> deque[Any] | tuple[()]:
         """The items of one key, oldest first (empty when the key has none)."""
