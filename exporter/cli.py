@@ -67,20 +67,21 @@ def _parser() -> argparse.ArgumentParser:
                        "Linux) or asyncio (Python's own)")
     serve.set_defaults(func=cmd_serve)
 
-    check = sub.add_parser("check-config", help="validate a services file and exit",
-                           description="Validate a services file without starting anything. "
-                           "Exit 0 when valid, 1 otherwise, naming every error (up to 20), "
-                           "one a line.")
-    check.add_argument("file", help="the services file")
-    check.set_defaults(func=cmd_check_config)
-
-    probe = sub.add_parser("probe", help="probe one service once and print its health",
-                           description="Probe one configured service and print its health "
-                           "as JSON. Exit 0 healthy or degraded, 1 unhealthy, 2 usage or "
-                           "configuration error.")
-    probe.add_argument("name", help="the service's name in the services file")
-    probe.add_argument("--config", help="services file (EXPORTER_CONFIG, default services.yaml)")
-    probe.set_defaults(func=cmd_probe)
+    for name, func, summary, description, arguments in (
+        ("check-config", cmd_check_config, "validate a services file and exit",
+         "Validate a services file without starting anything. Exit 0 when valid, 1 "
+         "otherwise, naming every error (up to 20), one a line.",
+         (("file", "the services file"),)),
+        ("probe", cmd_probe, "probe one service once and print its health",
+         "Probe one configured service and print its health as JSON. Exit 0 healthy or "
+         "degraded, 1 unhealthy, 2 usage or configuration error.",
+         (("name", "the service's name in the services file"),
+          ("--config", "services file (EXPORTER_CONFIG, default services.yaml)"))),
+    ):
+        command = sub.add_parser(name, help=summary, description=description)
+        for argument, text in arguments:
+            command.add_argument(argument, help=text)
+        command.set_defaults(func=func)
 
     for module in _feature_clis():
         module.add_parser(sub)

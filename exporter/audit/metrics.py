@@ -76,23 +76,22 @@ class _StateCollector(Collector):
         yield _gauge("usdcop_audit_spool_oldest_age_seconds",
                      "Age of the oldest event waiting in the spool.",
                      spool.oldest_age() if spool is not None else 0)
-        if s.head_sequence is not None:
-            yield _gauge("usdcop_audit_head_sequence", "Newest sequence of the chain.",
-                         s.head_sequence)
-        if s.default_partition_rows is not None:
-            yield _gauge("usdcop_audit_default_partition_rows",
-                         "Rows that fell into the default partition.", s.default_partition_rows)
+        for name, doc, value in (
+            ("usdcop_audit_head_sequence", "Newest sequence of the chain.", s.head_sequence),
+            ("usdcop_audit_default_partition_rows", "Rows that fell into the default partition.",
+             s.default_partition_rows),
+            ("usdcop_audit_last_checkpoint_timestamp_seconds",
+             "When the newest checkpoint was written.", s.last_checkpoint_ts),
+            ("usdcop_audit_last_checkpoint_sequence",
+             "The sequence the newest checkpoint covers.", s.last_checkpoint_sequence),
+        ):
+            if value is not None:
+                yield _gauge(name, doc, value)
         if s.last_verify_ts is not None:
             yield _gauge("usdcop_audit_last_verify_timestamp_seconds",
                          "When the chain was last verified.", s.last_verify_ts)
             yield _gauge("usdcop_audit_last_verify_ok", "1 if the last verification passed.",
                          1 if s.last_verify_ok else 0)
-        if s.last_checkpoint_ts is not None:
-            yield _gauge("usdcop_audit_last_checkpoint_timestamp_seconds",
-                         "When the newest checkpoint was written.", s.last_checkpoint_ts)
-        if s.last_checkpoint_sequence is not None:
-            yield _gauge("usdcop_audit_last_checkpoint_sequence",
-                         "The sequence the newest checkpoint covers.", s.last_checkpoint_sequence)
         if s.postgres_up is not None:
             yield _gauge("usdcop_postgres_up", "1 while the audit Postgres answers.",
                          1 if s.postgres_up else 0)
