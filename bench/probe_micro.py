@@ -2,7 +2,7 @@
 
 The target (aiohttp, the health format of docs/api.md) runs in a separate process so that the
 prober's process measures only itself. Runs N probes one after another, then N probes
-64 at a time, each with a shared probe session and with a session per probe.
+64 at a time; each probe opens a connection of its own.
 
     .venv/bin/python bench/probe_micro.py [--probes 2000] [--concurrency 64]
 """
@@ -38,14 +38,12 @@ def _serve(conn) -> None:
     web.run_app(app, sock=sock, access_log=None, print=None, handle_signals=True)
 
 
-async def _run(url: str, total: int, concurrency: int, shared: bool) -> tuple[float, int]:
+async def _run(url: str, total: int, concurrency: int) -> tuple[float, int]:
     from exporter.config.model import ServiceConfig
     from exporter.health.probes import ProbeContext, run_probe
-    from exporter.health.probes.http_client import create_session
 
     service = ServiceConfig(name="bench", type="http", url=url)
-    session = create_session() if shared else None
-    ctx = ProbeContext(timeout=10.0, http=session)
+    ctx = ProbeContext(timeout=10.0)
     failures = 0
     gate = asyncio.Semaphore(concurrency)
 
@@ -61,8 +59,6 @@ async def _run(url: str, total: int, concurrency: int, shared: bool) -> tuple[fl
     start = time.perf_counter()
     await asyncio.gather(*(one() for _ in range(total)))
     elapsed = time.perf_counter() - start
-    if session is not None:
-        await session.close()
     return total / elapsed, failures
 
 
@@ -78,11 +74,9 @@ def main() -> None:
     try:
         url = f"http://127.0.0.1:{parent.recv()}/health"
         for concurrency in (1, args.concurrency):
-            for shared in (True, False):
-                rate, failures = asyncio.run(_run(url, args.probes, concurrency, shared))
-                session = "shared probe session" if shared else "session per probe"
-                print(f"concurrency {concurrency:>3}, {session:<21}: {rate:8.0f} probes/s"
-                      f"  ({args.probes} probes, {failures} failed)")
+            rate, failures = asyncio.run(_run(url, args.probes, concurrency))
+            print(f"concurrency {concurrency:>3}: {rate:8.0f} probes/s"
+                  f"  ({args.probes} probes, {failures} failed)")
     finally:
         server.terminate()
         server.join(10)

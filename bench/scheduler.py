@@ -20,7 +20,6 @@ from pathlib import Path
 
 from exporter.config.model import Config, ServiceConfig
 from exporter.health.checker import HealthChecker
-from exporter.health.probes.http_client import create_session
 from exporter.health.registry import ServiceRegistry
 
 
@@ -46,20 +45,18 @@ async def run(args: argparse.Namespace, port: int) -> dict:
         for i in range(args.services)
     )
     checker = HealthChecker(ServiceRegistry(Config(services=services)), concurrency=args.concurrency)
-    async with create_session() as session:
-        checker.http = session
-        lags: list[float] = []
-        await checker.start_monitoring(lag_observer=lags.append)
-        await asyncio.sleep(args.warmup)
-        lags.clear()
-        before = {n: dict(s.probes) for n, s in checker.states.items()}
-        cpu0 = time.process_time()
-        t0 = time.perf_counter()
-        await asyncio.sleep(args.seconds)
-        elapsed = time.perf_counter() - t0
-        cpu = time.process_time() - cpu0
-        after = {n: dict(s.probes) for n, s in checker.states.items()}
-        await checker.stop_monitoring()
+    lags: list[float] = []
+    await checker.start_monitoring(lag_observer=lags.append)
+    await asyncio.sleep(args.warmup)
+    lags.clear()
+    before = {n: dict(s.probes) for n, s in checker.states.items()}
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    await asyncio.sleep(args.seconds)
+    elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    after = {n: dict(s.probes) for n, s in checker.states.items()}
+    await checker.stop_monitoring()
     ok = sum(after[n]["success"] - before[n]["success"] for n in after)
     failed = sum(after[n]["failure"] - before[n]["failure"] for n in after)
     skipped = sum(s.skipped for s in checker.states.values())

@@ -8,7 +8,6 @@ from loguru import logger
 from ..config.errors import ConfigError
 from ..health.checker import NotInShard, NotPush, UnknownService
 from ..health.collector import ServiceCollector
-from ..health.probes.http_client import create_session
 from ..health.probes.push import PUSH_STATUSES
 from ..loops import running_loop_name
 from .errors import ApiError, invalid, not_found
@@ -54,8 +53,6 @@ async def _checker_ctx(app: web.Application):
     settings = app[SETTINGS]
     checker = app[CHECKER]
     app[CORE_METRICS].record_build(running_loop_name())
-    session = create_session()  # fresh connection per probe, phases timed, TLS expiry kept
-    checker.http = session
     if settings.scheduler:
         await checker.start_monitoring(lag_observer=app[CORE_METRICS].schedule_lag.observe)
         app[CORE_METRICS].scheduler_enabled.set(1)
@@ -68,7 +65,6 @@ async def _checker_ctx(app: web.Application):
         app[READY]["health"] = False
         app[CORE_METRICS].scheduler_enabled.set(0)
         await checker.stop_monitoring()
-        await session.close()
 
 
 async def _stop_probing(app: web.Application) -> None:

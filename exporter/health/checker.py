@@ -66,8 +66,7 @@ class HealthChecker:
     """Probes registered services and keeps their thresholded state.
 
     `registry` None gives an empty registry of its own. `shard` is (index, count): only
-    services hashing to `index` are probed and answered for. `http` is an aiohttp session
-    the http prober shares (one per process; it opens a fresh connection per probe).
+    services hashing to `index` are probed and answered for.
     """
 
     def __init__(
@@ -76,12 +75,10 @@ class HealthChecker:
         *,
         shard: tuple[int, int] = (0, 1),
         concurrency: int = 256,
-        http: Any = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.registry = registry if registry is not None else ServiceRegistry()
         self.shard = shard
-        self.http = http
         self.clock = clock
         self.states: dict[str, ServiceState] = {}
         self._concurrency = concurrency
@@ -160,7 +157,7 @@ class HealthChecker:
     def _context(self, timeout: float, trace: Callable[[str], None] | None = None,
                  name: str | None = None) -> ProbeContext:
         state = self.states.get(name) if name is not None else None
-        return ProbeContext(timeout=timeout, http=self.http,
+        return ProbeContext(timeout=timeout,
                             allowed_targets=self.registry.allowed_targets, trace=trace,
                             push=self.push,
                             last_result=state.last_result if state is not None else None)

@@ -145,7 +145,7 @@ async def test_a_newer_schema_is_refused(pg_dsn):
 
 
 async def test_both_plans_for_time_windows_give_the_same_answers(pg_dsn, monkeypatch):
-    from exporter.audit import store_pg
+    from exporter.audit import store_pg_reads
     from exporter.audit.query import Query
 
     store = PgStore(pg_dsn)
@@ -164,7 +164,7 @@ async def test_both_plans_for_time_windows_give_the_same_answers(pg_dsn, monkeyp
                    Query(start=base + timedelta(minutes=20), event_type="POSITION_OPENED", limit=50),
                    Query(end=base + timedelta(minutes=5), symbol="EURUSD", before=40, limit=3)]
         sorted_plan = [await store.query(q) for q in queries]
-        monkeypatch.setattr(store_pg, "WINDOW_SORT_MAX", -1)
+        monkeypatch.setattr(store_pg_reads, "WINDOW_SORT_MAX", -1)
         natural_plan = [await store.query(q) for q in queries]
         assert sorted_plan == natural_plan
         assert all(rows for rows in sorted_plan)

@@ -2,13 +2,11 @@
 
 import asyncio
 
-import aiohttp
 import pytest
 
 from exporter.config.model import Condition, ServiceConfig
 from exporter.health.probes import ProbeContext, run_probe
 from exporter.health.probes.http import probe_http
-from exporter.health.probes.http_client import create_session
 from exporter.health.result import PHASES
 from tests.support.targets import DETAILS, METADATA
 from tests.support.tools import free_port
@@ -22,20 +20,12 @@ def cond(text, subject, op, value, *path):
     return Condition(text=text, subject=subject, path=tuple(path), op=op, value=value)
 
 
-async def probe(service, limit=5.0, http=None):
-    return await run_probe(service, ProbeContext(timeout=limit, http=http))
+async def probe(service, limit=5.0):
+    return await run_probe(service, ProbeContext(timeout=limit))
 
 
-@pytest.fixture
-async def session():
-    s = create_session()
-    yield s
-    await s.close()
-
-
-@pytest.mark.parametrize("shared", [False, True])
-async def test_healthy_seed_format(targets, session, shared):
-    r = await probe(svc(targets.url("/healthy")), http=session if shared else None)
+async def test_healthy_seed_format(targets):
+    r = await probe(svc(targets.url("/healthy")))
     assert (r.success, r.reason, r.http_status, r.reported, r.body_format) == (True, None, 200, "healthy", "seed")
     assert r.details == {k: float(v) for k, v in DETAILS.items()}
     assert r.reported_metadata == METADATA
@@ -217,11 +207,10 @@ async def test_hanging_and_dripping_targets_time_out(targets, path):
     assert r.message == "no answer within 0.3s"
 
 
-@pytest.mark.parametrize("shared", [False, True])
-async def test_reset_is_connect_and_never_retried(targets, session, shared):
-    r = await probe(svc(targets.url("/reset")), http=session if shared else None)
+async def test_reset_is_connect_and_never_retried(targets):
+    r = await probe(svc(targets.url("/reset")))
     assert (r.success, r.reason) == (False, "connect")
-    assert targets.hits["/reset"] == 1  # aiohttp's silent retry is off
+    assert targets.hits["/reset"] == 1  # a dropped connection is reported, not retried
 
 
 async def test_reset_during_the_body(targets):
@@ -309,27 +298,11 @@ async def test_slow_target_duration_covers_the_delay(targets):
     assert r.success and r.duration_s >= 0.3
 
 
-async def test_fresh_connection_per_probe_on_a_shared_session(targets, session):
+async def test_fresh_connection_per_probe(targets):
     for _ in range(3):
-        assert (await probe(svc(targets.url("/healthy")), http=session)).success
+        r = await probe(svc(targets.url("/healthy")))
+        assert r.success and r.phases["connect"] > 0 and r.phases["processing"] > 0
     assert len(set(targets.peers)) == 3
-
-
-async def test_a_session_not_made_for_probes_is_not_used(targets):
-    # A plain session would retry the reset request once and could not time the phases;
-    # the prober opens its own instead.
-    connector = aiohttp.TCPConnector(force_close=True, limit=0, use_dns_cache=False)
-    async with aiohttp.ClientSession(connector=connector) as foreign:
-        r = await probe(svc(targets.url("/reset")), http=foreign)
-        assert r.reason == "connect" and targets.hits["/reset"] == 1
-        r = await probe(svc(targets.url("/healthy")), http=foreign)
-    assert r.success and r.phases["connect"] > 0 and r.phases["processing"] > 0
-
-
-async def test_closed_probe_session_is_not_used(targets):
-    closed = create_session()
-    await closed.close()
-    assert (await probe(svc(targets.url("/healthy")), http=closed)).success
 
 
 async def test_prober_alone_honours_its_timeout(targets):

@@ -4,7 +4,6 @@ import datetime as dt
 import os
 import time
 
-import aiohttp
 import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -19,8 +18,8 @@ def svc(url, **kw):
     return ServiceConfig(name="secure", type="http", url=url, **kw)
 
 
-async def probe(service, http=None):
-    return await run_probe(service, ProbeContext(timeout=5.0, http=http))
+async def probe(service):
+    return await run_probe(service, ProbeContext(timeout=5.0))
 
 
 async def test_trusted_certificate(targets):
@@ -77,13 +76,6 @@ async def test_verify_off_accepts_an_expired_certificate_and_still_reads_its_exp
 async def test_missing_ca_file(targets, tmp_path):
     r = await probe(svc(targets.tls_url("/healthy"), tls=TLSConfig(ca_file=str(tmp_path / "nope.pem"))))
     assert r.reason == "tls" and r.message.startswith("cannot read ca_file")
-
-
-async def test_plain_session_reports_tls_expiry_too(targets):
-    connector = aiohttp.TCPConnector(force_close=True, limit=0, use_dns_cache=False)
-    async with aiohttp.ClientSession(connector=connector) as foreign:
-        r = await probe(svc(targets.tls_url("/healthy"), tls=TLSConfig(ca_file=targets.ca_file)), foreign)
-    assert r.success and r.tls_expiry == targets.tls_not_after
 
 
 async def test_redirect_from_http_to_https(targets):

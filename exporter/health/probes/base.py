@@ -16,9 +16,6 @@ class ProbeContext:
 
     `timeout` is the time this probe has (the service's timeout, or less when a
     Prometheus scrape timeout is shorter); `run_probe` enforces it as a hard limit.
-    `http` is a shared aiohttp session whose connector opens a fresh connection per
-    probe, for probers that speak through aiohttp; the http prober opens its own
-    connection per probe and does not use it.
     `trace`, when set, receives the probe's own log lines (resolve, connect, each phase,
     the decision and its reason) for `/probe?debug=true`; probers call `ctx.note(...)`,
     which costs nothing when nobody listens. A line never holds a secret.
@@ -27,7 +24,6 @@ class ProbeContext:
     """
 
     timeout: float
-    http: Any = None  # aiohttp.ClientSession | None
     allowed_targets: tuple[str, ...] = ()
     trace: Callable[[str], None] | None = None
     push: Any = None  # PushBoard | None

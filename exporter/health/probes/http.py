@@ -15,7 +15,7 @@ from ..conditions import evaluate
 from ..result import ProbeResult
 from .base import ProbeContext
 from .guard import guard_for
-from .http_client import Timeline
+from .http_timeline import Timeline
 from .http_wire import MAX_REDIRECTS, Answer, WireError, exchange
 from .tls import client_context
 

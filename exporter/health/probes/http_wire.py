@@ -32,7 +32,7 @@ from yarl import URL
 from ...config.services import join_host_port
 from .base import ProbeContext
 from .guard import TargetGuard, TargetNotAllowed
-from .http_client import USER_AGENT, Hop, Timeline
+from .http_timeline import USER_AGENT, Hop, Timeline
 from .rxtime import received_at
 from .tls import peer_cert_expiry
 
