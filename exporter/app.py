@@ -49,8 +49,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None,
 
     `features` (a subset of FEATURES, in that order) are the features set up; the web
     configuration, the core metrics and the checker over `settings.config` are always
-    there (ConfigError propagates). The desk needs the cache before it. Switches prometheus-client's `_created` samples off
-    for the process: nothing reads them, and they were over a quarter of a scrape's lines.
+    there (ConfigError propagates). The desk needs the cache before it. Switches
+    prometheus-client's `_created` samples off for the process: nothing reads them, and
+    they were over a quarter of a scrape's lines.
     """
     disable_created_metrics()
     registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
