@@ -105,7 +105,11 @@ async def test_header_read_deadline_answers_408_even_to_a_steady_drip(app, regis
         writer.close()
         assert status == 408 and headers["connection"] == "close"
         assert json.loads(body)["error"] == "request_timeout"
-        assert await reader.read() == b""  # and the connection is closed
+        try:  # and the connection is closed: an end of stream, or a reset when the drip's
+            rest = await reader.read()  # last bytes reached the closed socket first
+        except ConnectionResetError:
+            rest = b""
+        assert rest == b""
     assert limit_count(registry, "header") == 1
     assert guard.open == 0
 
