@@ -18,7 +18,7 @@ from aiohttp import web
 from loguru import logger
 
 from ._version import __version__
-from .config.errors import ConfigError, ConfigErrors
+from .config.errors import CheckImportError, ConfigError, ConfigErrors
 from .log import LEVELS, configure_logging
 from .loops import LOOPS, LoopUnavailable, default_loop, loop_factory
 from .settings import SettingsError, load_settings
@@ -181,6 +181,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     try:
         app = create_app(settings)
+    except CheckImportError as exc:  # the file is valid; the code it names is missing
+        return _fail(EXIT_FAIL, f"configuration error: {exc}")
     except ConfigError as exc:
         return _fail(EXIT_USAGE, f"configuration error: {exc}")
     app.on_startup.append(_settle_gc)  # runs after every cleanup_ctx start-up

@@ -33,6 +33,11 @@ class ConfigError(Exception):
         return ": ".join([*where, self.message])
 
 
+class CheckImportError(ConfigError):
+    """A python service's `check` cannot be imported or is not callable: the file is valid,
+    the code it names is not there (`serve` exits 1 for it, as `check-config` does)."""
+
+
 class ConfigErrors(ConfigError):
     """Several problems of one file, in file order; reads as the first of them.
 

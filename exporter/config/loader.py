@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 from . import fields
 from .desk import parse_desk
-from .errors import ConfigError, ConfigErrors
+from .errors import CheckImportError, ConfigError, ConfigErrors
 from .model import Config, Defaults, DeskConfig, ServiceConfig
 from .services import build_service, join_host_port, read_default, resolve_check, split_host_port
 from .yamlsafe import MAX_BYTES, compose, decode, from_python
@@ -94,8 +94,8 @@ def import_checks(config: Config) -> None:
         try:
             resolve_check(svc.check)
         except ConfigError as exc:
-            raise ConfigError(exc.message, file=config.source, line=svc.line, service=svc.name,
-                              field="check") from None
+            raise CheckImportError(exc.message, file=config.source, line=svc.line,
+                                   service=svc.name, field="check") from None
 
 
 def _defaults(ctx: fields.Ctx, node: Any, errors: list[ConfigError]) -> Defaults:
