@@ -43,7 +43,7 @@ async def test_a_run_leaves_consistent_state_everywhere(parts, registry):
     engine = DemoEngine(parts, seed=7)
     for _ in range(TICKS):
         await engine.tick()
-    assert engine.book.trades > 0 and engine.book.realized, "the seed trades within 30 rounds"
+    assert engine.book.trades > 0 and engine.book.realized, "with this random seed the engine trades within 30 rounds"
 
     # Signals: valid, latest per symbol, full history.
     for symbol in engine.symbols:

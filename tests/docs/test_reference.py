@@ -20,7 +20,8 @@ PAGES = ("configuration", "probes", "api", "metrics", "library", "audit", "secur
 
 def test_the_readme_is_a_guide_of_at_most_15000_characters():
     text = README.read_text(encoding="utf-8")
-    assert len(text) <= 15_000, f"README.md has {len(text)} characters"
+    size = len(text.encode("utf-8"))  # counted in bytes: a dash or arrow counts as 3
+    assert size <= 15_000, f"README.md has {size} bytes"
     for page in PAGES:
         assert f"(docs/{page}.md)" in text, f"README.md does not link docs/{page}.md"
 
@@ -87,10 +88,13 @@ def test_every_relative_link_and_anchor_resolves():
                     f"{page.name}: link to {target}: no such heading")
 
 
-WORDS = re.compile(r"(?-i:\bSPEC\b)|\bthe seed\b|\bseed's\b|base contract|\bsection \d", re.I)
-# What operators and users read: docs, scripts, benchmarks, monitoring assets, images.
+# Words that point at documents outside the repository. Each is written with a character
+# class, so that this file does not hold the words it looks for.
+WORDS = re.compile(r"(?-i:\bS[P]EC\b)|\bthe s[e]ed\b|\bs[e]ed's\b|base c[o]ntract|\bsecti[o]n \d",
+                   re.I)
+# Everything the repository ships: code, tests, docs, scripts, benchmarks, assets, images.
 OWN_FILES = ("README.md", "Dockerfile", "docker-compose.yml", "services.yaml", "docs",
-             "scripts", "bench", "grafana", "prometheus", ".ci")
+             "scripts", "bench", "grafana", "prometheus", ".ci", "exporter", "tests", "deploy")
 
 
 def test_the_project_explains_itself_in_its_own_words():
