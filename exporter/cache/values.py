@@ -76,11 +76,3 @@ def timestamp(obj: dict, key: str, *, required: bool = False) -> float | None:
 def free_object(obj: dict, key: str) -> dict | None:
     """A free-form JSON object bounded in size (64 KiB) and depth (16)."""
     return _field(obj, key, fields.free_object, limit=FREE_FORM_LIMIT, encode=dumps)
-
-
-def unknown_fields(obj: dict, known: frozenset[str]) -> None:
-    """Refuse fields outside `known`, naming the first one."""
-    key = fields.unknown_key(obj, known)
-    if key is not None:
-        raise SignalError(str(key), "unknown field")
-
