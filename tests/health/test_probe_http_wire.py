@@ -16,7 +16,7 @@ from time import perf_counter
 import pytest
 
 from exporter.config.model import ServiceConfig
-from exporter.health.probes import ProbeContext, run_probe
+from exporter.health.probes import ProbeContext, rxtime, run_probe
 
 HEALTHY = json.dumps({"status": "healthy"}).encode()
 
@@ -246,3 +246,109 @@ async def test_a_probe_leaves_no_reference_cycle_behind(raw):
         gc.garbage.clear()
         gc.enable()
     assert left == []
+
+
+class OneAnswer:
+    """A loopback server in a thread (a blocked loop cannot hold it back) that answers one
+    request; `got` is when the request's bytes reached it, `sent` when its answer left."""
+
+    def __init__(self, *, answer_after: float = 0.0, backlog: int = 8) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0), backlog=backlog)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/health"
+        self.answer_after = answer_after
+        self.got: list[float] = []
+        self.sent: list[tuple[float, float]] = []
+        self.accept_after = 0.0
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+
+    def serve(self) -> None:
+        time.sleep(self.accept_after)
+        self.listener.settimeout(0.1)
+        while not self.sent:
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=self.answer, args=(conn,), daemon=True).start()
+
+    def answer(self, conn: socket.socket) -> None:
+        with conn:
+            request = conn.recv(4096)
+            if not request.startswith(b"GET /health"):
+                return  # a connection made only to fill the backlog
+            self.got.append(perf_counter())
+            time.sleep(self.answer_after)
+            before = perf_counter()
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(HEALTHY), HEALTHY))
+            self.sent.append((before, perf_counter()))
+            conn.recv(1)  # until the prober closes
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self.thread.join, 5)
+        self.listener.close()
+
+
+async def test_the_request_goes_out_in_the_step_that_connects():
+    # A callback queued behind the probe's first step holds the loop for HOG. The request
+    # must not wait for it: on loopback the connection is up inside the connect call, and
+    # the request is written right then, not one loop turn later when a callback (or the
+    # prober's coroutine) comes round to it.
+    hog_s = 0.15
+    server = OneAnswer()
+    server.thread.start()
+    asyncio.get_running_loop().call_soon(time.sleep, hog_s)
+    started = perf_counter()
+    r = await probe(svc(server.url))
+    await server.stop()
+    assert r.success, r.message
+    assert server.got[0] - started < hog_s / 2, "the request waited for the blocked loop"
+    assert r.phases["connect"] < hog_s / 2
+
+
+@pytest.mark.skipif(not rxtime.stamp_reads(socket.socket()), reason="no kernel receive stamps here")
+async def test_the_answer_ends_at_the_kernels_receive_stamp_however_late_the_loop():
+    # The loop is blocked from just after the request until well after the answer came: the
+    # reported end is when the kernel received the answer, to the millisecond, where the
+    # coarser TCP_INFO age (whole kernel ticks) would put it up to a tick later.
+    server = OneAnswer(answer_after=0.03)
+    server.thread.start()
+    loop = asyncio.get_running_loop()
+
+    class Blocking(ProbeContext):
+        def note(self, line: str) -> None:
+            if line.startswith("request sent"):
+                loop.call_soon(time.sleep, 0.15)
+
+    started = perf_counter()
+    r = await run_probe(svc(server.url), Blocking(timeout=5.0, trace=lambda _line: None))
+    await server.stop()
+    assert r.success, r.message
+    before, after = server.sent[0]
+    end = started + r.duration_s
+    assert before - 0.001 <= end <= after + 0.002, (end - before, after - before)
+
+
+async def test_a_connect_that_completes_later_sends_the_request_then():
+    # The listener's backlog is full, so the kernel drops the probe's first SYN and the
+    # connect is still under way after the connect call: the request waits until the
+    # socket is writable (the SYN retransmitted once the server accepts, ~1 s later).
+    server = OneAnswer(backlog=0)
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(server.listener.getsockname())
+        fillers.append(filler)
+    await asyncio.sleep(0.05)
+    server.accept_after = 0.3
+    server.thread.start()
+    try:
+        r = await probe(svc(server.url))
+    finally:
+        for filler in fillers:
+            filler.close()
+    await server.stop()
+    assert r.success, r.message
+    assert r.phases["connect"] >= 0.25  # it did wait for the handshake
+    assert r.phases["processing"] < 1.0

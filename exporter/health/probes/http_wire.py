@@ -1,14 +1,17 @@
 """One HTTP/1.1 exchange per probe, timed at the byte.
 
-An `asyncio.Protocol` over `loop.create_connection` to an address already resolved and
-checked against allowed_targets, `loop.start_tls` on that connection for HTTPS (so connect
-and TLS are timed apart), and llhttp (`httptools`) parsing the answer in the transport's
-callbacks. Each timestamp is taken in a callback: `connection_made` ends connect, the first
-`data_received` ends processing, the message-complete callback (or the end of the stream
-for a body delimited by the close) ends transfer. The reported duration is when the bytes
-arrived, not when the event loop got round to the prober's coroutine; when the loop came
-round to the bytes more than a kernel tick late, the kernel's own receive time of the
-last data is taken instead (`rxtime.received_at`).
+An `Exchange` (an `asyncio.Protocol`) over a socket connected to an address already
+resolved and checked against allowed_targets, and llhttp (`httptools`) parsing the answer
+as it is read. Plain HTTP: the request goes out in the step that connects and the prober
+reads the socket itself, each read stamped with the kernel's receive time (`http_link`).
+HTTPS: the loop's transport over that socket and `loop.start_tls` (so connect and TLS are
+timed apart); when the loop came round to the bytes more than a kernel tick late, the
+kernel's own receive time of the last data is taken instead (`rxtime.received_at`).
+
+Each timestamp is of the bytes, not of a coroutine resuming: the connect's end, the
+request sent, the answer's first byte (end of processing), and its last byte (the
+message-complete callback, or the end of the stream for a body delimited by the close)
+ending transfer and the reported duration.
 
 `exchange()` follows redirects when asked (each hop resolved and checked again), and raises
 `WireError` with a probe failure reason and a message that names host:port, never the URL.
@@ -32,6 +35,7 @@ from yarl import URL
 from ...config.services import join_host_port
 from .base import ProbeContext
 from .guard import TargetGuard, TargetNotAllowed
+from .http_link import SocketLink, open_socket
 from .http_timeline import USER_AGENT, Hop, Timeline
 from .rxtime import received_at
 from .tls import peer_cert_expiry
@@ -162,9 +166,10 @@ class Exchange(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.cap = cap
         self.read_body = read_body
-        self.head = head  # sent as soon as the connection is made (plain HTTP)
+        self.head = head  # what is left to send of the request (plain HTTP)
         self.connected: float | None = None
         self.sent_at = 0.0  # when the request went out (perf_counter)
+        self.stamp: float | None = None  # the kernel's receive time of the read at hand
         self.first_byte: float | None = None
         self.headers_at: float | None = None
         self.finished_at: float | None = None
@@ -177,17 +182,18 @@ class Exchange(asyncio.Protocol):
         self.decoder: _Decoder | None = None
 
     # transport callbacks
+    def arrived(self) -> float:
+        """When the data at hand arrived: the read's kernel stamp, else as `received_at` says."""
+        if self.stamp is not None:
+            return self.stamp
+        return received_at(self.transport, perf_counter(), self.first_byte or self.sent_at)
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.connected = perf_counter()
         self.transport = transport  # type: ignore[assignment]
-        if self.head is not None:
-            # Sent from the callback: not one loop turn later, when the prober resumes.
-            self.sent_at = perf_counter()
-            transport.write(self.head)  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
         if self.first_byte is None:
-            self.first_byte = received_at(self.transport, perf_counter(), self.sent_at)
+            self.first_byte = self.arrived()
         if self.done.done():
             return
         try:
@@ -271,8 +277,7 @@ class Exchange(asyncio.Protocol):
 
     # outcome
     def _complete(self) -> None:
-        self.finished_at = received_at(self.transport, perf_counter(),
-                                       self.first_byte or self.sent_at)
+        self.finished_at = self.arrived()
         if self.decoder is not None and not self.too_large:
             try:
                 self.body += self.decoder.finish()
@@ -330,17 +335,26 @@ async def _addresses(target: Target, guard: TargetGuard | None, hop: Hop, ctx: P
 
 
 async def _connect(target: Target, addresses: list[str], exchange: Exchange, hop: Hop,
-                   ctx: ProbeContext) -> asyncio.Transport:
-    loop = asyncio.get_running_loop()
+                   ctx: ProbeContext) -> asyncio.Transport | SocketLink:
+    """The first address that takes the connection: the prober's own link for plain HTTP
+    (request already on its way), the loop's transport for TLS to start on."""
     error: OSError | None = None
     for address in addresses:
         try:
-            transport, _ = await loop.create_connection(lambda: exchange, address, target.port)
+            sock = await open_socket(address, target.port, exchange)
         except OSError as exc:
             error = exc
             continue
         hop.tcp_done = exchange.connected
         ctx.note(f"connect: {join_host_port(address, target.port)}")
+        if not target.tls:
+            return SocketLink(sock, exchange)
+        try:
+            transport, _ = await asyncio.get_running_loop().create_connection(
+                lambda: exchange, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
         return transport  # type: ignore[return-value]
     detail = (error.strerror or str(error)) if error is not None else "no address"
     raise WireError("connect", f"{target.where}: {detail}"[:200])
@@ -388,7 +402,9 @@ async def _one(target: Target, method: str, headers: tuple[tuple[str, str], ...]
                         None if target.tls else head)
     transport = await _connect(target, addresses, exchange, hop, ctx)
     try:
-        if target.tls:
+        if isinstance(transport, SocketLink):
+            await transport.send_rest()
+        else:
             transport = await _start_tls(target, transport, exchange, hop, tls[0], tls[1], ctx)
             exchange.sent_at = perf_counter()
             transport.write(head)

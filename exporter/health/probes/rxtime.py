@@ -7,12 +7,19 @@ the event loop comes round to an answer more than a tick after the kernel had it
 end time is moved back to the kernel's receive time plus one tick: never before the data
 arrived, and no longer as late as the loop was. Elsewhere (no TCP_INFO, a socket that is
 not TCP) the callback's own time stands.
+
+Better still, where the prober reads the socket itself (plain HTTP), the kernel stamps
+each read with the time its data arrived (SO_TIMESTAMPNS): exact to the microsecond,
+however late the loop came round (`stamp_reads`, `stamped_at`).
 """
 
 from __future__ import annotations
 
+import platform
 import socket
 import struct
+import sys
+import time
 from typing import Any
 
 TICK = 0.010  # the coarsest kernel tick: the age is exact to within this either way
@@ -40,3 +47,36 @@ def received_at(transport: Any, now: float, floor: float) -> float:
     if age <= TICK:
         return now
     return max(floor, now - age + TICK)
+
+
+# The exact receive time of each read, where the kernel stamps it: SO_TIMESTAMPNS makes
+# every recvmsg() carry the wall-clock time its last segment arrived (SCM_TIMESTAMPNS).
+# Its number is 35 on the architectures listed (asm-generic); elsewhere it is left off.
+_STAMPED = sys.platform == "linux" and platform.machine() in (
+    "x86_64", "amd64", "aarch64", "arm64", "i686", "i386", "armv7l", "armv6l", "riscv64",
+    "ppc64le", "ppc64", "s390x")
+SO_TIMESTAMPNS = 35
+ANCILLARY = socket.CMSG_SPACE(16) if hasattr(socket, "CMSG_SPACE") else 0
+_TIMESPEC = struct.Struct("qq")
+
+
+def stamp_reads(sock: socket.socket) -> bool:
+    """Ask the kernel to stamp each read of `sock` with its receive time → whether it will."""
+    if not _STAMPED or not ANCILLARY:
+        return False
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    except OSError:
+        return False
+    return True
+
+
+def stamped_at(ancdata: list[tuple[int, int, bytes]], now: float, floor: float) -> float | None:
+    """The receive time a stamped read carried, on the perf_counter clock (`now` is the
+    perf_counter time of the read), kept between `floor` and `now`; None without a stamp."""
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            sec, nsec = _TIMESPEC.unpack_from(data)
+            age = time.time() - (sec + nsec * 1e-9)
+            return min(now, max(floor, now - age))
+    return None
