@@ -12,7 +12,7 @@ registry) from a services file of N http services, and every service gets a prob
   block re-rendered);
 - through HTTP: the app served on loopback (uvloop when installed), /metrics fetched by
   curl in another process, with and without gzip, every service changed before each
-  scrape; a task on the loop measures the longest gap between its 1 ms wake-ups, in wall
+  scrape, and again with nothing changed since the scrape before; a task on the loop measures the longest gap between its 1 ms wake-ups, in wall
   time and in the loop thread's CPU time (the machine is shared: the OS may give the core
   to another process for a few ms, which is no stall of ours). The old path's stall is
   measured the same way around generate_latest(), and an idle 50 ms as a baseline.
@@ -120,7 +120,8 @@ async def http_stalls(app, checker, repeat: int) -> dict:
     await web.TCPSite(runner, "127.0.0.1", port).start()
     url = f"http://127.0.0.1:{port}/metrics"
     registry = app[REGISTRY]
-    out: dict[str, list] = {f"{key}_{what}": [] for key in ("fast", "fast_gzip", "generic", "idle")
+    keys = ("fast", "fast_gzip", "unchanged", "unchanged_gzip", "generic", "idle")
+    out: dict[str, list] = {f"{key}_{what}": [] for key in keys
                             for what in ("stall_ms", "stall_cpu_ms", "wall_ms")}
 
     # curl runs from a helper process started before measuring: forking a big process
@@ -141,8 +142,13 @@ async def http_stalls(app, checker, repeat: int) -> dict:
     try:
         for k in range(repeat):
             for key, job in (("fast", lambda: curl(False)), ("fast_gzip", lambda: curl(True)),
+                             ("unchanged", lambda: curl(False)),
+                             ("unchanged_gzip", lambda: curl(True)),
                              ("generic", generic), ("idle", lambda: asyncio.sleep(0.05))):
-                churn(checker, 1000 + k)
+                if key.startswith("unchanged"):
+                    await curl(key.endswith("gzip"))  # nothing changes after this scrape
+                else:
+                    churn(checker, 1000 + k)
                 await asyncio.sleep(0.5)  # let listeners' background work (publishing) settle
                 stall, stall_cpu, wall = await stall_during(job)
                 out[f"{key}_stall_ms"].append(stall)
@@ -207,7 +213,10 @@ def main() -> None:
               f"{h.spread_of(r['fast_gzip_stall_ms'], 1)}/{h.spread_of(r['fast_gzip_stall_cpu_ms'], 1)} ms, "
               f"generic {h.spread_of(r['generic_stall_ms'])} ms, idle loop "
               f"{h.spread_of(r['idle_stall_ms'], 1)}/{h.spread_of(r['idle_stall_cpu_ms'], 1)} ms | scrape via HTTP "
-              f"{h.spread_of(r['fast_wall_ms'])} ms (gzip {h.spread_of(r['fast_gzip_wall_ms'])})",
+              f"{h.spread_of(r['fast_wall_ms'])} ms (gzip {h.spread_of(r['fast_gzip_wall_ms'])}), "
+              f"unchanged {h.spread_of(r['unchanged_wall_ms'])} ms "
+              f"(gzip {h.spread_of(r['unchanged_gzip_wall_ms'])}, longest stall CPU "
+              f"{h.spread_of(r['unchanged_gzip_stall_cpu_ms'], 1)} ms)",
               flush=True)
     out = h.save("metrics_render", {"machine": meta, "args": vars(args), "results": results})
     print(f"\nwritten to {out}")

@@ -352,3 +352,40 @@ async def test_a_connect_that_completes_later_sends_the_request_then():
     assert r.success, r.message
     assert r.phases["connect"] >= 0.25  # it did wait for the handshake
     assert r.phases["processing"] < 1.0
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")
+async def test_an_ipv6_literal_and_a_name_resolving_to_it():
+    async def handle(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(HEALTHY), HEALTHY))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "::1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        literal = await probe(svc(f"http://[::1]:{port}/health"))
+        assert literal.success, literal.message
+        found = {info[4][0] for info in socket.getaddrinfo("localhost", port, type=socket.SOCK_STREAM)}
+        if "::1" not in found:
+            return  # localhost does not name ::1 here: the literal was the test
+        lines: list[str] = []
+        named = await probe(svc(f"http://localhost:{port}/health"), trace=lines.append)
+        # localhost may resolve to 127.0.0.1 first, where nothing listens: the next address
+        # (::1) is tried, as for any name with several addresses.
+        assert named.success, (named.message, lines)
+        assert f"connect: [::1]:{port}" in "\n".join(lines)
+    finally:
+        server.close()
+        await server.wait_closed()
