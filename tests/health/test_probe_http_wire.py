@@ -16,7 +16,7 @@ from time import perf_counter
 import pytest
 
 from exporter.config.model import ServiceConfig
-from exporter.health.probes import ProbeContext, rxtime, run_probe
+from exporter.health.probes import ProbeContext, run_probe, rxtime
 
 HEALTHY = json.dumps({"status": "healthy"}).encode()
 
