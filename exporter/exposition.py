@@ -21,6 +21,7 @@ that rewrites legal names (`escaping=dots`), which pre-rendered lines cannot fol
 from __future__ import annotations
 
 import asyncio
+import struct
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -163,21 +164,79 @@ def accepts_gzip(accept_encoding: str) -> bool:
     return False
 
 
-async def gzip_pieces(pieces: list[bytes], chunk: int = GZIP_CHUNK) -> list[bytes]:
+class SegmentCache:
+    """The compressed form of the last scrape's large pieces, by content, for the next.
+
+    A piece of at least CACHE_MIN bytes is compressed on its own, between two full
+    flushes (the deflate history reset on both sides), so its compressed bytes can stand
+    anywhere in a later stream; an unchanged piece (same length, CRC-32 and Adler-32: a
+    64-bit check over the bytes) is then written as it was, not compressed again. Only
+    the pieces of the newest scrape are kept."""
+
+    __slots__ = ("segments", "hits", "misses")
+
+    def __init__(self) -> None:
+        self.segments: dict[tuple[int, int, int], bytes] = {}
+        self.hits = 0  # pieces written from the cache, since start
+        self.misses = 0  # large pieces compressed anew
+
+
+CACHE_MIN = 16 * 1024  # bytes: pieces at least this large are compressed on their own
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no time
+_GZIP_TRAILER = struct.Struct("<II")  # CRC-32 and length (mod 2**32) of the whole body
+
+
+async def gzip_pieces(pieces: list[bytes], chunk: int = GZIP_CHUNK,
+                      cache: SegmentCache | None = None) -> list[bytes]:
     """`pieces` as one gzip stream, compressed on the loop a chunk at a time, yielding
-    between chunks.
+    between chunks; with a `cache`, large pieces unchanged since the scrape before are
+    written in the compressed form they had then.
 
     A thread would not help on one core: it takes the same CPU from the loop, in
     scheduler-sized pieces instead of sub-millisecond ones.
     """
-    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # wbits 31: gzip framing
-    out = []
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -15)  # raw deflate: framed here
+    out = [_GZIP_HEADER]
+    crc = size = 0
+    dirty = False  # input given to the compressor since its last full flush
+    kept: dict[tuple[int, int, int], bytes] = {}
+    began = time.perf_counter()
     for piece in pieces:
+        crc = zlib.crc32(piece, crc)
+        size += len(piece)
+        key = None
+        if cache is not None and len(piece) >= CACHE_MIN:
+            key = (len(piece), zlib.crc32(piece), zlib.adler32(piece))
+            if dirty:
+                out.append(compressor.flush(zlib.Z_FULL_FLUSH))
+                dirty = False
+            segment = kept.get(key) or cache.segments.get(key)
+            if segment is not None:
+                cache.hits += 1
+                out.append(segment)
+                kept[key] = segment
+                if time.perf_counter() - began > SLICE:
+                    await asyncio.sleep(0)
+                    began = time.perf_counter()
+                continue
+            cache.misses += 1
+        first = len(out)
         view = memoryview(piece)
         for start in range(0, len(piece), chunk):
             out.append(compressor.compress(view[start : start + chunk]))
+            dirty = True
             await asyncio.sleep(0)
+            began = time.perf_counter()
+        if key is not None:
+            out.append(compressor.flush(zlib.Z_FULL_FLUSH))
+            dirty = False
+            kept[key] = b"".join(out[first:])
+            del out[first + 1:]
+            out[first] = kept[key]
     out.append(compressor.flush())
+    out.append(_GZIP_TRAILER.pack(crc & 0xFFFFFFFF, size & 0xFFFFFFFF))
+    if cache is not None:
+        cache.segments = kept
     return [part for part in out if part]
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import gzip
 import math
+import random
 import subprocess
+import zlib
 
 import pytest
 from hypothesis import given
@@ -16,7 +18,15 @@ from prometheus_client.openmetrics.exposition import generate_latest as om_gener
 from prometheus_client.utils import floatToGoString
 
 from exporter.config.model import Config, ServiceConfig
-from exporter.exposition import accepts_gzip, gzip_pieces, render, render_now, render_pieces
+from exporter.exposition import (
+    CACHE_MIN,
+    SegmentCache,
+    accepts_gzip,
+    gzip_pieces,
+    render,
+    render_now,
+    render_pieces,
+)
 from exporter.health.checker import HealthChecker
 from exporter.health.collector import ServiceCollector
 from exporter.health.registry import ServiceRegistry
@@ -198,6 +208,30 @@ async def test_gzip_round_trip():
     body = b"usdcop_service_up{service=\"x\"} 1.0\n" * 40_000
     packed = b"".join(await gzip_pieces([body[:1000], body[1000:]], chunk=64 * 1024))
     assert gzip.decompress(packed) == body and len(packed) < len(body) // 10
+
+
+async def test_gzip_writes_large_unchanged_pieces_from_the_scrape_before():
+    rnd = random.Random(7)
+    big = [b"".join(b'usdcop_x{service="s%d"} %d\n' % (j, rnd.randrange(10**9)) for j in range(900))
+           for _ in range(4)]
+    assert all(len(piece) >= CACHE_MIN for piece in big)
+    cache = SegmentCache()
+    first = [b"# HELP a\n", big[0], b"a 1\n", big[1], big[2]]
+    packed = b"".join(await gzip_pieces(first, chunk=4096, cache=cache))
+    assert gzip.decompress(packed) == b"".join(first)
+    assert (cache.hits, cache.misses) == (0, 3)
+    kept = dict(cache.segments)
+    # one piece changed, one gone, one new, small ones around and in between
+    second = [b"# HELP a\n", big[0], b"a 2\n" * 50, big[3], big[2], big[0], b"# EOF\n"]
+    packed = b"".join(await gzip_pieces(second, chunk=4096, cache=cache))
+    assert gzip.decompress(packed) == b"".join(second)
+    inflate = zlib.decompressobj(47)  # as curl and aiohttp's client read it
+    assert inflate.decompress(packed) == b"".join(second) and inflate.eof and not inflate.unused_data
+    assert (cache.hits, cache.misses) == (3, 4)  # big[0] twice and big[2] as they were
+    for piece in (big[0], big[2]):
+        key = (len(piece), zlib.crc32(piece), zlib.adler32(piece))
+        assert cache.segments[key] is kept[key] and kept[key] in packed
+    assert len(cache.segments) == 3  # only what the newest scrape wrote
 
 
 async def test_metrics_route_gzips_when_asked(aiohttp_client, tmp_path, registry):

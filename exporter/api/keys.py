@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from ..exposition import SegmentCache
 from ..health.checker import HealthChecker
 from ..health.reload import ConfigReloader
 from ..metrics import CoreMetrics
@@ -21,3 +22,5 @@ ROUTES: web.AppKey[list] = web.AppKey("routes", list)
 READY: web.AppKey[dict] = web.AppKey("ready", dict)  # component name → bool
 # Dependency name → callable giving its current state for /readyz (e.g. {"up": False}).
 DEPENDENCIES: web.AppKey[dict] = web.AppKey("dependencies", dict)
+# /metrics with gzip: the last scrape's large pieces, compressed, for the next scrape.
+GZIP_SEGMENTS = web.AppKey("gzip_segments", SegmentCache)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..exposition import GZIP_MIN, Pieces, accepts_gzip, gzip_pieces, render_pieces
-from .keys import DEPENDENCIES, READY, REGISTRY, ROUTES
+from ..exposition import GZIP_MIN, Pieces, SegmentCache, accepts_gzip, gzip_pieces, render_pieces
+from .keys import DEPENDENCIES, GZIP_SEGMENTS, READY, REGISTRY, ROUTES
 from .openapi import build_openapi
 from .probe import get_probe
 from .routes import Route
@@ -13,6 +13,7 @@ from .routes import Route
 
 def setup(app: web.Application) -> list[Route]:
     """The operational routes; nothing to start."""
+    app[GZIP_SEGMENTS] = SegmentCache()
     return [
         Route("GET", "/metrics", get_metrics, "read", "Prometheus metrics (OpenMetrics on request)"),
         Route("GET", "/probe", get_probe, "read",
@@ -34,7 +35,7 @@ async def get_metrics(request: web.Request) -> web.Response:
     headers = {"Content-Type": content_type, "Vary": "Accept, Accept-Encoding"}
     size = sum(len(piece) for piece in pieces)
     if size >= GZIP_MIN and accepts_gzip(request.headers.get("Accept-Encoding", "")):
-        pieces = await gzip_pieces(pieces)
+        pieces = await gzip_pieces(pieces, cache=request.app.get(GZIP_SEGMENTS))
         headers["Content-Encoding"] = "gzip"
     return web.Response(body=Pieces(pieces, content_type), headers=headers)
 
