@@ -389,3 +389,59 @@ async def test_an_ipv6_literal_and_a_name_resolving_to_it():
     finally:
         server.close()
         await server.wait_closed()
+
+
+BIG_HEADER = (("X-Big", "a" * 4_000_000),)  # more than one send can take
+
+
+def _early_answerer(answer: bytes, ending: str) -> tuple[socket.socket, threading.Thread]:
+    """A server (a thread) that answers without reading the request, then ends the
+    connection: "fin" (half-close, still not reading) or "close" (a reset, since the
+    request is unread)."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the request cannot fit
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        time.sleep(0.05)
+        conn.sendall(answer)
+        if ending == "fin":
+            conn.shutdown(socket.SHUT_WR)
+            time.sleep(1.5)
+        conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener, thread
+
+
+@pytest.mark.parametrize(("answer", "ending"), [
+    (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n" + HEALTHY, "fin"),
+    (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+     % (len(HEALTHY), HEALTHY), "close"),
+    (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+     % (len(HEALTHY), HEALTHY), "fin"),
+])
+async def test_an_answer_before_a_large_request_went_out_counts_and_harms_no_other_probe(
+        answer, ending):
+    # The request (a 4 MB header) cannot go out in one step; the server answers before
+    # reading it and ends the connection. The answer counts; the rest of the request is
+    # dropped; and no write is left waiting on the closed socket, whose number the next
+    # connections reuse (an asyncio loop then fails them, uvloop aborts the process).
+    listener, thread = _early_answerer(answer, ending)
+    healthy = OneAnswer()
+    healthy.thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/health"
+    big = asyncio.ensure_future(probe(svc(url, headers=BIG_HEADER), limit=3.0))
+    await asyncio.sleep(0.3)  # the big probe's connection ended meanwhile
+    other = await probe(svc(healthy.url))
+    r = await big
+    await healthy.stop()
+    await asyncio.to_thread(thread.join, 5)
+    listener.close()
+    assert other.success, other.message
+    assert r.success, f"{r.reason}: {r.message}"[:300]
+    assert r.http_status == 200
+    assert all(value >= 0 for value in r.phases.values())

@@ -70,17 +70,21 @@ async def _writable(sock: socket.socket) -> None:
 
 
 def _send(sock: socket.socket, exchange: Receiver) -> bool:
-    """Send what is left of the request → whether the connection took it (or its start)."""
+    """Send what is left of the request → whether the connection took it (or part of it).
+
+    The times are taken before the call: on loopback the answer can arrive, stamped by
+    the kernel, while the call that sent the request is still returning. `sent_at` is when
+    the request's last byte went out."""
+    began = perf_counter()
     try:
         sent = sock.send(exchange.head)  # type: ignore[arg-type]
     except (BlockingIOError, InterruptedError):
         return False  # still connecting, or no room yet
-    now = perf_counter()
     if exchange.connected is None:
-        exchange.connected = now
-    if not exchange.sent_at:
-        exchange.sent_at = now
+        exchange.connected = began
     exchange.head = exchange.head[sent:] or None  # type: ignore[index]
+    if exchange.head is None:
+        exchange.sent_at = began
     return True
 
 
@@ -113,10 +117,14 @@ async def open_socket(address: str, port: int, exchange: Receiver) -> socket.soc
 
 
 class SocketLink:
-    """The exchange's own reader (and writer of the rest of its request) over a connected
-    socket; `abort()` stops reading and closes it."""
+    """The exchange's own reader, and writer of what the connect step could not send of
+    its request, over a connected socket; `abort()` stops both and closes it.
 
-    __slots__ = ("loop", "sock", "fd", "exchange", "closed")
+    Reading starts at once, writing goes on beside it: a server may answer (and close)
+    before it has read the whole request, and that answer counts. A failed write ends the
+    writing only; the read side then sees how the connection ended."""
+
+    __slots__ = ("loop", "sock", "fd", "exchange", "closed", "writing")
 
     def __init__(self, sock: socket.socket, exchange: Receiver) -> None:
         self.loop = asyncio.get_running_loop()
@@ -124,14 +132,25 @@ class SocketLink:
         self.fd = sock.fileno()
         self.exchange = exchange
         self.closed = False
+        self.writing = False
         exchange.transport = self
         self.loop.add_reader(self.fd, self._readable)
+        if exchange.head is not None:
+            self.writing = True
+            self.loop.add_writer(self.fd, self._write_more)
 
-    async def send_rest(self) -> None:
-        """Write what the connect step could not send of the request."""
-        while not self.closed and self.exchange.head is not None:
-            if not _send(self.sock, self.exchange):
-                await _writable(self.sock)
+    def _write_more(self) -> None:
+        try:
+            _send(self.sock, self.exchange)
+        except OSError:
+            self.exchange.head = None  # the peer is gone or refuses more: nothing more to send
+        if self.exchange.head is None:
+            self._stop_writing()
+
+    def _stop_writing(self) -> None:
+        if self.writing:
+            self.writing = False
+            self.loop.remove_writer(self.fd)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return self.sock if name == "socket" else default
@@ -146,7 +165,8 @@ class SocketLink:
             self.abort()
             exchange.connection_lost(exc)
             return
-        exchange.stamp = stamped_at(ancdata, perf_counter(), exchange.sent_at)
+        exchange.stamp = stamped_at(ancdata, perf_counter(),
+                                    exchange.sent_at or exchange.connected or 0.0)
         if data:
             exchange.data_received(data)
             return
@@ -157,6 +177,7 @@ class SocketLink:
     def abort(self) -> None:
         if not self.closed:
             self.closed = True
+            self._stop_writing()  # no callback may be left on a closed (and reused) fd
             self.loop.remove_reader(self.fd)
             self.sock.close()
             self.exchange = None  # the exchange refers to its link: no cycle left behind

@@ -402,17 +402,16 @@ async def _one(target: Target, method: str, headers: tuple[tuple[str, str], ...]
                         None if target.tls else head)
     transport = await _connect(target, addresses, exchange, hop, ctx)
     try:
-        if isinstance(transport, SocketLink):
-            await transport.send_rest()
-        else:
+        if not isinstance(transport, SocketLink):  # TLS; a SocketLink writes the request itself
             transport = await _start_tls(target, transport, exchange, hop, tls[0], tls[1], ctx)
             exchange.sent_at = perf_counter()
             transport.write(head)
-        hop.conn_end = exchange.sent_at
         ctx.note(f"request sent: {method} to {target.where}")
         await exchange.done
     finally:
         transport.abort()  # nothing more is read; the connection is not reused
+        # when the request went out whole (an answer may come before a large one did)
+        hop.conn_end = exchange.sent_at or exchange.connected
     hop.headers = exchange.headers_at
     hop.first_byte = exchange.first_byte
     ctx.note(f"status line: HTTP {exchange.status}")
