@@ -155,7 +155,7 @@ async def _limited(request: web.Request, handler) -> web.StreamResponse:
     if size > MAX_HEADER_BYTES:
         count_limit(app, "header")
         return _refuse(431, "header_too_large", f"headers total {size} bytes; at most {MAX_HEADER_BYTES}")
-    route = _route(request)
+    route = _route(request) if request.query_string else None  # no query: nothing to check
     if route is not None:
         declared = query_names(route.spec)
         for key in request.query:

@@ -201,6 +201,10 @@ class LatencyMonitor:
                 check_record(record)
         if isinstance(records, LatencyBatch):
             batch = records
+        elif len(records) == 1:  # the common single record, without five comprehensions
+            r = records[0]
+            batch = LatencyBatch([r.service], [r.operation], [float(r.latency_ms)], [r.success],
+                                 [r.trace_id])
         else:
             batch = LatencyBatch([r.service for r in records], [r.operation for r in records],
                                  [float(r.latency_ms) for r in records],
