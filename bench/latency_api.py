@@ -7,7 +7,9 @@ records per second and as the server's CPU time per record (read from /proc: ste
 than throughput on a machine shared with other work).
 
     .venv/bin/python bench/latency_api.py [--seconds 3] [--rounds 3] [--connections 32]
+                                          [--loop uvloop|asyncio]
 
+Every server runs on the same event loop: by default the sidecar's own (uvloop on Linux).
 Servers: `bare` (parses the JSON body and answers {"accepted": n}, nothing else),
 `latency` (the latency feature behind the sidecar's error middleware), and `sidecar`
 (the whole create_app with auth and HTTP metrics) when create_app wires the feature.
@@ -66,9 +68,16 @@ def payloads(port: int) -> dict[str, tuple[int, list[bytes]]]:
 # ---- servers -------------------------------------------------------------------------------
 
 
-def serve(mode: str, port: int) -> None:
-    """Run one server in this process until killed."""
+def serve(mode: str, port: int, loop: str = "asyncio") -> None:
+    """Run one server in this process until killed, on `loop` (uvloop or asyncio)."""
     from aiohttp import web
+
+    if loop == "uvloop":
+        import asyncio
+
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
     if mode == "bare":
 
@@ -184,7 +193,16 @@ async def load(
     return out[0] / elapsed, per_request, out[1]
 
 
-def start_server(mode: str) -> tuple[subprocess.Popen, int]:
+def default_loop() -> str:
+    """The sidecar's own default: uvloop where it is installed (Linux), else asyncio's loop."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
+def start_server(mode: str, loop: str) -> tuple[subprocess.Popen, int]:
     """Start `mode` in a child process on a free loopback port; wait for its ready line."""
     import socket
 
@@ -192,7 +210,7 @@ def start_server(mode: str) -> tuple[subprocess.Popen, int]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, __file__, "serve", mode, str(port)],
+        [sys.executable, __file__, "serve", mode, str(port), loop],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -222,6 +240,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default=default_loop(),
+                        help="event loop of every server (default: the sidecar's own default)")
     parser.add_argument("--output", default=str(ROOT / "bench" / "results" / "latency_api.json"))
     args = parser.parse_args()
 
@@ -231,7 +251,7 @@ def main() -> int:
         modes.append("sidecar")
     else:
         print(f"sidecar mode skipped: {why_not}")
-    servers = {mode: start_server(mode) for mode in modes}
+    servers = {mode: start_server(mode, args.loop) for mode in modes}
     rates: dict[tuple[str, str], list[float]] = {}
     cpus: dict[tuple[str, str], list[float]] = {}
     errors = 0
@@ -260,6 +280,7 @@ def main() -> int:
         "seconds": args.seconds,
         "rounds": args.rounds,
         "connections": args.connections,
+        "loop": args.loop,
         "non_200_answers": errors,
         "records_per_second": {},
         "ratio_to_bare": {},
@@ -296,7 +317,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "serve":
-        serve(sys.argv[2], int(sys.argv[3]))
+    if len(sys.argv) == 5 and sys.argv[1] == "serve":
+        serve(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     else:
         sys.exit(main())
