@@ -13,7 +13,6 @@ from ..settings import SettingsError, load_settings
 from ..units import plural
 from .errors import AuditError, AuditValidationError
 from .events import parse_time
-from .store_pg import PgStore
 from .store_sqlite import SqliteStore
 from .verify import VERIFY_KEYS, verify_file, verify_store
 
@@ -65,6 +64,8 @@ def _fail(code: int, message: str) -> int:
 
 def _store(settings):
     if settings.postgres_url:
+        from .store_pg import PgStore  # psycopg only where Postgres is used
+
         return PgStore(settings.postgres_url, settings.postgres_admin_url)
     path = Path(settings.audit_sqlite_path)
     if not path.exists():

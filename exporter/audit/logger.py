@@ -13,7 +13,6 @@ from .events import RESERVED_TYPES, PendingEvent, parse_event, parse_time
 from .metrics import AuditMetrics, AuditState
 from .query import MAX_LIMIT, Query, decode_cursor, page
 from .spool import Spool
-from .store_pg import PgStore
 from .store_sqlite import SqliteStore
 from .writer import AuditWriter
 
@@ -34,6 +33,8 @@ _HELPERS = {
 def build_store(settings, clock=None):
     """The configured store (Postgres when POSTGRES_URL is set, else SQLite) and its spool."""
     if settings.postgres_url:
+        from .store_pg import PgStore  # psycopg only where Postgres is used
+
         store = PgStore(settings.postgres_url, settings.postgres_admin_url,
                         clock=clock)
         spool = Spool(settings.audit_spool_dir, settings.audit_spool_max_bytes)

@@ -7,7 +7,6 @@ from .health_writer import HealthWriter
 from .memory import MemoryBackend
 from .metrics import CacheMetrics, HealthWriterMetrics, MirrorMetrics
 from .mirror import Mirror, Snapshot
-from .redis_backend import RedisBackend, RedisOptions
 from .signals import SignalCache, validate_signal
 from .trading_metrics import MetricsCache
 
@@ -33,3 +32,12 @@ __all__ = [
     "Transaction",
     "validate_signal",
 ]
+
+
+def __getattr__(name: str):
+    # the Redis backend brings redis-py (~7 MiB): loaded on first use, not by every sidecar
+    if name in ("RedisBackend", "RedisOptions"):
+        from . import redis_backend
+
+        return getattr(redis_backend, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,15 +5,17 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .backend import Backend, DeleteOp, PushOp, SetOp, WriteOp
 from .errors import CacheValueError
 from .layout import NAMESPACE_RE, cache_label
 from .memory import MemoryBackend
 from .metrics import CacheMetrics
-from .redis_backend import RedisBackend, RedisOptions
 from .values import dumps, loads
+
+if TYPE_CHECKING:
+    from .redis_backend import RedisOptions
 
 DEFAULT_TTL = 300.0
 MAX_KEY_LENGTH = 1024
@@ -50,6 +52,8 @@ class RedisClient:
         self._prefix = namespace + ":"
         if backend is None:
             if url:
+                from .redis_backend import RedisBackend  # redis-py only where it is used
+
                 backend = RedisBackend(url, options)
             else:
                 backend = MemoryBackend(

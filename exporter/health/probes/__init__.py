@@ -4,11 +4,15 @@
 those in SELF_LIMITED) and turning an unexpected exception into reason `other`. Probers measure their own phases and duration, from their
 start to the moment their answer arrived (the http prober takes it in the transport's
 callback, so the time the loop takes to resume the prober is not counted).
+
+The redis and postgres probers bring their client libraries (redis-py, psycopg: ~18 MiB
+together); they are imported on the first probe of their type, not by every sidecar.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 from time import perf_counter
 
 from ...config.model import ServiceConfig
@@ -19,13 +23,28 @@ from .dns import probe_dns
 from .grpc_health import probe_grpc
 from .http import probe_http
 from .icmp import probe_icmp
-from .postgres import probe_postgres
 from .push import probe_push
 from .python import probe_python
-from .redis import probe_redis
 from .tcp import probe_tcp
 from .tls_check import probe_tls
 from .websocket import probe_websocket
+
+
+def _on_first_use(module: str, name: str) -> Prober:
+    """The prober `name` of `module`, imported when the first probe needs it."""
+    loaded: list[Prober] = []
+
+    async def prober(service: ServiceConfig, ctx: ProbeContext) -> ProbeResult:
+        if not loaded:
+            loaded.append(getattr(importlib.import_module(module, __package__), name))
+        return await loaded[0](service, ctx)
+
+    prober.__name__ = prober.__qualname__ = name
+    return prober
+
+
+probe_redis = _on_first_use(".redis", "probe_redis")
+probe_postgres = _on_first_use(".postgres", "probe_postgres")
 
 # The prober of each of PROBE_TYPES, in its order.
 PROBERS: dict[str, Prober] = dict(zip(PROBE_TYPES, (

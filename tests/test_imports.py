@@ -1,0 +1,60 @@
+"""What a sidecar loads: the client libraries of Postgres and Redis only where they are used."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytestmark = pytest.mark.slow  # a fresh interpreter per case
+
+_SCRIPT = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    from exporter.app import create_app
+    from exporter.settings import load_settings
+    work = Path(sys.argv[1])
+    (work / "services.yaml").write_text(sys.argv[2])
+    env = {"EXPORTER_CONFIG": str(work / "services.yaml"), "EXPORTER_SCHEDULER": "off",
+           "AUDIT_SQLITE_PATH": str(work / "a.sqlite3"), "AUDIT_SPOOL_DIR": str(work / "spool"),
+           "AUDIT_CHECKPOINT_DIR": str(work / "cp")}
+    create_app(load_settings(env))
+    print(json.dumps({name: name in sys.modules for name in ("psycopg", "redis")}))
+""")
+
+
+def _loaded(tmp_path, services: str) -> dict[str, bool]:
+    out = subprocess.run([sys.executable, "-c", _SCRIPT, str(tmp_path), services],
+                         capture_output=True, text=True, timeout=60, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_a_sidecar_without_postgres_or_redis_loads_neither_client(tmp_path):
+    services = "services:\n  - name: web\n    url: http://127.0.0.1:9/health\n"
+    assert _loaded(tmp_path, services) == {"psycopg": False, "redis": False}
+
+
+def test_redis_and_postgres_services_load_their_clients_at_their_first_probe(tmp_path):
+    from exporter.config.model import ServiceConfig
+    from exporter.health.probes import PROBERS, ProbeContext, run_probe
+
+    services = ("services:\n  - name: r\n    type: redis\n    url: redis://127.0.0.1:9/0\n"
+                "  - name: p\n    type: postgres\n    url: postgresql://u@127.0.0.1:9/db\n")
+    assert _loaded(tmp_path, services) == {"psycopg": False, "redis": False}
+    # the dispatch table's probers load them when they run (here: both refused at port 9)
+    assert PROBERS["redis"].__name__ == "probe_redis"
+    import asyncio
+
+    async def both():
+        return [await run_probe(ServiceConfig(name="r", type="redis", url="redis://127.0.0.1:9/0"),
+                                ProbeContext(timeout=2.0)),
+                await run_probe(ServiceConfig(name="p", type="postgres",
+                                              url="postgresql://u@127.0.0.1:9/db"),
+                                ProbeContext(timeout=2.0))]
+
+    results = asyncio.run(both())
+    assert [(r.success, r.reason) for r in results] == [(False, "connect"), (False, "connect")]
+    assert {"psycopg", "redis"} <= set(sys.modules)
