@@ -37,24 +37,34 @@ def test_a_sidecar_without_postgres_or_redis_loads_neither_client(tmp_path):
     assert _loaded(tmp_path, services) == {"psycopg": False, "redis": False}
 
 
-def test_redis_and_postgres_services_load_their_clients_at_their_first_probe(tmp_path):
-    from exporter.config.model import ServiceConfig
-    from exporter.health.probes import PROBERS, ProbeContext, run_probe
-
+def test_redis_and_postgres_services_configured_at_start_up_load_their_clients_then(tmp_path):
+    # at start-up, so that no first probe stalls the loop on a 50-70 ms import
     services = ("services:\n  - name: r\n    type: redis\n    url: redis://127.0.0.1:9/0\n"
                 "  - name: p\n    type: postgres\n    url: postgresql://u@127.0.0.1:9/db\n")
-    assert _loaded(tmp_path, services) == {"psycopg": False, "redis": False}
-    # the dispatch table's probers load them when they run (here: both refused at port 9)
-    assert PROBERS["redis"].__name__ == "probe_redis"
-    import asyncio
+    assert _loaded(tmp_path, services) == {"psycopg": True, "redis": True}
+    only_redis = "services:\n  - name: r\n    type: redis\n    url: redis://127.0.0.1:9/0\n"
+    assert _loaded(tmp_path, only_redis) == {"psycopg": False, "redis": True}
 
-    async def both():
-        return [await run_probe(ServiceConfig(name="r", type="redis", url="redis://127.0.0.1:9/0"),
-                                ProbeContext(timeout=2.0)),
-                await run_probe(ServiceConfig(name="p", type="postgres",
-                                              url="postgresql://u@127.0.0.1:9/db"),
-                                ProbeContext(timeout=2.0))]
 
-    results = asyncio.run(both())
-    assert [(r.success, r.reason) for r in results] == [(False, "connect"), (False, "connect")]
-    assert {"psycopg", "redis"} <= set(sys.modules)
+_FIRST_PROBE = textwrap.dedent("""
+    import asyncio, json, sys
+    from exporter.config.model import ServiceConfig
+    from exporter.health.probes import ProbeContext, run_probe
+    async def main():
+        r = await run_probe(ServiceConfig(name="r", type="redis", url="redis://127.0.0.1:9/0"),
+                            ProbeContext(timeout=2.0))
+        p = await run_probe(ServiceConfig(name="p", type="postgres",
+                                          url="postgresql://u@127.0.0.1:9/db"),
+                            ProbeContext(timeout=2.0))
+        return [[r.success, r.reason], [p.success, p.reason]]
+    before = {name: name in sys.modules for name in ("psycopg", "redis")}
+    print(json.dumps([before, asyncio.run(main())]))
+""")
+
+
+def test_a_first_probe_of_a_service_added_later_loads_its_client():
+    out = subprocess.run([sys.executable, "-c", _FIRST_PROBE], capture_output=True, text=True,
+                         timeout=60, check=True)
+    before, results = json.loads(out.stdout.strip().splitlines()[-1])
+    assert before == {"psycopg": False, "redis": False}
+    assert results == [[False, "connect"], [False, "connect"]]  # nothing listens on port 9

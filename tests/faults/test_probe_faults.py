@@ -44,7 +44,7 @@ services:
 
 
 EXPECTED = {
-    "refused": ("unhealthy", "connect", "connect call failed"),
+    "refused": ("unhealthy", "connect", "connection refused"),
     "blackhole": ("unhealthy", "timeout", "no answer within 1s"),
     "reset": ("unhealthy", "connect", "connection dropped"),
     "drip": ("unhealthy", "timeout", "no answer within 1s"),
