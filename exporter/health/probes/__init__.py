@@ -1,9 +1,10 @@
 """One prober per protocol, one dispatch table, and the handler that runs any of them.
 
 `run_probe` owns what every probe shares: the hard timeout (held by the prober itself for
-those in SELF_LIMITED) and turning an unexpected exception into reason `other`. Probers measure their own phases and duration, from their
-start to the moment their answer arrived (the http prober takes it in the transport's
-callback, so the time the loop takes to resume the prober is not counted).
+those in SELF_LIMITED) and turning an unexpected exception into reason `other`. Probers
+measure their own phases and duration, from their start to the moment their answer
+arrived (the http prober takes the kernel's receive time of its bytes, so the time the
+loop takes to come round to them is not counted).
 
 The redis and postgres probers bring their client libraries (redis-py, psycopg: ~16 MiB
 together); they are imported for the services configured at start-up (`preload`), or by

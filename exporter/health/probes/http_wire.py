@@ -157,7 +157,7 @@ class _Decoder:
 
 
 class Exchange(asyncio.Protocol):
-    """One request's connection: timestamps and the answer, taken in transport callbacks."""
+    """One request's connection: timestamps and the answer, taken as its bytes are read."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, cap: int, read_body: bool,
                  head: bytes | None = None) -> None:
