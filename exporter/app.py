@@ -35,7 +35,6 @@ from .api.keys import (
 from .api.routes import add_routes
 from .api.validation import BATCH_BODY_LIMIT
 from .health.checker import HealthChecker
-from .health.probes import preload
 from .health.registry import ServiceRegistry
 from .health.reload import ConfigReloader, load_services
 from .metrics import CoreMetrics
@@ -81,9 +80,8 @@ def _shared_parts(app: web.Application, settings: Settings, registry: CollectorR
     """The core metrics, the checker over the services file and its reloader."""
     metrics = CoreMetrics(registry)
     app[CORE_METRICS] = metrics
-    config = load_services(settings.config)
-    preload(service.type for service in config.services)  # their client libraries, now
-    checker = HealthChecker(ServiceRegistry(config), shard=(settings.shard_index, settings.shard_count))
+    checker = HealthChecker(ServiceRegistry(load_services(settings.config)),
+                            shard=(settings.shard_index, settings.shard_count))
     app[CHECKER] = checker
     reloader = ConfigReloader(checker, metrics, settings.config)
     reloader.loaded()

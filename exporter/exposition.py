@@ -21,6 +21,7 @@ that rewrites legal names (`escaping=dots`), which pre-rendered lines cannot fol
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import struct
 import time
 import zlib
@@ -169,14 +170,15 @@ class SegmentCache:
 
     A piece of at least CACHE_MIN bytes is compressed on its own, between two full
     flushes (the deflate history reset on both sides), so its compressed bytes can stand
-    anywhere in a later stream; an unchanged piece (same length, CRC-32 and Adler-32: a
-    64-bit check over the bytes) is then written as it was, not compressed again. Only
-    the pieces of the newest scrape are kept."""
+    anywhere in a later stream; an unchanged piece (the same length and SHA-256 digest:
+    the numbers in a piece come from probed services, so a checksum that a crafted value
+    could match is not enough) is then written as it was, not compressed again. Only the
+    pieces of the newest scrape are kept."""
 
     __slots__ = ("segments", "hits", "misses")
 
     def __init__(self) -> None:
-        self.segments: dict[tuple[int, int, int], bytes] = {}
+        self.segments: dict[tuple[int, bytes], bytes] = {}
         self.hits = 0  # pieces written from the cache, since start
         self.misses = 0  # large pieces compressed anew
 
@@ -199,14 +201,14 @@ async def gzip_pieces(pieces: list[bytes], chunk: int = GZIP_CHUNK,
     out = [_GZIP_HEADER]
     crc = size = 0
     dirty = False  # input given to the compressor since its last full flush
-    kept: dict[tuple[int, int, int], bytes] = {}
+    kept: dict[tuple[int, bytes], bytes] = {}
     began = time.perf_counter()
     for piece in pieces:
         crc = zlib.crc32(piece, crc)
         size += len(piece)
         key = None
         if cache is not None and len(piece) >= CACHE_MIN:
-            key = (len(piece), zlib.crc32(piece), zlib.adler32(piece))
+            key = (len(piece), hashlib.sha256(piece).digest())
             if dirty:
                 out.append(compressor.flush(zlib.Z_FULL_FLUSH))
                 dirty = False

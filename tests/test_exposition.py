@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import hashlib
 import math
 import random
 import subprocess
@@ -229,9 +230,57 @@ async def test_gzip_writes_large_unchanged_pieces_from_the_scrape_before():
     assert inflate.decompress(packed) == b"".join(second) and inflate.eof and not inflate.unused_data
     assert (cache.hits, cache.misses) == (3, 4)  # big[0] twice and big[2] as they were
     for piece in (big[0], big[2]):
-        key = (len(piece), zlib.crc32(piece), zlib.adler32(piece))
+        key = (len(piece), hashlib.sha256(piece).digest())
         assert cache.segments[key] is kept[key] and kept[key] in packed
     assert len(cache.segments) == 3  # only what the newest scrape wrote
+
+
+def _checksum_twins() -> tuple[bytes, bytes]:
+    """Two pieces of Prometheus text, differing in some values' last digit, with the same
+    length, CRC-32 and Adler-32 (what a probed service's reported numbers could be made to
+    do): Adler-32 does not see +1/-2/+1 on three equally spaced lines, and CRC-32 is linear,
+    so some set of such triplets cancels out."""
+    lines = [b'usdcop_service_check_duration_seconds{service="svc-%04d"} 0.%06d\n'
+             % (i, 300000 + 7 * i)
+             for i in range(300)]
+    width = len(lines[0])
+    base = b"".join(lines)
+    digit = width - 2
+
+    def changed(triplets):
+        out = bytearray(base)
+        for k in triplets:
+            for line, step in ((3 * k, 1), (3 * k + 1, -2), (3 * k + 2, 1)):
+                out[line * width + digit] += step
+        return bytes(out)
+
+    usable = [k for k in range(100)
+              if all(48 <= base[(3 * k + j) * width + digit] + step <= 57
+                     for j, step in ((0, 1), (1, -2), (2, 1)))][:40]
+    reference = zlib.crc32(base)
+    basis: dict[int, tuple[int, int]] = {}
+    for index, k in enumerate(usable):
+        vector, tag = zlib.crc32(changed([k])) ^ reference, 1 << index
+        while vector:
+            top = vector.bit_length() - 1
+            if top not in basis:
+                basis[top] = (vector, tag)
+                break
+            vector, tag = vector ^ basis[top][0], tag ^ basis[top][1]
+        if not vector:
+            return base, changed([usable[i] for i in range(len(usable)) if tag >> i & 1])
+    raise AssertionError("no twin found")
+
+
+async def test_gzip_never_reuses_a_segment_for_a_different_piece_with_equal_checksums():
+    first, second = _checksum_twins()
+    assert first != second and len(first) == len(second) >= CACHE_MIN
+    assert (zlib.crc32(first), zlib.adler32(first)) == (zlib.crc32(second), zlib.adler32(second))
+    cache = SegmentCache()
+    await gzip_pieces([b"# HELP x\n", first], cache=cache)
+    packed = b"".join(await gzip_pieces([b"# HELP x\n", second], cache=cache))
+    assert gzip.decompress(packed) == b"# HELP x\n" + second
+    assert cache.hits == 0
 
 
 async def test_metrics_route_gzips_when_asked(aiohttp_client, tmp_path, registry):

@@ -68,3 +68,27 @@ def test_a_first_probe_of_a_service_added_later_loads_its_client():
     before, results = json.loads(out.stdout.strip().splitlines()[-1])
     assert before == {"psycopg": False, "redis": False}
     assert results == [[False, "connect"], [False, "connect"]]  # nothing listens on port 9
+
+
+def test_a_prober_library_loaded_at_first_probe_is_not_timed(tmp_path, monkeypatch):
+    # A prober whose module takes 0.3 s to import, for a service no services file brought
+    # (so nothing preloaded it): the import happens before the probe's deadline starts, so
+    # a 0.1 s timeout is not spent on it, and the duration is the probe's own.
+    import asyncio
+
+    from exporter.config.model import ServiceConfig
+    from exporter.health import probes
+    from exporter.health.probes import ProbeContext, run_probe
+
+    (tmp_path / "slow_to_import_prober.py").write_text(
+        "import asyncio, time\n"
+        "from exporter.health.result import ProbeResult\n"
+        "time.sleep(0.3)\n"
+        "async def probe(service, ctx):\n"
+        "    await asyncio.sleep(0.01)  # a probe waits on the network\n"
+        "    return ProbeResult(success=True, duration_s=0.011)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(probes.PROBERS, "tcp", probes._OnFirstUse("slow_to_import_prober", "probe"))
+    result = asyncio.run(run_probe(ServiceConfig(name="t", type="tcp", address="127.0.0.1:9"),
+                                   ProbeContext(timeout=0.1)))
+    assert (result.success, result.reason, result.duration_s) == (True, None, 0.011)

@@ -13,15 +13,18 @@ from ..config.loader import diff_configs, import_checks, load_config
 from ..config.model import Config
 from ..metrics import CoreMetrics
 from .checker import HealthChecker
+from .probes import preload
 
 # digest, added, removed, changed: called after each reload that swapped a new file in.
 ConfigListener = Callable[[str, list[str], list[str], list[str]], Awaitable[None]]
 
 
 def load_services(path: str) -> Config:
-    """Load the services file and import its python checks (ConfigError for either)."""
+    """Load the services file and import its python checks (ConfigError for either), and
+    the probers its service types need (a reload runs this in a thread, off the loop)."""
     config = load_config(path)
     import_checks(config)
+    preload(service.type for service in config.services)
     return config
 
 

@@ -7,8 +7,9 @@ arrived (the http prober takes the kernel's receive time of its bytes, so the ti
 loop takes to come round to them is not counted).
 
 The redis and postgres probers bring their client libraries (redis-py, psycopg: ~16 MiB
-together); they are imported for the services configured at start-up (`preload`), or by
-the first probe of their type (a service added by a reload), not by every sidecar.
+together); they are imported when a services file names their type (`preload`, from
+`load_services`), or else before the first such probe's deadline starts; not by every
+sidecar.
 """
 
 from __future__ import annotations
@@ -78,10 +79,15 @@ __all__ = ["PROBERS", "SELF_LIMITED", "ProbeContext", "Prober", "preload", "run_
 
 async def run_probe(service: ServiceConfig, ctx: ProbeContext) -> ProbeResult:
     """Probe `service` within `ctx.timeout` seconds; never raises except on cancellation."""
-    start = perf_counter()
     prober = PROBERS.get(service.type)
     if prober is None:
         return ProbeResult.failure("other", 0.0, f"unknown probe type {service.type!r}")
+    if isinstance(prober, _OnFirstUse) and prober.prober is None:
+        try:  # a service no services file brought: its library is imported before the clock starts
+            prober.load()
+        except ImportError as exc:
+            return ProbeResult.failure("other", 0.0, f"cannot load the {service.type} prober: {exc}"[:200])
+    start = perf_counter()
     try:
         if prober in SELF_LIMITED:
             result = await prober(service, ctx)
