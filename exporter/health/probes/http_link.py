@@ -3,9 +3,9 @@
 `open_socket` connects a non-blocking socket to an address already resolved and allowed.
 When the exchange has its request ready (plain HTTP), the request goes out in the same
 step as the connect if the connection is already up, as it is on loopback where the
-handshake ends inside the connect call; otherwise once the socket says it is writable.
-Either way not a loop turn later, when a callback or the prober's coroutine gets round
-to it: a busy loop does not add its own delay to the request's start.
+handshake ends inside the connect call; otherwise in the step that sees the connect done
+(the socket writable). Either way it is not left for a later callback: on loopback a
+busy loop adds nothing to the request's start.
 
 `SocketLink` then reads that socket itself (plain HTTP; TLS goes through the loop's
 transport and `start_tls`), each read stamped by the kernel with the time its data arrived
@@ -110,6 +110,8 @@ async def open_socket(address: str, port: int, exchange: Receiver) -> socket.soc
                 raise OSError(err, os.strerror(err))
         if exchange.connected is None:
             exchange.connected = perf_counter()
+        if exchange.head is not None:
+            _send(sock, exchange)  # as the connect is seen done; the link writes any rest
         return sock
     except BaseException:
         sock.close()
