@@ -121,11 +121,6 @@ class LatencyBatch(Sequence[LatencyRecord]):
         return f"LatencyBatch({list(self)!r})"
 
 
-def check_latency_ms(value: object, field: str = "latency_ms") -> float:
-    """A latency in milliseconds: a finite number in [0, one day]."""
-    return check_number(field, _as_float(value), lo=0.0, hi=MAX_LATENCY_MS)
-
-
 def check_record(record: LatencyRecord) -> LatencyRecord:
     """Validate every field of a record by FIELDS (names, latency, success, trace id);
     returns it. An optional field without a default may be None (absent)."""

@@ -21,7 +21,7 @@ class Hop:
     tcp_done: float | None = None
     tls_done: float | None = None
     headers: float | None = None
-    first_byte: float | None = None  # the answer's first byte, when the prober saw it
+    first_byte: float | None = None  # when the answer's first byte arrived (kernel stamp where read)
     cert_expiry: float | None = None
 
 
